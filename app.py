@@ -1,0 +1,32 @@
+"""slipway: the Lambda entry points. Each wires an event to chalicelib."""
+
+import os
+
+from chalice import Chalice
+
+from chalicelib import fanout, handlers
+
+app = Chalice(app_name="slipway")
+app.experimental_feature_flags.update(["WEBSOCKETS"])
+
+
+@app.on_ws_connect()
+def ws_connect(event):
+    return handlers.connect(event.to_dict())
+
+
+@app.on_ws_message()
+def ws_message(event):
+    handlers.message(event.to_dict())
+
+
+@app.on_ws_disconnect()
+def ws_disconnect(event):
+    handlers.disconnect(event.to_dict())
+
+
+@app.on_sqs_message(
+    queue=os.environ.get("SLIPWAY_QUEUE_NAME", "slipway-publish.fifo"), batch_size=10
+)
+def worker(event):
+    return fanout.handle_batch(event.to_dict()["Records"])

@@ -1,0 +1,263 @@
+"""Reading a backend's WebSocket-over-HTTP response into decisions.
+
+Pure: the caller hands in the status, headers and body, and gets back what to
+do (accept, send, subscribe, ...). Nothing here touches AWS or the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from . import codec
+
+DEFAULT_PREFIX = "m:"
+CONTROL_PREFIX = b"c:"
+MAX_CHANNEL_LENGTH = 512
+# Handshake headers a backend may hand back to the client on accept.
+_HANDSHAKE_HEADERS = ("sec-websocket-protocol", "set-cookie")
+_META_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+_PREFIX_PARAM = re.compile(r'message-prefix\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,\s]*))', re.I)
+
+
+class ResponseError(ValueError):
+    """The backend answered something that is not a usable response."""
+
+
+@dataclass(frozen=True)
+class Accept:
+    headers: dict[str, str]
+    grip_prefix: str | None  # None: GRIP mode off, messages pass verbatim
+
+
+@dataclass(frozen=True)
+class Reject:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Send:
+    content: bytes
+    binary: bool = False
+
+
+@dataclass(frozen=True)
+class Close:
+    code: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    pass
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    channel: str
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    channel: str
+
+
+@dataclass(frozen=True)
+class Detach:
+    pass
+
+
+@dataclass(frozen=True)
+class KeepAlive:
+    content: bytes | None  # None turns keep-alive off
+    binary: bool = False
+    timeout: int = 55
+    mode: str = "idle"
+
+
+@dataclass(frozen=True)
+class SetMeta:
+    name: str
+    value: str  # "" deletes
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Something in the response was ignored; `reason` is for the log."""
+
+    reason: str
+
+
+Decision = (
+    Accept
+    | Reject
+    | Send
+    | Close
+    | Disconnect
+    | Subscribe
+    | Unsubscribe
+    | Detach
+    | KeepAlive
+    | SetMeta
+    | Dropped
+)
+
+
+def lower_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {name.lower(): value for name, value in items}
+
+
+def grip_prefix_of(extensions: str | None) -> str | None:
+    """The message prefix if `Sec-WebSocket-Extensions` turns GRIP mode on, else None."""
+    if not extensions:
+        return None
+    for ext in extensions.split(","):
+        name, _, params = ext.strip().partition(";")
+        if name.strip().lower() != "grip":
+            continue
+        match = _PREFIX_PARAM.search(params)
+        if not match:
+            return DEFAULT_PREFIX
+        if match.group(1) is not None:
+            return re.sub(r"\\(.)", r"\1", match.group(1))
+        return match.group(2)
+    return None
+
+
+def read_response(
+    status: int,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    body: bytes,
+    *,
+    opening: bool,
+    grip_prefix: str | None = None,
+) -> list[Decision]:
+    """Decisions for one backend response.
+
+    For the OPEN request a bad response becomes a Reject; after open it raises
+    ResponseError (Pushpin drops the client, and so does the caller).
+    """
+    hdrs = lower_headers(headers)
+    problem = _problem(status, hdrs)
+    if problem is None:
+        try:
+            events = codec.decode(body)
+        except codec.CodecError as exc:
+            problem = f"malformed body: {exc}"
+    if problem is not None:
+        if not opening:
+            raise ResponseError(problem)
+        if status != 200:
+            passed = {k: v for k, v in hdrs.items() if k not in ("content-length", "connection")}
+            return [Reject(status, passed, body)]
+        return [Reject(502, {}, b"Bad Gateway: " + problem.encode())]
+
+    decisions: list[Decision] = []
+    if opening:
+        if not events or events[0].type != "OPEN":
+            return [
+                Reject(502, {}, b"Bad Gateway: backend response to OPEN does not begin with OPEN")
+            ]
+        events = events[1:]
+        grip_prefix = grip_prefix_of(hdrs.get("sec-websocket-extensions"))
+        accepted = {k: hdrs[k] for k in _HANDSHAKE_HEADERS if k in hdrs}
+        decisions.append(Accept(accepted, grip_prefix))
+    decisions.extend(_meta_headers(hdrs))
+    for event in events:
+        decisions.extend(_event(event, grip_prefix))
+    return decisions
+
+
+def _problem(status: int, hdrs: dict[str, str]) -> str | None:
+    if status != 200:
+        return f"backend answered status {status}"
+    ctype = hdrs.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != codec.CONTENT_TYPE:
+        return f"backend answered Content-Type {ctype or 'none'!r}, not {codec.CONTENT_TYPE}"
+    return None
+
+
+def _meta_headers(hdrs: dict[str, str]) -> list[Decision]:
+    return [
+        SetMeta(name[len("set-meta-") :], value.strip())
+        for name, value in hdrs.items()
+        if name.startswith("set-meta-") and len(name) > len("set-meta-")
+    ]
+
+
+def _event(event: codec.Event, grip_prefix: str | None) -> list[Decision]:
+    content = event.content or b""
+    if event.type in ("TEXT", "BINARY"):
+        binary = event.type == "BINARY"
+        if grip_prefix is None:
+            return [Send(content, binary)]
+        if not binary and content.startswith(CONTROL_PREFIX):
+            return [_control(content[len(CONTROL_PREFIX) :])]
+        prefix = grip_prefix.encode("utf-8")
+        if content.startswith(prefix):
+            return [Send(content[len(prefix) :], binary)]
+        return [Dropped(f"{event.type} without the {grip_prefix!r} prefix in GRIP mode")]
+    if event.type == "CLOSE":
+        code, reason = codec.parse_close(event.content)
+        return [Close(code, reason)]
+    if event.type == "DISCONNECT":
+        return [Disconnect()]
+    # API Gateway answers pings itself and @connections cannot send control frames.
+    return [Dropped(f"{event.type} from the backend is not forwarded")]
+
+
+def _control(raw: bytes) -> Decision:
+    try:
+        msg = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return Dropped(f"control message is not JSON: {raw[:64]!r}")
+    if not isinstance(msg, dict):
+        return Dropped("control message is not a JSON object")
+    kind = msg.get("type")
+    if kind in ("subscribe", "unsubscribe"):
+        channel = msg.get("channel")
+        if not isinstance(channel, str) or not channel:
+            return Dropped(f"{kind} without a channel")
+        if len(channel) > MAX_CHANNEL_LENGTH:
+            return Dropped(f"{kind}: channel longer than {MAX_CHANNEL_LENGTH} characters")
+        return Subscribe(channel) if kind == "subscribe" else Unsubscribe(channel)
+    if kind == "detach":
+        return Detach()
+    if kind == "set-meta":
+        name, value = msg.get("name"), msg.get("value", "")
+        if not isinstance(name, str) or not _META_NAME.fullmatch(name):
+            return Dropped("set-meta needs a name of letters, digits and dashes")
+        if not isinstance(value, str | None) or "\r" in (value or "") or "\n" in (value or ""):
+            return Dropped("set-meta value must be a string without line breaks")
+        return SetMeta(name.lower(), value or "")
+    if kind == "keep-alive":
+        return _keep_alive(msg)
+    return Dropped(f"unknown control message type {kind!r}")
+
+
+def _keep_alive(msg: dict) -> Decision:
+    timeout = msg.get("timeout", 55)
+    mode = msg.get("mode", "idle")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
+        return Dropped("keep-alive timeout must be a positive integer")
+    if mode not in ("idle", "interval"):
+        return Dropped(f"keep-alive mode {mode!r} is not idle or interval")
+    if "content-bin" in msg:
+        try:
+            data = base64.b64decode(msg["content-bin"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            return Dropped("keep-alive content-bin is not base64")
+        return KeepAlive(data, True, timeout, mode)
+    content = msg.get("content")
+    if content is None:
+        return KeepAlive(None)
+    if not isinstance(content, str):
+        return Dropped("keep-alive content must be a string")
+    return KeepAlive(content.encode("utf-8"), False, timeout, mode)

@@ -1,0 +1,73 @@
+"""What the gateway sends the backend: the request headers of SPEC §1. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from . import codec
+
+# Hop-by-hop headers, the handshake's own mechanics, and what the gateway sets itself.
+_DROP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-type",
+        "accept",
+        "connection-id",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+    }
+)
+# A client must never be able to forge meta or a signature.
+_FORBIDDEN_PREFIXES = ("meta-", "grip-", "set-meta-")
+
+
+def handshake_headers(
+    multi: Mapping[str, list[str]] | None, single: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The client's handshake headers worth replaying, from an API Gateway event."""
+    out: dict[str, str] = {}
+    if multi:
+        for name, values in multi.items():
+            sep = "; " if name.lower() == "cookie" else ", "
+            out[name] = sep.join(values)
+    elif single:
+        out.update(single)
+    return {
+        name: value
+        for name, value in out.items()
+        if name.lower() not in _DROP and not name.lower().startswith(_FORBIDDEN_PREFIXES)
+    }
+
+
+def backend_headers(
+    handshake: Mapping[str, str],
+    connection_id: str,
+    meta: Mapping[str, str],
+    grip_sig: str | None,
+) -> dict[str, str]:
+    headers = dict(handshake)
+    headers.update(
+        {
+            "Content-Type": codec.CONTENT_TYPE,
+            "Accept": codec.CONTENT_TYPE,
+            "Connection-Id": connection_id,
+            "Sec-WebSocket-Extensions": "grip",
+        }
+    )
+    for name, value in meta.items():
+        headers[f"Meta-{name}"] = value
+    if grip_sig is not None:
+        headers["Grip-Sig"] = grip_sig
+    return headers

@@ -1,0 +1,91 @@
+"""One frozen settings object, read once from the environment.
+
+`.chalice/config.json` sets these per stage; the local stack sets them for its
+process. A misspelt `SLIPWAY_*` variable fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from functools import lru_cache
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    target_url: str
+    key: str | None
+    table: str
+    queue_url: str
+    bucket: str | None
+    connections_endpoint: str | None
+    control_iss: str | None
+    max_channels: int
+    connection_ttl: int
+    backend_connect_timeout: float
+    backend_read_timeout: float
+    backend_attempts: int
+    open_delivery_deadline: int
+
+
+# variable name -> (field, default, converter); default None + required=True fails loudly.
+_VARS: dict[str, tuple[str, object, type]] = {
+    "TARGET_URL": ("target_url", None, str),
+    "SLIPWAY_KEY": ("key", None, str),
+    "SLIPWAY_TABLE": ("table", None, str),
+    "SLIPWAY_QUEUE_URL": ("queue_url", None, str),
+    "SLIPWAY_BUCKET": ("bucket", None, str),
+    "SLIPWAY_CONNECTIONS_ENDPOINT": ("connections_endpoint", None, str),
+    "SLIPWAY_CONTROL_ISS": ("control_iss", None, str),
+    "SLIPWAY_MAX_CHANNELS": ("max_channels", 20, int),
+    # API Gateway's 2 h lifetime plus a margin: a safety net for missed $disconnects.
+    "SLIPWAY_CONNECTION_TTL": ("connection_ttl", 7800, int),
+    "SLIPWAY_BACKEND_CONNECT_TIMEOUT": ("backend_connect_timeout", 3.0, float),
+    "SLIPWAY_BACKEND_READ_TIMEOUT": ("backend_read_timeout", 8.0, float),
+    "SLIPWAY_BACKEND_ATTEMPTS": ("backend_attempts", 3, int),
+    "SLIPWAY_OPEN_DELIVERY_DEADLINE": ("open_delivery_deadline", 60, int),
+}
+_REQUIRED = {"TARGET_URL", "SLIPWAY_TABLE", "SLIPWAY_QUEUE_URL"}
+# Read by the deployment tooling or the local stack, not by the handlers.
+_KNOWN_ELSEWHERE = {"SLIPWAY_QUEUE_NAME", "SLIPWAY_QUEUE_ARN", "SLIPWAY_STAGE"}
+
+
+def load(env: Mapping[str, str]) -> Settings:
+    unknown = sorted(
+        name
+        for name in env
+        if name.startswith("SLIPWAY_") and name not in _VARS and name not in _KNOWN_ELSEWHERE
+    )
+    if unknown:
+        raise SettingsError(
+            f"unknown setting {', '.join(unknown)}; known: {', '.join(sorted(_VARS))}"
+        )
+    values: dict[str, object] = {}
+    for name, (field, default, convert) in _VARS.items():
+        raw = env.get(name, "")
+        if raw == "":
+            if name in _REQUIRED:
+                raise SettingsError(f"{name} is not set; set it in .chalice/config.json")
+            values[field] = default
+            continue
+        try:
+            values[field] = convert(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a valid {convert.__name__}") from None
+    if values["max_channels"] < 1:  # type: ignore[operator]
+        raise SettingsError("SLIPWAY_MAX_CHANNELS must be at least 1")
+    if values["backend_attempts"] < 1:  # type: ignore[operator]
+        raise SettingsError("SLIPWAY_BACKEND_ATTEMPTS must be at least 1")
+    assert set(values) == {f.name for f in fields(Settings)}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def current() -> Settings:
+    """The settings of this Lambda container, read at the first event."""
+    return load(os.environ)
