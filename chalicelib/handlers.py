@@ -78,7 +78,8 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     first, rest = decided[0], decided[1:]
     if isinstance(first, d.Reject):
         log.info("backend rejected %s with %d", conn.id, first.status)
-        return Response(body=first.body, status_code=first.status, headers=first.headers)
+        body = first.body.decode("utf-8", errors="replace")
+        return Response(body=body, status_code=first.status, headers=first.headers)
     assert isinstance(first, d.Accept)
 
     conn.grip_prefix = first.grip_prefix

@@ -1,0 +1,378 @@
+"""The Lambda handlers invoked as Lambda invokes them, against the real gripcontrol
+test backend (a process), DynamoDB and SQS on moto, and the local @connections API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from gripcontrol import validate_sig
+
+import app
+from chalicelib import services, settings
+from local.connections import ConnectionsServer, RecordingSink, Registry
+from tests.conftest import KEY, BackendLog, create_queue
+
+API = {
+    "apiId": "abc123",
+    "stage": "dev",
+    "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+}
+
+
+def _ctx(cid: str, route: str, kind: str, **extra) -> dict:
+    now = int(time.time() * 1000)
+    return {
+        **API,
+        "routeKey": route,
+        "eventType": kind,
+        "connectionId": cid,
+        "connectedAt": now,
+        "requestTimeEpoch": now,
+        "requestId": uuid.uuid4().hex,
+        "messageDirection": "IN",
+        "identity": {"sourceIp": "127.0.0.1"},
+        **extra,
+    }
+
+
+def connect_event(
+    cid: str, query: dict[str, str] | None = None, headers: dict | None = None
+) -> dict:
+    headers = {
+        "Host": API["domainName"],
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Extensions": "permessage-deflate",
+        "User-Agent": "pytest",
+        **(headers or {}),
+    }
+    return {
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "requestContext": _ctx(cid, "$connect", "CONNECT"),
+        "isBase64Encoded": False,
+    }
+
+
+def message_event(cid: str, body: str) -> dict:
+    return {
+        "requestContext": _ctx(cid, "$default", "MESSAGE", messageId=uuid.uuid4().hex),
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def disconnect_event(cid: str, code: int | None = None, reason: str = "") -> dict:
+    extra = {} if code is None else {"disconnectStatusCode": code, "disconnectReason": reason}
+    return {
+        "headers": {"Host": API["domainName"]},
+        "requestContext": _ctx(cid, "$disconnect", "DISCONNECT", **extra),
+        "isBase64Encoded": False,
+    }
+
+
+class Gateway:
+    """The app's handlers wired to moto, the test backend and a recording @connections API."""
+
+    def __init__(self, registry: Registry, queue_url: str, table: str) -> None:
+        self.registry = registry
+        self.queue_url = queue_url
+        self.table = table
+
+    def connect(self, query: dict | None = None, headers: dict | None = None, open_: bool = True):
+        cid = uuid.uuid4().hex[:12] + "="
+        reply = app.ws_connect(connect_event(cid, query, headers), None)
+        sink = RecordingSink()
+        if open_ and reply["statusCode"] == 200:
+            self.registry.register(cid, sink)
+        return cid, sink, reply
+
+    def send(self, cid: str, text: str) -> None:
+        app.ws_message(message_event(cid, text), None)
+
+    def disconnect(self, cid: str, code: int | None = None, reason: str = "") -> None:
+        self.registry.unregister(cid)
+        app.ws_disconnect(disconnect_event(cid, code, reason), None)
+
+    def queued(self) -> list[dict]:
+        sqs = boto3.client("sqs")
+        got = sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
+        return got
+
+    def run_worker(self, messages: list[dict]) -> dict:
+        records = [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:q.fifo",
+            }
+            for m in messages
+        ]
+        return app.worker({"Records": records}, None)
+
+    def stored(self, cid: str):
+        return services.current().store.get_connection(cid)
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings.current.cache_clear()
+    services.current.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def connections() -> Iterator[ConnectionsServer]:
+    server = ConnectionsServer(Registry()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway(monkeypatch, moto_url, table, grip_backend, connections) -> Iterator[Gateway]:
+    registry = connections.registry = Registry()
+    queue_url = create_queue(f"q-{uuid.uuid4().hex[:8]}.fifo")
+    configure(
+        monkeypatch,
+        TARGET_URL=grip_backend + "/ws",
+        SLIPWAY_KEY=KEY,
+        SLIPWAY_TABLE=table,
+        SLIPWAY_QUEUE_URL=queue_url,
+        SLIPWAY_CONNECTIONS_ENDPOINT=connections.url,
+    )
+    yield Gateway(registry, queue_url, table)
+    settings.current.cache_clear()
+    services.current.cache_clear()
+
+
+# -- $connect -----------------------------------------------------------------
+
+
+def test_connect_sends_open_with_the_spec_headers(
+    gateway: Gateway, backend_log: BackendLog
+) -> None:
+    cid, _, reply = gateway.connect(
+        {"room": "a b", "protocol": "chat"},
+        {
+            "Cookie": "session=1",
+            "Origin": "https://app.example",
+            "Sec-WebSocket-Protocol": "chat, other",
+            "X-Forwarded-For": "10.1.2.3",
+            "Meta-User": "forged",
+            "Grip-Sig": "forged",
+            "Connection-Id": "forged",
+        },
+    )
+    assert reply == {"statusCode": 200, "headers": {"sec-websocket-protocol": "chat"}}
+    [req] = backend_log.requests()
+    assert req["body"] == b"OPEN\r\n"
+    assert req["path"] == "/ws?room=a+b&protocol=chat"
+    h = req["headers"]
+    assert h["content-type"] == "application/websocket-events"
+    assert h["accept"] == "application/websocket-events"
+    assert h["connection-id"] == cid
+    assert h["sec-websocket-extensions"] == "grip"
+    assert validate_sig(h["grip-sig"], KEY)
+    assert (h["cookie"], h["origin"], h["user-agent"]) == (
+        "session=1",
+        "https://app.example",
+        "pytest",
+    )
+    assert h["sec-websocket-protocol"] == "chat, other"
+    assert h["x-forwarded-for"] == "10.1.2.3"
+    assert "meta-user" not in h and "sec-websocket-key" not in h
+    stored = gateway.stored(cid)
+    assert stored.grip_prefix == "m:" and stored.headers["Cookie"] == "session=1"
+
+
+def test_connect_rejected_with_the_backends_status(gateway: Gateway) -> None:
+    cid, _, reply = gateway.connect({"reject": "403"})
+    assert reply["statusCode"] == 403 and reply["body"] == "rejected\n"
+    assert gateway.stored(cid) is None
+
+
+def test_connect_with_unreachable_backend_is_502(gateway: Gateway, monkeypatch) -> None:
+    configure(monkeypatch, TARGET_URL="http://127.0.0.1:9/", SLIPWAY_BACKEND_ATTEMPTS="2")
+    cid, _, reply = gateway.connect()
+    assert reply["statusCode"] == 502
+    assert gateway.stored(cid) is None
+
+
+def test_missing_setting_fails_loudly_naming_it(gateway: Gateway, monkeypatch, caplog) -> None:
+    monkeypatch.delenv("TARGET_URL")
+    configure(monkeypatch)
+    with caplog.at_level(logging.ERROR):
+        _, _, reply = gateway.connect()
+    assert reply["statusCode"] == 500
+    assert "TARGET_URL is not set" in caplog.text
+
+
+def test_open_response_messages_arrive_once_the_connection_opens(gateway: Gateway) -> None:
+    cid, sink, reply = gateway.connect({"welcome": "hi there", "subscribe": "room"}, open_=False)
+    assert reply["statusCode"] == 200
+    assert gateway.stored(cid).channels == {"room"}
+    [queued] = gateway.queued()
+    # The connection opens a moment after $connect returned; the worker keeps trying.
+    threading.Timer(0.4, gateway.registry.register, (cid, sink)).start()
+    assert gateway.run_worker([queued]) == {"batchItemFailures": []}
+    assert sink.frames == [b"hi there"]
+
+
+def test_open_delivery_for_a_connection_that_left_is_dropped(gateway: Gateway) -> None:
+    cid, sink, _ = gateway.connect({"welcome": "hi"}, open_=False)
+    [queued] = gateway.queued()
+    gateway.disconnect(cid, 1000)
+    assert gateway.run_worker([queued]) == {"batchItemFailures": []}
+    assert sink.frames == []
+
+
+def test_accept_then_close_in_the_open_response(gateway: Gateway) -> None:
+    cid, sink, _ = gateway.connect({"welcome": "bye", "closeopen": "1"})
+    gateway.run_worker(gateway.queued())
+    assert sink.frames == [b"bye"] and sink.closed
+
+
+# -- $default -----------------------------------------------------------------
+
+
+def test_echo_strips_the_grip_prefix(gateway: Gateway, backend_log: BackendLog) -> None:
+    cid, sink, _ = gateway.connect()
+    gateway.send(cid, "hello")
+    assert sink.frames == [b"hello"]
+    assert backend_log.requests()[-1]["body"] == b"TEXT 5\r\nhello\r\n"
+
+
+def test_without_grip_mode_messages_pass_verbatim(gateway: Gateway) -> None:
+    cid, sink, _ = gateway.connect({"grip": "0"})
+    gateway.send(cid, "m:hello")
+    assert sink.frames == [b"m:hello"]
+    assert gateway.stored(cid).grip_prefix is None
+
+
+def test_binary_from_the_backend(gateway: Gateway) -> None:
+    cid, sink, _ = gateway.connect()
+    gateway.send(cid, "bin raw")
+    assert sink.frames == [b"raw"]
+
+
+def test_meta_is_stored_and_sent_back(gateway: Gateway, backend_log: BackendLog) -> None:
+    cid, sink, _ = gateway.connect({"meta": "user:alice"})
+    gateway.send(cid, "meta room lobby")
+    gateway.send(cid, "whoami")
+    assert json.loads(sink.frames[-1]) == {"room": "lobby", "user": "alice"}
+    last = backend_log.requests()[-1]["headers"]
+    assert (last["meta-user"], last["meta-room"]) == ("alice", "lobby")
+    assert gateway.stored(cid).meta == {"room": "lobby", "user": "alice"}
+
+
+def test_subscribe_and_unsubscribe(gateway: Gateway) -> None:
+    cid, sink, _ = gateway.connect()
+    store = services.current().store
+    gateway.send(cid, "sub news")
+    assert [m.connection_id for m in store.members("news")[0]] == [cid]
+    gateway.send(cid, "unsub news")
+    assert store.members("news") == ([], None)
+    assert sink.frames == [b"subscribed news", b"unsubscribed news"]
+
+
+def test_channel_cap_refuses_the_extra_subscription(gateway: Gateway, monkeypatch) -> None:
+    configure(monkeypatch, SLIPWAY_MAX_CHANNELS="2")
+    cid, _, _ = gateway.connect()
+    for ch in ("a", "b", "c"):
+        gateway.send(cid, f"sub {ch}")
+    assert gateway.stored(cid).channels == {"a", "b"}
+
+
+@pytest.mark.parametrize("command", ["close 4001", "disconnect"])
+def test_backend_closes_the_client(gateway: Gateway, command: str) -> None:
+    cid, sink, _ = gateway.connect()
+    gateway.send(cid, command)
+    assert sink.closed
+
+
+def test_detached_connection_is_no_longer_forwarded(gateway: Gateway, backend_log) -> None:
+    cid, sink, _ = gateway.connect()
+    gateway.send(cid, "detach")
+    before = len(backend_log.requests())
+    gateway.send(cid, "hello?")
+    gateway.disconnect(cid, 1000)
+    assert len(backend_log.requests()) == before
+    assert sink.frames == [b"detached"]
+    assert gateway.stored(cid) is None
+
+
+def test_keep_alive_settings_are_stored(gateway: Gateway) -> None:
+    cid, _, _ = gateway.connect()
+    gateway.send(cid, "keepalive ping")
+    assert gateway.stored(cid).keep_alive == {"content": "ping", "timeout": 30, "mode": "idle"}
+
+
+@pytest.mark.parametrize("command", ["status 500", "malformed", "wrongtype"])
+def test_a_bad_backend_response_closes_the_client(gateway: Gateway, command, caplog) -> None:
+    cid, sink, _ = gateway.connect()
+    with caplog.at_level(logging.ERROR):
+        gateway.send(cid, command)
+    assert sink.closed and sink.frames == []
+    assert f"closing {cid}" in caplog.text
+
+
+def test_unreachable_backend_after_open_closes_the_client(gateway: Gateway, monkeypatch) -> None:
+    cid, sink, _ = gateway.connect()
+    configure(monkeypatch, TARGET_URL="http://127.0.0.1:9/", SLIPWAY_BACKEND_ATTEMPTS="2")
+    gateway.send(cid, "hello")
+    assert sink.closed
+
+
+def test_message_from_an_unknown_connection_closes_it(gateway: Gateway, backend_log) -> None:
+    sink = RecordingSink()
+    gateway.registry.register("stranger=", sink)
+    gateway.send("stranger=", "hello")
+    assert sink.closed and backend_log.requests() == []
+
+
+def test_reply_to_a_gone_connection_removes_it(gateway: Gateway) -> None:
+    cid, _, _ = gateway.connect()
+    gateway.send(cid, "sub room")
+    gateway.registry.unregister(cid)  # it went away without a $disconnect
+    gateway.send(cid, "hello")
+    assert gateway.stored(cid) is None
+    assert services.current().store.members("room") == ([], None)
+
+
+# -- $disconnect --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "body"),
+    [
+        (4002, "bye", b"CLOSE 5\r\n\x0f\xa2bye\r\n"),
+        (1000, "", b"CLOSE 2\r\n\x03\xe8\r\n"),
+        (1005, "", b"CLOSE\r\n"),
+        (1006, "", b"DISCONNECT\r\n"),
+        (None, "", b"DISCONNECT\r\n"),
+    ],
+)
+def test_disconnect_tells_the_backend(gateway: Gateway, backend_log, code, reason, body) -> None:
+    cid, _, _ = gateway.connect()
+    gateway.send(cid, "sub room")
+    gateway.disconnect(cid, code, reason)
+    last = backend_log.requests()[-1]
+    assert last["body"] == body and last["headers"]["connection-id"] == cid
+    assert gateway.stored(cid) is None
+    assert services.current().store.members("room") == ([], None)

@@ -1,0 +1,126 @@
+"""The DynamoDB store against a moto server."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+
+from chalicelib.aws.store import Connection, Store, TooManyChannels, UnknownConnection
+
+EP = "http://127.0.0.1:1/dev"
+
+
+@pytest.fixture
+def store(table: str) -> Store:
+    return Store(boto3.client("dynamodb"), table, ttl_seconds=7800, max_channels=3)
+
+
+def conn(cid: str = "c1", **kw) -> Connection:
+    return Connection(id=cid, endpoint=EP, created_at=1_700_000_000_000, **kw)
+
+
+def all_rows(table: str) -> list[dict]:
+    return boto3.client("dynamodb").scan(TableName=table)["Items"]
+
+
+def test_connection_round_trip(store: Store) -> None:
+    original = conn(
+        headers={"Cookie": "a=1; b=2", "Origin": "https://x"},
+        query="room=1&x=%20",
+        meta={"user": "alice"},
+        grip_prefix="m:",
+    )
+    store.put_connection(original)
+    assert store.get_connection("c1") == original
+    assert store.get_connection("nope") is None
+
+
+def test_every_row_carries_a_ttl_of_two_hours_ten(store: Store, table: str) -> None:
+    store.put_connection(conn())
+    store.subscribe("c1", "room", EP)
+    now = time.time()
+    rows = all_rows(table)
+    assert len(rows) == 2
+    for row in rows:
+        assert 7800 - 5 <= int(row["expires_at"]["N"]) - now <= 7800 + 5
+
+
+def test_meta_set_and_delete(store: Store) -> None:
+    store.put_connection(conn(meta={"a": "1"}))
+    store.set_meta("c1", "b", "2")
+    store.set_meta("c1", "a", "")
+    assert store.get_connection("c1").meta == {"b": "2"}
+    with pytest.raises(UnknownConnection):
+        store.set_meta("ghost", "a", "1")
+
+
+def test_detach_and_keep_alive(store: Store) -> None:
+    store.put_connection(conn())
+    store.set_detached("c1")
+    store.set_keep_alive("c1", {"content": "ping", "timeout": 30, "mode": "idle"})
+    got = store.get_connection("c1")
+    assert got.detached and got.keep_alive == {"content": "ping", "timeout": 30, "mode": "idle"}
+    store.set_keep_alive("c1", None)
+    assert store.get_connection("c1").keep_alive is None
+
+
+def test_subscribe_twice_is_harmless_and_unsubscribe_unknown_too(store: Store) -> None:
+    store.put_connection(conn())
+    store.subscribe("c1", "room", EP)
+    store.subscribe("c1", "room", EP)
+    members, cursor = store.members("room")
+    assert [m.connection_id for m in members] == ["c1"] and cursor is None
+    store.unsubscribe("c1", "never-joined")
+    store.unsubscribe("c1", "room")
+    store.unsubscribe("c1", "room")
+    assert store.members("room") == ([], None)
+    assert store.get_connection("c1").channels == frozenset()
+
+
+def test_channel_cap(store: Store) -> None:
+    store.put_connection(conn())
+    for ch in ("a", "b", "c"):
+        store.subscribe("c1", ch, EP)
+    with pytest.raises(TooManyChannels):
+        store.subscribe("c1", "d", EP)
+    store.subscribe("c1", "a", EP)  # already in it: not a fourth channel
+    assert store.get_connection("c1").channels == {"a", "b", "c"}
+    assert store.members("d") == ([], None)
+
+
+def test_subscribe_unknown_connection(store: Store) -> None:
+    with pytest.raises(UnknownConnection):
+        store.subscribe("ghost", "room", EP)
+    assert store.members("room") == ([], None)
+
+
+def test_members_page_by_page(store: Store) -> None:
+    ids = [f"c{i:02d}" for i in range(7)]
+    for cid in ids:
+        store.put_connection(conn(cid))
+        store.subscribe(cid, "big", EP)
+    seen, cursor = [], None
+    pages = 0
+    while True:
+        page, cursor = store.members("big", start=cursor, limit=3)
+        pages += 1
+        seen += [m.connection_id for m in page]
+        assert all(m.endpoint == EP for m in page)
+        if cursor is None:
+            break
+    assert sorted(seen) == ids and pages >= 3
+
+
+def test_remove_connection_removes_every_row(store: Store, table: str) -> None:
+    store.put_connection(conn("c1"))
+    store.put_connection(conn("c2"))
+    for ch in ("a", "b", "c"):
+        store.subscribe("c1", ch, EP)
+    store.subscribe("c2", "a", EP)
+    removed = store.remove_connection("c1")
+    assert removed is not None and removed.channels == {"a", "b", "c"}
+    rows = {(r["pk"]["S"], r["sk"]["S"]) for r in all_rows(table)}
+    assert rows == {("conn#c2", "conn"), ("chan#a", "c2")}
+    assert store.remove_connection("c1") is None
