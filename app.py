@@ -4,7 +4,7 @@ import os
 
 from chalice import Chalice
 
-from chalicelib import fanout, handlers
+from chalicelib import control, fanout, handlers
 
 app = Chalice(app_name="slipway")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -30,3 +30,29 @@ def ws_disconnect(event):
 )
 def worker(event):
     return fanout.handle_batch(event.to_dict()["Records"])
+
+
+# -- control API (GRIP publish, one connection) ----------------------------------
+
+
+@app.route("/publish", methods=["POST"])
+def publish():
+    request = app.current_request
+    return control.publish(request.headers, request.raw_body)
+
+
+@app.route("/connections/{connection_id}/message", methods=["POST"])
+def send_to_connection(connection_id):
+    request = app.current_request
+    return control.send_to(request.headers, connection_id, request.raw_body)
+
+
+@app.route("/connections/{connection_id}", methods=["DELETE"])
+def close_connection(connection_id):
+    request = app.current_request
+    return control.close(request.headers, connection_id, request.raw_body)
+
+
+@app.route("/connections/{connection_id}", methods=["GET"])
+def inspect_connection(connection_id):
+    return control.inspect(app.current_request.headers, connection_id)

@@ -16,6 +16,7 @@ from .aws.store import Connection, TooManyChannels, UnknownConnection
 from .backend import BackendResponse, BackendUnreachable
 from .grip import codec, request, token
 from .grip import decisions as d
+from .grip.frames import to_frame
 
 log = logging.getLogger("slipway.handlers")
 
@@ -39,13 +40,6 @@ def _query_string(event: dict[str, Any]) -> str:
     if multi:
         return urlencode([(k, v) for k, vs in multi.items() for v in vs])
     return urlencode(event.get("queryStringParameters") or {})
-
-
-def frame_of(send: d.Send) -> dict[str, str]:
-    """A message as the queue carries it: the GRIP ws-message format."""
-    if send.binary:
-        return {"content-bin": base64.b64encode(send.content).decode("ascii")}
-    return {"content": send.content.decode("utf-8", errors="replace")}
 
 
 # -- $connect ---------------------------------------------------------------
@@ -101,7 +95,7 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     close = False
     for decision in later:
         if isinstance(decision, d.Send):
-            deferred.append(frame_of(decision))
+            deferred.append(to_frame(decision.content, decision.binary))
         elif isinstance(decision, d.Close | d.Disconnect):
             close = True
             break
@@ -212,7 +206,7 @@ def _apply_state(svc: services.Services, conn: Connection, decision: d.Decision)
         settings = None
         if decision.content is not None:
             settings = {
-                **frame_of(d.Send(decision.content, decision.binary)),
+                **to_frame(decision.content, decision.binary),
                 "timeout": decision.timeout,
                 "mode": decision.mode,
             }
@@ -254,10 +248,12 @@ def _disconnect(event: dict[str, Any]) -> None:
     conn = svc.store.remove_connection(cid)
     if conn is None or conn.detached:
         return
-    status = ctx.get("disconnectStatusCode")
-    ws_event = closing_event(
-        int(status) if status is not None else None, ctx.get("disconnectReason") or ""
-    )
+    if conn.close_code is not None:  # closed through the control API, with a code
+        ws_event = closing_event(conn.close_code, conn.close_reason)
+    else:
+        status = ctx.get("disconnectStatusCode")
+        reason = ctx.get("disconnectReason") or ""
+        ws_event = closing_event(int(status) if status is not None else None, reason)
     try:
         # The client is gone: one attempt, and what the backend answers has no one to reach.
         call_backend(svc, conn, [ws_event], retry=False)

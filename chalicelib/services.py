@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from . import settings as settings_mod
+from .aws.blobs import Blobs
 from .aws.queue import Queue
 from .aws.sockets import Sockets
 from .aws.store import Store
@@ -21,6 +22,7 @@ class Services:
     sockets: Sockets
     queue: Queue
     backend: Backend
+    blobs: Blobs | None
 
     def endpoint_for(self, request_context: dict[str, Any]) -> str:
         """The @connections endpoint of the API a connection came through."""
@@ -43,12 +45,13 @@ def current() -> Services:
     return Services(
         settings=cfg,
         store=Store(session.client("dynamodb"), cfg.table, cfg.connection_ttl, cfg.max_channels),
-        sockets=Sockets(session),
-        queue=Queue(session.client("sqs"), cfg.queue_url),
+        sockets=Sockets(session, max_pool=cfg.fanout_concurrency),
+        queue=Queue(session.client("sqs"), cfg.queue_url, cfg.queue_message_limit),
         backend=Backend(
             cfg.target_url,
             cfg.backend_connect_timeout,
             cfg.backend_read_timeout,
             cfg.backend_attempts,
         ),
+        blobs=Blobs(session.client("s3"), cfg.bucket) if cfg.bucket else None,
     )

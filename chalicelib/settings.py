@@ -31,6 +31,9 @@ class Settings:
     backend_read_timeout: float
     backend_attempts: int
     open_delivery_deadline: int
+    queue_message_limit: int
+    fanout_page: int
+    fanout_concurrency: int
 
 
 # variable name -> (field, default, converter); default None + required=True fails loudly.
@@ -49,6 +52,10 @@ _VARS: dict[str, tuple[str, object, type]] = {
     "SLIPWAY_BACKEND_READ_TIMEOUT": ("backend_read_timeout", 8.0, float),
     "SLIPWAY_BACKEND_ATTEMPTS": ("backend_attempts", 3, int),
     "SLIPWAY_OPEN_DELIVERY_DEADLINE": ("open_delivery_deadline", 60, int),
+    # SQS's classic limit; accounts with the 1 MiB limit may raise it.
+    "SLIPWAY_QUEUE_MESSAGE_LIMIT": ("queue_message_limit", 262_144, int),
+    "SLIPWAY_FANOUT_PAGE": ("fanout_page", 1000, int),
+    "SLIPWAY_FANOUT_CONCURRENCY": ("fanout_concurrency", 32, int),
 }
 _REQUIRED = {"TARGET_URL", "SLIPWAY_TABLE", "SLIPWAY_QUEUE_URL"}
 # Read by the deployment tooling or the local stack, not by the handlers.
@@ -77,10 +84,14 @@ def load(env: Mapping[str, str]) -> Settings:
             values[field] = convert(raw)
         except ValueError:
             raise SettingsError(f"{name}={raw!r} is not a valid {convert.__name__}") from None
-    if values["max_channels"] < 1:  # type: ignore[operator]
-        raise SettingsError("SLIPWAY_MAX_CHANNELS must be at least 1")
-    if values["backend_attempts"] < 1:  # type: ignore[operator]
-        raise SettingsError("SLIPWAY_BACKEND_ATTEMPTS must be at least 1")
+    for name in (
+        "SLIPWAY_MAX_CHANNELS",
+        "SLIPWAY_BACKEND_ATTEMPTS",
+        "SLIPWAY_FANOUT_PAGE",
+        "SLIPWAY_FANOUT_CONCURRENCY",
+    ):
+        if values[_VARS[name][0]] < 1:  # type: ignore[operator]
+            raise SettingsError(f"{name} must be at least 1")
     assert set(values) == {f.name for f in fields(Settings)}
     return Settings(**values)  # type: ignore[arg-type]
 

@@ -3,6 +3,7 @@ a real process, and the local @connections API with recording sinks."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -10,12 +11,23 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-import requests
+
+from chalicelib import services, settings
+from local.connections import ConnectionsServer, Registry
+from tests.harness import (
+    KEY,
+    BackendLog,
+    Gateway,
+    configure,
+    create_bucket,
+    create_queue,
+    create_table,
+)
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "test-key-0123456789abcdef0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -54,28 +66,6 @@ _AWS_ENV = (
 )
 
 
-def create_table(name: str) -> None:
-    ddb = boto3.client("dynamodb")
-    ddb.create_table(
-        TableName=name,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
-def create_queue(name: str) -> str:
-    sqs = boto3.client("sqs")
-    attrs = {"FifoQueue": "true", "VisibilityTimeout": "2"} if name.endswith(".fifo") else {}
-    return sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
-
-
 @pytest.fixture
 def table(moto_url: str) -> str:
     name = f"t-{uuid.uuid4().hex[:12]}"
@@ -100,23 +90,33 @@ def grip_backend() -> Iterator[str]:
     proc.wait(10)
 
 
-class BackendLog:
-    """What the test backend received, byte for byte."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        requests.delete(f"{url}/_requests", timeout=5)
-
-    def requests(self) -> list[dict]:
-        import base64
-
-        got = requests.get(f"{self.url}/_requests", timeout=5).json()
-        for r in got:
-            r["body"] = base64.b64decode(r["body"])
-            r["headers"] = {k.lower(): v for k, v in r["headers"].items()}
-        return got
-
-
 @pytest.fixture
 def backend_log(grip_backend: str) -> BackendLog:
     return BackendLog(grip_backend)
+
+
+@pytest.fixture(scope="module")
+def connections() -> Iterator[ConnectionsServer]:
+    server = ConnectionsServer(Registry()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway(monkeypatch, moto_url, table, grip_backend, connections) -> Iterator[Gateway]:
+    registry = connections.registry = Registry()
+    queue_url = create_queue(f"q-{uuid.uuid4().hex[:8]}.fifo")
+    bucket = f"b-{uuid.uuid4().hex[:8]}"
+    create_bucket(bucket)
+    configure(
+        monkeypatch,
+        TARGET_URL=grip_backend + "/ws",
+        SLIPWAY_KEY=KEY,
+        SLIPWAY_TABLE=table,
+        SLIPWAY_QUEUE_URL=queue_url,
+        SLIPWAY_CONNECTIONS_ENDPOINT=connections.url,
+        SLIPWAY_BUCKET=bucket,
+    )
+    yield Gateway(registry, queue_url, table)
+    settings.current.cache_clear()
+    services.current.cache_clear()

@@ -3,22 +3,64 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 
+class QueueError(Exception):
+    """SQS did not take every message, even after retries."""
+
+
+@dataclass(frozen=True)
+class Message:
+    body: dict[str, Any]
+    group: str  # on a FIFO queue, messages that share a group keep their order
+    dedup: str | None = None  # FIFO deduplication id; a fresh one when None
+
+
 class Queue:
-    def __init__(self, client: Any, url: str) -> None:
+    def __init__(self, client: Any, url: str, batch_bytes: int = 262_144) -> None:
         self._sqs = client
         self._url = url
         self._fifo = url.endswith(".fifo")
+        self._batch_bytes = batch_bytes
 
-    def send(self, body: dict[str, Any], group: str, delay: int = 0) -> None:
-        """Queue one message. On a FIFO queue, `group` orders messages that share it."""
-        kwargs: dict[str, Any] = {"QueueUrl": self._url, "MessageBody": json.dumps(body)}
+    def send(self, body: dict[str, Any], group: str) -> None:
+        self.send_all([Message(body, group)])
+
+    def send_all(self, messages: list[Message]) -> None:
+        """Queue every message, in order, in as few calls as SQS allows."""
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for msg in messages:
+            entry = self._entry(len(batch), msg)
+            entry_size = len(entry["MessageBody"].encode())
+            if batch and (len(batch) == 10 or size + entry_size > self._batch_bytes):
+                self._send_batch(batch)
+                batch, size = [], 0
+                entry["Id"] = "0"
+            batch.append(entry)
+            size += entry_size
+        if batch:
+            self._send_batch(batch)
+
+    def _entry(self, index: int, msg: Message) -> dict[str, Any]:
+        entry: dict[str, Any] = {"Id": str(index), "MessageBody": json.dumps(msg.body)}
         if self._fifo:
-            kwargs["MessageGroupId"] = group
-            kwargs["MessageDeduplicationId"] = uuid.uuid4().hex
-        elif delay:
-            kwargs["DelaySeconds"] = delay
-        self._sqs.send_message(**kwargs)
+            entry["MessageGroupId"] = msg.group
+            entry["MessageDeduplicationId"] = msg.dedup or uuid.uuid4().hex
+        return entry
+
+    def _send_batch(self, entries: list[dict[str, Any]]) -> None:
+        for attempt in range(4):
+            failed = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries).get(
+                "Failed", []
+            )
+            if not failed:
+                return
+            ids = {f["Id"] for f in failed}
+            entries = [e for e in entries if e["Id"] in ids]
+            time.sleep(0.1 * 2**attempt)
+        raise QueueError(f"SQS refused {len(entries)} messages: {failed[0].get('Message')}")

@@ -39,6 +39,8 @@ class Connection:
     created_at: int = 0  # epoch milliseconds
     channels: frozenset[str] = frozenset()
     keep_alive: dict[str, Any] | None = None
+    close_code: int | None = None  # set by a control API close, for the backend's CLOSE
+    close_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class Store:
             created_at=int(row.get("created_at", 0)),
             channels=frozenset(row.get("channels", ())),
             keep_alive=json.loads(keep_alive) if keep_alive else None,
+            close_code=int(row["close_code"]) if "close_code" in row else None,
+            close_reason=row.get("close_reason", ""),
         )
 
     def _update(
@@ -138,6 +142,14 @@ class Store:
         else:
             value = {":k": {"S": json.dumps(settings)}}
             self._update(connection_id, "SET #k = :k", {"#k": "keep_alive"}, value)
+
+    def set_close(self, connection_id: str, code: int, reason: str) -> None:
+        self._update(
+            connection_id,
+            "SET #c = :c, #r = :r",
+            {"#c": "close_code", "#r": "close_reason"},
+            {":c": {"N": str(code)}, ":r": {"S": reason}},
+        )
 
     def remove_connection(self, connection_id: str) -> Connection | None:
         """Delete every row of the connection; returns what was stored, if anything."""

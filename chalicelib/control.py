@@ -1,0 +1,137 @@
+"""The control API: validate, authorize, then enqueue or act on one connection."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from chalice.app import Response
+
+from . import fanout, services
+from .aws.queue import QueueError
+from .aws.sockets import Gone
+from .grip.auth import AuthError, authorize
+
+log = logging.getLogger("slipway.control")
+
+Handler = Callable[[services.Services], Response]
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def guarded(headers: Mapping[str, str], action: Handler) -> Response:
+    """Authorize, then run `action`; every failure becomes a JSON error, never a 500 trace."""
+    # marshmallow's import is paid only by the control routes, never by the ws handlers.
+    from .grip.publish import PublishError
+
+    try:
+        svc = services.current()
+        authorize(headers.get("authorization"), svc.settings.key, svc.settings.control_iss)
+        return action(svc)
+    except AuthError as exc:
+        extra = {"WWW-Authenticate": 'Bearer realm="slipway"'} if exc.status == 401 else {}
+        return Response(
+            body={"error": exc.reason},
+            status_code=exc.status,
+            headers={"Content-Type": "application/json", **extra},
+        )
+    except PublishError as exc:
+        return _json(400, {"error": "invalid request body", "fields": exc.fields})
+    except QueueError as exc:
+        log.error("publish not queued: %s", exc)
+        return _json(503, {"error": f"not queued, retry: {exc}"})
+    except Exception:
+        log.exception("control request failed")
+        return _json(500, {"error": "internal error in the gateway"})
+
+
+def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
+    def run(svc: services.Services) -> Response:
+        from .grip.publish import parse_publish
+
+        items = parse_publish(body)
+        svc.queue.send_all([fanout.publish_message(svc, item.to_message()) for item in items])
+        return _json(200, {"message": "Published"})
+
+    return guarded(headers, run)
+
+
+def _unknown(cid: str) -> Response:
+    return _json(404, {"error": f"no connection {cid}"})
+
+
+def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
+    def run(svc: services.Services) -> Response:
+        from .grip.publish import parse_send
+
+        content, binary = parse_send(body)
+        conn = svc.store.get_connection(cid)
+        if conn is None:
+            return _unknown(cid)
+        try:
+            svc.sockets.send(conn.endpoint, cid, content if binary else content.decode("utf-8"))
+        except Gone:
+            svc.store.remove_connection(cid)
+            return _unknown(cid)
+        return _json(200, {"message": "Sent"})
+
+    return guarded(headers, run)
+
+
+def close(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
+    def run(svc: services.Services) -> Response:
+        from .grip.publish import parse_close
+
+        code, reason = parse_close(body)
+        conn = svc.store.get_connection(cid)
+        if conn is None:
+            return _unknown(cid)
+        if code is not None:
+            # @connections DELETE carries no code: the backend's CLOSE gets it from here.
+            svc.store.set_close(cid, code, reason)
+        try:
+            svc.sockets.close(conn.endpoint, cid)
+        except Gone:
+            svc.store.remove_connection(cid)
+            return _unknown(cid)
+        return _json(200, {"message": "Closing"})
+
+    return guarded(headers, run)
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None
+
+
+def inspect(headers: Mapping[str, str], cid: str) -> Response:
+    def run(svc: services.Services) -> Response:
+        conn = svc.store.get_connection(cid)
+        if conn is None:
+            return _unknown(cid)
+        try:
+            info = svc.sockets.info(conn.endpoint, cid)
+        except Gone:
+            svc.store.remove_connection(cid)
+            return _unknown(cid)
+        return _json(
+            200,
+            {
+                "id": cid,
+                "connected": True,
+                "connected_at": _iso(datetime.fromtimestamp(conn.created_at / 1000, UTC)),
+                "last_active_at": _iso(info.get("LastActiveAt")),
+                "source_ip": info.get("Identity", {}).get("SourceIp"),
+                "meta": conn.meta,
+                "channels": sorted(conn.channels),
+                "grip": conn.grip_prefix is not None,
+                "detached": conn.detached,
+            },
+        )
+
+    return guarded(headers, run)

@@ -1,0 +1,165 @@
+"""Publishes through the control route and the SQS worker, to recording connections."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from chalicelib import services
+from local.connections import RecordingSink
+from tests.harness import Gateway, configure
+
+
+def item(channel: str, **ws) -> dict:
+    return {"channel": channel, "formats": {"ws-message": ws}}
+
+
+def members(gateway: Gateway, channel: str, count: int) -> list[tuple[str, RecordingSink]]:
+    """`count` open connections subscribed to `channel` (stored directly: fast on moto)."""
+    from chalicelib.aws.store import Connection
+
+    svc = services.current()
+    out = []
+    for i in range(count):
+        cid = f"{channel}-{i:03d}="
+        sink = RecordingSink()
+        gateway.registry.register(cid, sink)
+        svc.store.put_connection(Connection(id=cid, endpoint=svc.settings.connections_endpoint))
+        svc.store.subscribe(cid, channel, svc.settings.connections_endpoint)
+        out.append((cid, sink))
+    return out
+
+
+def test_publish_reaches_every_subscriber(gateway: Gateway) -> None:
+    room = members(gateway, "room", 5)
+    other = members(gateway, "other", 1)
+    status, body = gateway.publish({"items": [item("room", content="hello")]})
+    assert (status, body) == (200, {"message": "Published"})
+    gateway.drain()
+    assert all(sink.frames == [b"hello"] for _, sink in room)
+    assert other[0][1].frames == []
+
+
+def test_subscribed_through_the_backend_then_published(gateway: Gateway) -> None:
+    cid, sink, _ = gateway.connect()
+    gateway.send(cid, "sub news")
+    gateway.publish({"items": [{"channel": "news", "ws-message": {"content": "top-level"}}]})
+    gateway.drain()
+    gateway.send(cid, "unsub news")
+    gateway.publish({"items": [item("news", content="after unsubscribe")]})
+    gateway.drain()
+    assert sink.frames == [b"subscribed news", b"top-level", b"unsubscribed news"]
+
+
+def test_binary_and_close_actions(gateway: Gateway) -> None:
+    room = members(gateway, "room", 3)
+    gateway.publish(
+        {
+            "items": [
+                item("room", **{"content-bin": "AAEC/w=="}),
+                item("room", action="close", code=4000, reason="done"),
+            ]
+        }
+    )
+    gateway.drain()
+    for _, sink in room:
+        assert sink.frames == [b"\x00\x01\x02\xff"] and sink.closed
+
+
+def test_order_of_successive_publishes_is_kept(gateway: Gateway) -> None:
+    room = members(gateway, "room", 3)
+    for n in range(6):
+        gateway.publish({"items": [item("room", content=f"m{n}")]})
+    gateway.drain()
+    expected = [f"m{n}".encode() for n in range(6)]
+    assert all(sink.frames == expected for _, sink in room)
+
+
+def test_a_large_channel_is_split_into_parts(gateway: Gateway, monkeypatch) -> None:
+    configure(monkeypatch, SLIPWAY_FANOUT_PAGE="3")
+    room = members(gateway, "big", 8)
+    gateway.publish({"items": [item("big", content="to all")]})
+    [publish] = gateway.queued()
+    assert gateway.run_worker([publish]) == {"batchItemFailures": []}
+    boto3.client("sqs").delete_message(
+        QueueUrl=gateway.queue_url, ReceiptHandle=publish["ReceiptHandle"]
+    )
+    queued = gateway.queued()
+    parts = [json.loads(m["Body"]) for m in queued]
+    assert sorted(sum(len(ids) for ids in p["targets"].values()) for p in parts) == [2, 3, 3]
+    assert all(sink.frames == [] for _, sink in room)  # the parts have not run yet
+    assert gateway.run_worker(queued) == {"batchItemFailures": []}
+    assert all(sink.frames == [b"to all"] for _, sink in room)
+
+
+class Killed(BaseException):
+    """Stands for the Lambda being killed: nothing in the worker may catch it."""
+
+
+def test_worker_killed_mid_fanout_then_retried_reaches_everyone(gateway, monkeypatch) -> None:
+    room = members(gateway, "room", 6)
+    gateway.publish({"items": [item("room", content="survive")]})
+    sockets = services.current().sockets
+    real_send, calls = sockets.send, []
+
+    def dying_send(endpoint, cid, data):
+        calls.append(cid)
+        if len(calls) > 2:
+            raise Killed()
+        real_send(endpoint, cid, data)
+
+    monkeypatch.setattr(sockets, "send", dying_send)
+    with pytest.raises(Killed):
+        gateway.run_worker(gateway.queued())
+    delivered = sum(bool(sink.frames) for _, sink in room)
+    assert 0 < delivered < 6
+    monkeypatch.setattr(sockets, "send", real_send)
+    gateway.drain(wait=3)  # the message comes back after its visibility timeout
+    assert all(sink.frames and set(sink.frames) == {b"survive"} for _, sink in room)
+
+
+def test_gone_members_are_removed_at_once(gateway: Gateway) -> None:
+    room = members(gateway, "room", 3)
+    gone_id = room[0][0]
+    gateway.registry.unregister(gone_id)
+    gateway.publish({"items": [item("room", content="hi")]})
+    gateway.drain()
+    store = services.current().store
+    assert store.get_connection(gone_id) is None
+    assert sorted(m.connection_id for m in store.members("room")[0]) == [room[1][0], room[2][0]]
+    assert room[1][1].frames == [b"hi"]
+
+
+def test_a_publish_over_the_queue_limit_rides_in_s3(gateway: Gateway, monkeypatch) -> None:
+    configure(monkeypatch, SLIPWAY_QUEUE_MESSAGE_LIMIT="4096")
+    room = members(gateway, "room", 2)
+    big = "x" * 20_000 + "end"
+    status, _ = gateway.publish({"items": [item("room", content=big)]})
+    assert status == 200
+    [queued] = gateway.queued()
+    assert "blob" in json.loads(queued["Body"]) and len(queued["Body"]) < 4096
+    gateway.run_worker([queued])
+    assert all(sink.frames == [big.encode()] for _, sink in room)
+
+
+def test_a_failed_fifo_record_takes_the_rest_of_the_batch_back(gateway, monkeypatch) -> None:
+    room = members(gateway, "room", 1)
+    for n in range(3):
+        gateway.publish({"items": [item("room", content=f"m{n}")]})
+    messages = []
+    while len(messages) < 3:
+        messages += gateway.queued()
+    sockets = services.current().sockets
+    real_send = sockets.send
+
+    def flaky(endpoint, cid, data):
+        if data == "m1":
+            raise RuntimeError("throttled")
+        real_send(endpoint, cid, data)
+
+    monkeypatch.setattr(sockets, "send", flaky)
+    failures = gateway.run_worker(messages)["batchItemFailures"]
+    assert [f["itemIdentifier"] for f in failures] == [m["MessageId"] for m in messages[1:]]
+    assert room[0][1].frames == [b"m0"]
