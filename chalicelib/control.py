@@ -103,10 +103,9 @@ def close(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
     return guarded(headers, run)
 
 
-def _iso(value: Any) -> str | None:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return None
+def _iso(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def inspect(headers: Mapping[str, str], cid: str) -> Response:
@@ -124,9 +123,9 @@ def inspect(headers: Mapping[str, str], cid: str) -> Response:
             {
                 "id": cid,
                 "connected": True,
-                "connected_at": _iso(datetime.fromtimestamp(conn.created_at / 1000, UTC)),
-                "last_active_at": _iso(info.get("LastActiveAt")),
-                "source_ip": info.get("Identity", {}).get("SourceIp"),
+                "connected_at": _iso(conn.created_at),
+                "last_active_at": info.get("lastActiveAt"),
+                "source_ip": info.get("identity", {}).get("sourceIp"),
                 "meta": conn.meta,
                 "channels": sorted(conn.channels),
                 "grip": conn.grip_prefix is not None,

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any
 
 from . import services
@@ -31,12 +28,6 @@ log = logging.getLogger("slipway.fanout")
 # handing the message back to SQS for a later attempt.
 _OPEN_WAIT = 3.0
 _BLOB_PREFIX = "publish/"
-
-
-@lru_cache(maxsize=1)
-def _pool(size: int) -> ThreadPoolExecutor:
-    """One pool per container, reused by every invocation it serves."""
-    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="fanout")
 
 
 def handle_batch(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -130,24 +121,12 @@ def deliver(svc: services.Services, item: dict[str, Any], members: list[Member])
     """Send (or close) to every member concurrently; False if any needs a retry."""
     if not members:
         return True
-    closing = item.get("action") == "close"
-    data = None if closing else from_frame(item)
-    failed = threading.Event()
-
-    def one(member: Member) -> None:
-        try:
-            if closing:
-                svc.sockets.close(member.endpoint, member.connection_id)
-            else:
-                svc.sockets.send(member.endpoint, member.connection_id, data)
-        except Gone:
-            svc.store.remove_connection(member.connection_id)
-        except Exception:
-            log.exception("send to %s failed", member.connection_id)
-            failed.set()
-
-    list(_pool(svc.settings.fanout_concurrency).map(one, members))
-    return not failed.is_set()
+    data = None if item.get("action") == "close" else from_frame(item)
+    targets = [(m.endpoint, m.connection_id) for m in members]
+    outcome = svc.sockets.send_many(targets, data, svc.settings.fanout_concurrency)
+    for cid in outcome.gone:
+        svc.store.remove_connection(cid)
+    return not outcome.failed
 
 
 # -- deliveries deferred from $connect ------------------------------------------

@@ -45,7 +45,7 @@ def current() -> Services:
     return Services(
         settings=cfg,
         store=Store(session.client("dynamodb"), cfg.table, cfg.connection_ttl, cfg.max_channels),
-        sockets=Sockets(session, max_pool=cfg.fanout_concurrency),
+        sockets=Sockets(session),
         queue=Queue(session.client("sqs"), cfg.queue_url, cfg.queue_message_limit),
         backend=Backend(
             cfg.target_url,

@@ -22,6 +22,21 @@ MAX_CHANNEL_LENGTH = 512
 _HANDSHAKE_HEADERS = ("sec-websocket-protocol", "set-cookie")
 _META_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _PREFIX_PARAM = re.compile(r'message-prefix\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,\s]*))', re.I)
+# One comma-separated extension, a comma inside a quoted-string included.
+_EXTENSION = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*"?)+')
+# Not passed back on a Reject: hop-by-hop, and Content-Encoding (the body is already decoded).
+_REJECT_DROP = frozenset(
+    {
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-encoding",
+    }
+)
 
 
 class ResponseError(ValueError):
@@ -118,7 +133,7 @@ def grip_prefix_of(extensions: str | None) -> str | None:
     """The message prefix if `Sec-WebSocket-Extensions` turns GRIP mode on, else None."""
     if not extensions:
         return None
-    for ext in extensions.split(","):
+    for ext in _EXTENSION.findall(extensions):
         name, _, params = ext.strip().partition(";")
         if name.strip().lower() != "grip":
             continue
@@ -154,8 +169,9 @@ def read_response(
     if problem is not None:
         if not opening:
             raise ResponseError(problem)
-        if status != 200:
-            passed = {k: v for k, v in hdrs.items() if k not in ("content-length", "connection")}
+        # A 2xx from $connect would accept the socket: only a non-2xx status can reject.
+        if not 200 <= status < 300:
+            passed = {k: v for k, v in hdrs.items() if k not in _REJECT_DROP}
             return [Reject(status, passed, body)]
         return [Reject(502, {}, b"Bad Gateway: " + problem.encode())]
 

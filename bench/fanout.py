@@ -1,0 +1,381 @@
+"""Fan-out throughput: slipway's worker against a naive sequential loop, same run.
+
+Seeds N members of one channel in DynamoDB (moto, in process), points the worker
+at a local @connections API (its own process) that answers after an injected
+latency, publishes one message through the control route, runs the worker over
+the queue as Lambda's event source would, and prints deliveries per second, the
+limit (concurrency / latency), @connections calls per delivery, and DynamoDB and
+SQS requests per publish. The last line is one machine-readable summary.
+
+`deliveries/s` counts from the first @connections call to the last answer: the
+sending itself. `end-to-end/s` counts from the publish request to the end, so it
+also pays for moto, which is far slower than DynamoDB and SQS (SPEC §5).
+
+    .venv/bin/python -m bench.fanout --members 1000 10000 --latency-ms 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+# -- a stand-in @connections API, in its own process so it does not share our GIL --
+#
+# A lean asyncio HTTP/1.1 server: it answers every POST/DELETE/GET after the
+# injected latency, so the figures measure slipway's worker, not a Python server.
+
+
+def _serve_connections(latency: float, port_out, counts_in, counts_out) -> None:
+    import asyncio
+
+    calls = {"POST": 0, "GET": 0, "DELETE": 0}
+    window = [0.0, 0.0]  # first and last POST answered
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                method = head.split(b" ", 1)[0].decode()
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                calls[method] = calls.get(method, 0) + 1
+                arrived = time.time()
+                window[0] = window[0] or arrived
+                await asyncio.sleep(latency)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+                window[1] = time.time()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+        except asyncio.CancelledError:
+            writer.close()
+            raise
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=512)
+        port_out.send(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, counts_in.recv) != "stop":
+            counts_out.send((calls.get("POST", 0), dict(calls), window[1] - window[0]))
+            calls.clear()
+            window[:] = [0.0, 0.0]
+
+    asyncio.run(main())
+
+
+class Connections:
+    def __init__(self, latency: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        url_r, url_w = ctx.Pipe(False)
+        self._ask_r, self._ask_w = ctx.Pipe(False)
+        self._ans_r, self._ans_w = ctx.Pipe(False)
+        self.proc = ctx.Process(
+            target=_serve_connections, args=(latency, url_w, self._ask_r, self._ans_w), daemon=True
+        )
+        self.proc.start()
+        self.url = url_r.recv()
+
+    def take_counts(self) -> tuple[int, dict[str, int], float]:
+        """(deliveries, calls by method, seconds from the first call to the last
+        answer) since the last call."""
+        self._ask_w.send("count")
+        return self._ans_r.recv()
+
+    def stop(self) -> None:
+        self._ask_w.send("stop")
+        self.proc.join(5)
+
+
+# -- request counting on boto3 clients -------------------------------------------
+
+
+class Requests:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def hook(self, client) -> None:
+        service = client.meta.service_model.service_name
+
+        def count(model, **kwargs) -> None:
+            with self._lock:
+                self.counts[f"{service}.{model.name}"] += 1
+
+        client.meta.events.register("before-call.*.*", count)
+
+    def total(self, service: str, ops: tuple[str, ...] | None = None) -> int:
+        return sum(
+            n
+            for key, n in self.counts.items()
+            if key.startswith(service + ".") and (ops is None or key.split(".", 1)[1] in ops)
+        )
+
+
+DDB_READS = ("Query", "GetItem", "BatchGetItem", "Scan")
+
+
+# -- set-up --------------------------------------------------------------------
+
+
+def start_aws() -> str:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    return url
+
+
+def create_resources(tag: str) -> tuple[str, str]:
+    import boto3
+
+    table = f"bench-{tag}"
+    boto3.client("dynamodb").create_table(
+        TableName=table,
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    queue = boto3.client("sqs").create_queue(
+        QueueName=f"bench-{tag}.fifo", Attributes={"FifoQueue": "true", "VisibilityTimeout": "60"}
+    )["QueueUrl"]
+    return table, queue
+
+
+def seed(table: str, channel: str, count: int, endpoint: str) -> list[str]:
+    """Member rows written in batches of 25 (the store's subscribe is one at a time)."""
+    import boto3
+
+    ddb = boto3.client("dynamodb")
+    ids = [f"{uuid.uuid4().hex[:12]}=" for _ in range(count)]
+    for start in range(0, count, 25):
+        ddb.batch_write_item(
+            RequestItems={
+                table: [
+                    {
+                        "PutRequest": {
+                            "Item": {
+                                "pk": {"S": f"chan#{channel}"},
+                                "sk": {"S": cid},
+                                "endpoint": {"S": endpoint},
+                                "expires_at": {"N": str(int(time.time()) + 7800)},
+                            }
+                        }
+                    }
+                    for cid in ids[start : start + 25]
+                ]
+            }
+        )
+    return ids
+
+
+def configure(table: str, queue: str, endpoint: str, concurrency: int) -> None:
+    from chalicelib import services, settings
+
+    os.environ.update(
+        {
+            "TARGET_URL": "http://127.0.0.1:9/unused",
+            "SLIPWAY_KEY": "bench-key",
+            "SLIPWAY_TABLE": table,
+            "SLIPWAY_QUEUE_URL": queue,
+            "SLIPWAY_CONNECTIONS_ENDPOINT": endpoint,
+            "SLIPWAY_FANOUT_CONCURRENCY": str(concurrency),
+        }
+    )
+    settings.current.cache_clear()
+    services.current.cache_clear()
+
+
+# -- the two contenders ----------------------------------------------------------
+
+
+def run_slipway(queue_url: str, channel: str) -> None:
+    """Publish through the control route, then drain the queue through the worker."""
+    import boto3
+
+    from chalicelib import control, fanout
+
+    body = json.dumps({"items": [{"channel": channel, "ws-message": {"content": "hello"}}]})
+    reply = control.publish({"authorization": "Bearer bench-key"}, body.encode())
+    assert reply.status_code == 200, reply.body
+    sqs = boto3.client("sqs")
+    idle = 0
+    while idle < 2:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            idle += 1
+            continue
+        idle = 0
+        records = [
+            {"messageId": m["MessageId"], "body": m["Body"], "attributes": m["Attributes"]}
+            for m in messages
+        ]
+        failed = {f["itemIdentifier"] for f in fanout.handle_batch(records)["batchItemFailures"]}
+        assert not failed, "the bench expects no failures"
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+            ],
+        )
+
+
+def run_naive(channel: str, endpoint: str) -> None:
+    """What a first attempt looks like: one Lambda, page the members, post one by one."""
+    from chalicelib import services
+
+    svc = services.current()
+    cursor = None
+    while True:
+        members, cursor = svc.store.members(channel, start=cursor)
+        for m in members:
+            svc.sockets.send(endpoint, m.connection_id, "hello")
+        if cursor is None:
+            return
+
+
+def round_trip(endpoint: str, calls: int = 100) -> float:
+    """The stand-in endpoint's real sequential round trip, through slipway's sender."""
+    import boto3
+
+    from chalicelib.aws.sockets import Sockets
+
+    sockets = Sockets(boto3.session.Session())
+    for _ in range(10):
+        sockets.send(endpoint, "warm=", "x")
+    started = time.perf_counter()
+    for _ in range(calls):
+        sockets.send(endpoint, "probe=", "x")
+    return (time.perf_counter() - started) / calls
+
+
+def measure(name, fn, connections: Connections, requests: Requests, members: int) -> dict:
+    requests.counts.clear()
+    connections.take_counts()
+    started = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - started
+    delivered, calls, sending = connections.take_counts()
+    return {
+        "name": name,
+        "seconds": elapsed,
+        "delivered": delivered,
+        "deliveries_per_s": delivered / sending,
+        "end_to_end_per_s": delivered / elapsed,
+        "calls_per_delivery": sum(calls.values()) / max(delivered, 1),
+        "ddb_reads": requests.total("dynamodb", DDB_READS),
+        "ddb_requests": requests.total("dynamodb"),
+        "sqs_requests": requests.total("sqs"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--naive-cap", type=int, default=500, help="members the naive loop is timed over"
+    )
+    args = parser.parse_args()
+    latency = args.latency_ms / 1000
+
+    start_aws()
+    connections = Connections(latency)
+    import boto3
+
+    from chalicelib import services
+
+    requests = Requests()
+    original_client = boto3.session.Session.client
+
+    def counted_client(self, *a, **kw):
+        client = original_client(self, *a, **kw)
+        requests.hook(client)
+        return client
+
+    boto3.session.Session.client = counted_client  # type: ignore[method-assign]
+    limit = args.concurrency / latency
+    rtt = round_trip(connections.url)
+    print(
+        f"one @connections call, sequential: {rtt * 1000:.2f} ms for {args.latency_ms:g} ms "
+        f"injected; limit at that round trip {args.concurrency / rtt:.0f}/s"
+    )
+    summary = ""
+    for n in args.members:
+        table, queue = create_resources(uuid.uuid4().hex[:8])
+        configure(table, queue, connections.url, args.concurrency)
+        seed(table, "bench", n, connections.url)
+        services.current()  # clients built outside the timed runs, as in a warm container
+        ours = measure("slipway", lambda q=queue: run_slipway(q, "bench"), connections, requests, n)
+        # The naive loop is slow by construction: time it over a prefix channel.
+        naive_n = min(n, args.naive_cap)
+        seed(table, "naive", naive_n, connections.url)
+        naive = measure(
+            "naive", lambda: run_naive("naive", connections.url), connections, requests, naive_n
+        )
+        assert ours["delivered"] == n, f"slipway delivered {ours['delivered']} of {n}"
+        assert naive["delivered"] == naive_n
+        for r in (ours, naive):
+            print(
+                f"{r['name']:>8} members={r['delivered']:>6} {r['seconds']:7.2f}s "
+                f"end-to-end/s={r['end_to_end_per_s']:7.1f} "
+                f"deliveries/s={r['deliveries_per_s']:7.1f} "
+                f"ratio={r['deliveries_per_s'] / limit:5.2f} "
+                f"calls/delivery={r['calls_per_delivery']:.2f} ddb_reads={r['ddb_reads']} "
+                f"ddb_requests={r['ddb_requests']} sqs_requests={r['sqs_requests']}"
+            )
+        print(
+            f"   target ddb_reads <= {math.ceil(n / 1000) + 1}; limit = {args.concurrency} / "
+            f"{args.latency_ms:g} ms = {limit:.0f}/s"
+        )
+        summary = (
+            f"members={n} latency_ms={args.latency_ms:g} concurrency={args.concurrency} "
+            f"deliveries_per_s={ours['deliveries_per_s']:.0f} limit_per_s={limit:.0f} "
+            f"ratio={ours['deliveries_per_s'] / limit:.2f} "
+            f"ratio_vs_rtt={ours['deliveries_per_s'] * rtt / args.concurrency:.2f} "
+            f"calls_per_delivery={ours['calls_per_delivery']:.2f} ddb_reads={ours['ddb_reads']} "
+            f"sqs_requests={ours['sqs_requests']} "
+            f"naive_ratio={naive['deliveries_per_s'] / limit:.2f}"
+        )
+    connections.stop()
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()
