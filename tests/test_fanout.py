@@ -99,16 +99,18 @@ class Killed(BaseException):
 
 
 def test_worker_killed_mid_fanout_then_retried_reaches_everyone(gateway, monkeypatch) -> None:
+    configure(monkeypatch, SLIPWAY_FANOUT_CONCURRENCY="2")
     room = members(gateway, "room", 6)
     gateway.publish({"items": [item("room", content="survive")]})
     sockets = services.current().sockets
-    real_exchange, calls = sockets._exchange, []
+    real_exchange, done = sockets._exchange, []
 
     async def dying_exchange(*args):
-        calls.append(1)
-        if len(calls) > 2:
+        if len(done) >= 2:  # killed after two deliveries
             raise Killed()
-        return await real_exchange(*args)
+        status = await real_exchange(*args)
+        done.append(status)
+        return status
 
     monkeypatch.setattr(sockets, "_exchange", dying_exchange)
     with pytest.raises(Killed):
