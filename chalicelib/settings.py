@@ -84,14 +84,10 @@ def load(env: Mapping[str, str]) -> Settings:
             values[field] = convert(raw)
         except ValueError:
             raise SettingsError(f"{name}={raw!r} is not a valid {convert.__name__}") from None
-    for name in (
-        "SLIPWAY_MAX_CHANNELS",
-        "SLIPWAY_BACKEND_ATTEMPTS",
-        "SLIPWAY_FANOUT_PAGE",
-        "SLIPWAY_FANOUT_CONCURRENCY",
-    ):
-        if values[_VARS[name][0]] < 1:  # type: ignore[operator]
-            raise SettingsError(f"{name} must be at least 1")
+    for name, (field, _, convert) in _VARS.items():
+        # Every number is a count, a size or a duration: zero or less is a typo.
+        if convert in (int, float) and values[field] <= 0:  # type: ignore[operator]
+            raise SettingsError(f"{name} must be greater than 0")
     assert set(values) == {f.name for f in fields(Settings)}
     return Settings(**values)  # type: ignore[arg-type]
 

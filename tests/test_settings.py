@@ -25,12 +25,7 @@ INT_VARS = [
     "SLIPWAY_FANOUT_CONCURRENCY",
 ]
 FLOAT_VARS = ["SLIPWAY_BACKEND_CONNECT_TIMEOUT", "SLIPWAY_BACKEND_READ_TIMEOUT"]
-AT_LEAST_ONE = [
-    "SLIPWAY_MAX_CHANNELS",
-    "SLIPWAY_BACKEND_ATTEMPTS",
-    "SLIPWAY_FANOUT_PAGE",
-    "SLIPWAY_FANOUT_CONCURRENCY",
-]
+POSITIVE = INT_VARS + FLOAT_VARS
 
 
 def test_defaults() -> None:
@@ -134,10 +129,10 @@ def test_bad_float(name: str, raw: str) -> None:
     assert "float" in str(err.value)
 
 
-@pytest.mark.parametrize("name", AT_LEAST_ONE)
+@pytest.mark.parametrize("name", POSITIVE)
 @pytest.mark.parametrize("raw", ["0", "-1"])
-def test_counts_must_be_at_least_one(name: str, raw: str) -> None:
-    with pytest.raises(SettingsError, match=name):
+def test_numbers_must_be_positive(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} must be greater than 0"):
         load({**REQUIRED, name: raw})
     assert getattr(load({**REQUIRED, name: "1"}), settings_mod._VARS[name][0]) == 1
 
