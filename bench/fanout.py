@@ -34,50 +34,66 @@ sys.path.insert(0, str(ROOT))
 
 # -- a stand-in @connections API, in its own process so it does not share our GIL --
 #
-# A lean asyncio HTTP/1.1 server: it answers every POST/DELETE/GET after the
-# injected latency, so the figures measure slipway's worker, not a Python server.
+# A lean HTTP/1.1 server, one thread per keep-alive connection: it parses just
+# enough, sleeps the injected latency (time.sleep is precise to ~0.1 ms, where an
+# event loop's timers round up to the millisecond) and answers 200, so the
+# figures measure slipway's worker rather than a Python web server.
 
 
 def _serve_connections(latency: float, port_out, counts_in, counts_out) -> None:
-    import asyncio
+    import socket
+    import socketserver
 
     calls = {"POST": 0, "GET": 0, "DELETE": 0}
-    window = [0.0, 0.0]  # first and last POST answered
+    window = [0.0, 0.0]  # first call received, last answer sent
+    lock = threading.Lock()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            sock = self.request
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            buffer = b""
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                method = head.split(b" ", 1)[0].decode()
+                while b"\r\n\r\n" not in buffer:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                arrived = time.time()
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
                 length = 0
                 for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
-                calls[method] = calls.get(method, 0) + 1
-                arrived = time.time()
-                window[0] = window[0] or arrived
-                await asyncio.sleep(latency)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-                window[1] = time.time()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-        except asyncio.CancelledError:
-            writer.close()
-            raise
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                while len(buffer) < length:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                buffer = buffer[length:]
+                method = head.split(b" ", 1)[0].decode()
+                with lock:
+                    calls[method] = calls.get(method, 0) + 1
+                    window[0] = window[0] or arrived
+                time.sleep(max(0.0, arrived + latency - time.time()))
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                with lock:
+                    window[1] = time.time()
 
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=512)
-        port_out.send(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-        loop = asyncio.get_running_loop()
-        while await loop.run_in_executor(None, counts_in.recv) != "stop":
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+        request_queue_size = 512
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port_out.send(f"http://127.0.0.1:{server.server_address[1]}")
+    while counts_in.recv() != "stop":
+        with lock:
             counts_out.send((calls.get("POST", 0), dict(calls), window[1] - window[0]))
             calls.clear()
             window[:] = [0.0, 0.0]
-
-    asyncio.run(main())
+    server.shutdown()
 
 
 class Connections:
