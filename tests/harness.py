@@ -4,9 +4,9 @@ records, and a recording @connections API."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
 import boto3
 import pytest
@@ -14,6 +14,7 @@ import requests
 
 import app
 from chalicelib import services, settings
+from local import events
 from local.connections import RecordingSink, Registry
 
 KEY = "test-key-0123456789abcdef0123456789"
@@ -73,25 +74,8 @@ API = {
 }
 
 
-def _ctx(cid: str, route: str, kind: str, **extra) -> dict:
-    now = int(time.time() * 1000)
-    return {
-        **API,
-        "routeKey": route,
-        "eventType": kind,
-        "connectionId": cid,
-        "connectedAt": now,
-        "requestTimeEpoch": now,
-        "requestId": uuid.uuid4().hex,
-        "messageDirection": "IN",
-        "identity": {"sourceIp": "127.0.0.1"},
-        **extra,
-    }
-
-
-def connect_event(
-    cid: str, query: dict[str, str] | None = None, headers: dict | None = None
-) -> dict:
+def handshake(cid: str, query: dict[str, str] | None = None, headers: dict | None = None):
+    """What API Gateway knows of a connection, for local.events to build events from."""
     headers = {
         "Host": API["domainName"],
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
@@ -100,31 +84,25 @@ def connect_event(
         "User-Agent": "pytest",
         **(headers or {}),
     }
-    return {
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "requestContext": _ctx(cid, "$connect", "CONNECT"),
-        "isBase64Encoded": False,
-    }
-
-
-def message_event(cid: str, body: str) -> dict:
-    return {
-        "requestContext": _ctx(cid, "$default", "MESSAGE", messageId=uuid.uuid4().hex),
-        "body": body,
-        "isBase64Encoded": False,
-    }
+    return events.Handshake(
+        connection_id=cid,
+        api_id=API["apiId"],
+        stage=API["stage"],
+        domain_name=API["domainName"],
+        source_ip="127.0.0.1",
+        user_agent="pytest",
+        connected_at=events.now_ms(),
+        headers=list(headers.items()),
+        query=urlencode(query or {}),
+    )
 
 
 def disconnect_event(cid: str, code: int | None = None, reason: str = "") -> dict:
-    extra = {} if code is None else {"disconnectStatusCode": code, "disconnectReason": reason}
-    return {
-        "headers": {"Host": API["domainName"]},
-        "requestContext": _ctx(cid, "$disconnect", "DISCONNECT", **extra),
-        "isBase64Encoded": False,
-    }
+    event = events.disconnect_event(handshake(cid), code or 0, reason)
+    if code is None:  # API Gateway reported no status at all
+        del event["requestContext"]["disconnectStatusCode"]
+        del event["requestContext"]["disconnectReason"]
+    return event
 
 
 class Gateway:
@@ -137,14 +115,14 @@ class Gateway:
 
     def connect(self, query: dict | None = None, headers: dict | None = None, open_: bool = True):
         cid = uuid.uuid4().hex[:12] + "="
-        reply = app.ws_connect(connect_event(cid, query, headers), None)
+        reply = app.ws_connect(events.connect_event(handshake(cid, query, headers)), None)
         sink = RecordingSink()
         if open_ and reply["statusCode"] == 200:
             self.registry.register(cid, sink)
         return cid, sink, reply
 
     def send(self, cid: str, text: str) -> None:
-        app.ws_message(message_event(cid, text), None)
+        app.ws_message(events.message_event(handshake(cid), text), None)
 
     def disconnect(self, cid: str, code: int | None = None, reason: str = "") -> None:
         self.registry.unregister(cid)
@@ -161,20 +139,8 @@ class Gateway:
         return got
 
     def run_worker(self, messages: list[dict]) -> dict:
-        records = [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:q.fifo",
-            }
-            for m in messages
-        ]
-        return app.worker({"Records": records}, None)
+        arn = "arn:aws:sqs:us-east-1:000000000000:q.fifo"
+        return app.worker(events.sqs_event(messages, arn, "us-east-1"), None)
 
     def drain(self, rounds: int = 20, wait: int = 0) -> int:
         """Run the worker over the queue until it is empty, deleting what succeeded,
