@@ -17,7 +17,7 @@ test: install
 	$(PY) -m pytest
 
 local: install
-	$(VENV)/bin/slipway local --demo
+	$(VENV)/bin/slipway local $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,194 @@
+"""A small GRIP chat backend, written only with `gripcontrol` and the standard
+library, so it runs unchanged behind slipway, Pushpin or Fastly Fanout.
+
+    python examples/chat_backend.py --port 7999 --grip-url 'http://127.0.0.1:8001/?key=...'
+
+(`slipway local` starts it for you when no --target is given.) It prints
+`listening <port>` once ready. Clients speak plain text:
+
+    /join <room>    leave the current room (if any) and enter <room>
+    /name <name>    change your name
+    /leave          leave the room
+    /who            your name and room
+    anything else   said to everyone in your room
+
+The backend keeps no state of its own: a connection's name and room live in
+GRIP meta (Set-Meta-* headers, echoed back as Meta-* on later requests), room
+membership in the gateway's channel subscriptions, and what is said is
+published to the room's channel through the GRIP control API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from gripcontrol import (
+    GripPubControl,
+    WebSocketContext,
+    WebSocketEvent,
+    WebSocketMessageFormat,
+    decode_websocket_events,
+    encode_websocket_events,
+    parse_grip_uri,
+    validate_sig,
+)
+from pubcontrol import Item
+
+CONTENT_TYPE = "application/websocket-events"
+HELP = "/join <room> to enter a room, /name <name> to rename, /leave, /who"
+
+
+class Chat:
+    def __init__(self, grip_url: str, key: str | None) -> None:
+        config = parse_grip_uri(grip_url)
+        self.key = key if key is not None else config.get("key")
+        self.pub = GripPubControl(config)
+
+    # -- one request: a batch of WebSocket events of one connection ----------
+
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+        lower = {k.lower(): v for k, v in headers.items()}
+        # Only the gateway holds the key: anything else could forge events and meta.
+        if self.key and not validate_sig(lower.get("grip-sig", ""), self.key):
+            return 403, {"Content-Type": "text/plain"}, b"invalid or missing Grip-Sig\n"
+        if lower.get("content-type", "").split(";")[0].strip() != CONTENT_TYPE:
+            return 400, {"Content-Type": "text/plain"}, b"expected WebSocket-over-HTTP\n"
+        meta = {k[5:]: v for k, v in lower.items() if k.startswith("meta-")}
+        ctx = WebSocketContext(lower.get("connection-id"), meta, decode_websocket_events(body))
+        out_headers = {"Content-Type": CONTENT_TYPE}
+
+        if ctx.is_opening():
+            ctx.accept()
+            out_headers["Sec-WebSocket-Extensions"] = "grip"  # GRIP mode: m:/c: prefixes
+            query = parse_qs(urlsplit(path).query)
+            name = (query.get("name") or [""])[0] or f"guest-{(ctx.id or 'anon')[:4]}"
+            ctx.meta["user"] = name
+            ctx.send(f"welcome, {name}! {HELP}")
+        while ctx.can_recv():
+            try:
+                message = ctx.recv()
+            except OSError:  # DISCONNECT: the client is gone without a close
+                self.left(ctx, "disconnected")
+                break
+            if message is None:  # CLOSE: say goodbye to the room, acknowledge
+                self.left(ctx, "left")
+                ctx.close()
+                break
+            if isinstance(message, bytes):
+                message = message.decode("utf-8", "replace")
+            self.command(ctx, message.strip())
+
+        for name, value in ctx.meta.items():
+            if ctx.orig_meta.get(name) != value:
+                out_headers[f"Set-Meta-{name}"] = value
+        for name in ctx.orig_meta:
+            if name not in ctx.meta:
+                out_headers[f"Set-Meta-{name}"] = ""  # an empty value deletes it
+        out = list(ctx.out_events)
+        if ctx.closed:
+            out.append(WebSocketEvent("CLOSE", ctx.out_close_code.to_bytes(2, "big")))
+        if ctx.accepted:
+            out.insert(0, WebSocketEvent("OPEN"))
+        return 200, out_headers, encode_websocket_events(out)
+
+    def command(self, ctx: WebSocketContext, text: str) -> None:
+        user = ctx.meta.get("user", "someone")
+        room = ctx.meta.get("room")
+        word, _, rest = text.partition(" ")
+        rest = rest.strip()
+        if word == "/join" and rest:
+            if room == rest:
+                ctx.send(f"you are in #{rest} already")
+                return
+            if room:
+                ctx.unsubscribe(room)
+                self.say(ctx, room, f"* {user} left #{room}")
+            # Announce before subscribing: the joiner gets their own line instead.
+            self.say(ctx, rest, f"* {user} joined #{rest}")
+            ctx.subscribe(rest)
+            ctx.meta["room"] = rest
+            ctx.send(f"you joined #{rest}")
+        elif word == "/name" and rest:
+            ctx.meta["user"] = rest
+            if room:
+                self.say(ctx, room, f"* {user} is now {rest}")
+            else:
+                ctx.send(f"you are now {rest}")
+        elif word == "/leave" and room:
+            ctx.unsubscribe(room)
+            del ctx.meta["room"]
+            self.say(ctx, room, f"* {user} left #{room}")
+            ctx.send(f"you left #{room}")
+        elif word == "/who":
+            ctx.send(f"you are {user}" + (f" in #{room}" if room else ", in no room"))
+        elif word.startswith("/") or not text:
+            ctx.send(HELP)
+        elif room:
+            self.say(ctx, room, f"{user}: {text}")
+        else:
+            ctx.send(f"join a room first: {HELP}")
+
+    def left(self, ctx: WebSocketContext, how: str) -> None:
+        room = ctx.meta.get("room")
+        if room:
+            self.say(ctx, room, f"* {ctx.meta.get('user', 'someone')} {how}")
+
+    def say(self, ctx: WebSocketContext, room: str, text: str) -> None:
+        """Publish to everyone subscribed to the room, through the control API."""
+        try:
+            self.pub.publish(room, Item(WebSocketMessageFormat(text)), blocking=True)
+        except ValueError as exc:  # pubcontrol reports every failure as ValueError
+            print(f"publish to {room} failed: {exc}", file=sys.stderr, flush=True)
+            ctx.send(f"(could not reach the room: {exc})")
+
+
+def serve(port: int, chat: Chat, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            status, headers, out = chat.handle(self.path, dict(self.headers.items()), body)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=7999, help="0 for any free port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--grip-url",
+        default=os.environ.get("GRIP_URL"),
+        help="GRIP control URI with the key, e.g. http://127.0.0.1:8001/?key=K (env GRIP_URL)",
+    )
+    parser.add_argument("--key", help="Grip-Sig key, if not the one in the GRIP URL")
+    args = parser.parse_args()
+    if not args.grip_url:
+        parser.error("set --grip-url or GRIP_URL (slipway local prints it as `grip:`)")
+    server = serve(args.port, Chat(args.grip_url, args.key), args.host)
+    print(f"listening {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,405 @@
+"""API Gateway's WebSocket API, emulated on a `websockets` asyncio server.
+
+For each client it does what API Gateway does around the Lambda functions:
+- runs `$connect` during the opening handshake and answers with its result
+  (non-2xx rejects with that status and body; headers such as
+  Sec-WebSocket-Protocol go into the 101 response);
+- registers the connection with the @connections API only once the 101 is out,
+  so a post made during `$connect` gets 410, as on AWS;
+- runs `$default` for each text message, one at a time in arrival order;
+- enforces the limits of SPEC §4: a frame over 32 KB or a message over 128 KB
+  closes with 1009, a binary frame with 1003, idle timeout and maximum lifetime
+  with 1001 "Going away";
+- unregisters the connection as soon as it closes, then runs `$disconnect`
+  with the close code and reason (1006 when no close frame came).
+
+Lambda functions are blocking: they run in a thread pool, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http
+import json
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from . import events
+from .connections import Closed, Registry, iso
+from .runtime import InvocationError
+
+log = logging.getLogger(__name__)
+
+Function = Callable[[dict[str, Any]], Any]
+
+# Headers of the 101 that belong to the handshake itself, never to $connect's answer.
+_OWN_HEADERS = frozenset(
+    {
+        "connection",
+        "upgrade",
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "date",
+    }
+)
+# How long an @connections POST may wait for the client's socket to take the frame.
+_SEND_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    frame: int = 32 * 1024
+    message: int = 128 * 1024
+    idle_timeout: float = 600.0
+    max_lifetime: float = 7200.0
+    integration_timeout: float = 29.0
+
+
+@dataclass(frozen=True)
+class Routes:
+    """The Lambda function behind each route; a missing route is skipped."""
+
+    connect: Function | None = None
+    message: Function | None = None
+    disconnect: Function | None = None
+
+
+class Client:
+    """One open client connection, as the @connections API reaches it."""
+
+    def __init__(
+        self, handshake: events.Handshake, ws: ServerConnection, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.handshake = handshake
+        self.ws = ws
+        self._loop = loop
+        self.opened = time.monotonic()
+        self.last_active = self.opened  # data frames either way count as activity
+        self.last_active_ms = handshake.connected_at
+        self.closing = False
+        self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.handshake.connection_id
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+        self.last_active_ms = events.now_ms()
+
+    # -- AsyncSink: called on the loop by the @connections server --------------
+
+    async def send_async(self, data: bytes) -> None:
+        """A POST: a TEXT frame if the bytes are UTF-8, else a BINARY frame."""
+        if self.closing:
+            raise Closed(self.id)
+        try:
+            message: str | bytes = data.decode("utf-8")
+        except UnicodeDecodeError:
+            message = data
+        try:
+            async with asyncio.timeout(_SEND_TIMEOUT):
+                await self.ws.send(message)
+        except ConnectionClosed:
+            raise Closed(self.id) from None
+        self.touch()
+
+    async def close_async(self) -> None:
+        """A DELETE: close with 1000 (no code of the caller's); $disconnect follows.
+        Answered at once: later calls get 410 while the close handshake runs."""
+        if self.closing:
+            raise Closed(self.id)
+        self.closing = True
+        self._closer = asyncio.get_running_loop().create_task(self.ws.close(1000))
+
+    # -- Sink: the same from another thread ----------------------------------
+
+    def send(self, data: bytes) -> None:
+        asyncio.run_coroutine_threadsafe(self.send_async(data), self._loop).result()
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.close_async(), self._loop).result()
+
+    def info(self) -> dict:
+        if self.closing:
+            raise Closed(self.id)
+        return {
+            "connectedAt": iso(self.handshake.connected_at),
+            "lastActiveAt": iso(self.last_active_ms),
+            "identity": {
+                "sourceIp": self.handshake.source_ip,
+                "userAgent": self.handshake.user_agent,
+            },
+        }
+
+
+def close_status(ws: ServerConnection) -> tuple[int, str]:
+    """disconnectStatusCode and disconnectReason: the close frame of whoever
+    closed first, or 1006 when the connection dropped without one."""
+    proto = ws.protocol
+    sent, rcvd = proto.close_sent, proto.close_rcvd
+    if sent is not None and (rcvd is None or proto.close_rcvd_then_sent is False):
+        return int(sent.code), sent.reason
+    if rcvd is not None:
+        return int(rcvd.code), rcvd.reason
+    return 1006, ""
+
+
+def _response(status: int, headers: list[tuple[str, str]], body: bytes) -> Response:
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    out = Headers([("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))])
+    for name, value in headers:
+        if name.lower() not in ("content-length", "connection", "date"):
+            out[name] = value
+    out["Connection"] = "close"
+    out["Content-Length"] = str(len(body))
+    if "Content-Type" not in out:
+        out["Content-Type"] = "application/json"
+    return Response(status, phrase, out, body)
+
+
+def _result_headers(result: dict[str, Any]) -> list[tuple[str, str]]:
+    pairs = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        pairs.extend((name, str(v)) for v in values)
+    return pairs
+
+
+def _result_body(result: dict[str, Any]) -> bytes:
+    body = result.get("body")
+    if body is None:
+        return b""
+    if result.get("isBase64Encoded"):
+        return base64.b64decode(body)
+    return str(body).encode("utf-8")
+
+
+class WebSocketGateway:
+    def __init__(
+        self,
+        routes: Routes,
+        registry: Registry,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stage: str = "local",
+        api_id: str | None = None,
+        limits: Limits | None = None,
+        workers: int = 32,
+    ) -> None:
+        self.routes = routes
+        self.registry = registry
+        self.host = host
+        self.port = port
+        self.stage = stage
+        self.api_id = api_id or events.api_id()
+        self.limits = limits or Limits()
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="lambda-ws")
+        self._server: Server | None = None
+        # Accepted by $connect, waiting for the 101 to go out and the handler to start.
+        self._opening: weakref.WeakKeyDictionary[ServerConnection, events.Handshake] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._serve,
+            self.host,
+            self.port,
+            process_response=self._process_response,
+            # API Gateway negotiates no extension: frame sizes are wire sizes.
+            compression=None,
+            max_size=(self.limits.message, self.limits.frame),
+            # API Gateway does not ping clients; it answers their pings.
+            ping_interval=None,
+            ping_timeout=None,
+            # $connect may take the whole integration timeout.
+            open_timeout=self.limits.integration_timeout + 5,
+            close_timeout=5,
+            server_header=None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Close every client with 1001 and wait for their $disconnect."""
+        if self._server is not None:
+            self._server.close(close_connections=True, code=1001, reason="Going away")
+            await self._server.wait_closed()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.limits.integration_timeout)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- invoking Lambda ----------------------------------------------------
+
+    async def _invoke(self, function: Function, event: dict[str, Any]) -> Any:
+        """Run a function in the pool; raises TimeoutError past the integration
+        timeout (the function keeps running, as a Lambda would) or InvocationError."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, function, event)
+        return await asyncio.wait_for(asyncio.shield(future), self.limits.integration_timeout)
+
+    # -- $connect: during the handshake ---------------------------------------
+
+    def _handshake(self, ws: ServerConnection, request: Request) -> events.Handshake:
+        path, _, query = request.path.partition("?")
+        source_ip = str(ws.remote_address[0]) if ws.remote_address else "127.0.0.1"
+        headers = list(request.headers.raw_items())
+        # API Gateway appends the peer to X-Forwarded-For and adds the port and scheme.
+        forwarded = [v for k, v in headers if k.lower() == "x-forwarded-for"]
+        headers = [
+            (k, v)
+            for k, v in headers
+            if k.lower() not in ("x-forwarded-for", "x-forwarded-port", "x-forwarded-proto")
+        ]
+        headers += [
+            ("X-Forwarded-For", ", ".join([*forwarded, source_ip])),
+            ("X-Forwarded-Port", str(self.port)),
+            ("X-Forwarded-Proto", "http"),
+        ]
+        return events.Handshake(
+            connection_id=events.connection_id(),
+            api_id=self.api_id,
+            stage=self.stage,
+            domain_name=request.headers.get("Host", f"{self.host}:{self.port}"),
+            source_ip=source_ip,
+            user_agent=request.headers.get("User-Agent", ""),
+            connected_at=events.now_ms(),
+            headers=headers,
+            query=query,
+        )
+
+    async def _process_response(
+        self, ws: ServerConnection, request: Request, response: Response
+    ) -> Response | None:
+        if response.status_code != 101:
+            return None  # not a valid upgrade: API Gateway answers before any Lambda
+        hs = self._handshake(ws, request)
+        result: Any = {"statusCode": 200}
+        if self.routes.connect is not None:
+            try:
+                result = await self._invoke(self.routes.connect, events.connect_event(hs))
+            except TimeoutError:
+                log.warning("$connect of %s timed out", hs.connection_id)
+                return _response(504, [], b'{"message": "Endpoint request timed out"}')
+            except InvocationError:
+                return _response(502, [], b'{"message": "Internal server error"}')
+        if not isinstance(result, dict):
+            result = {"statusCode": 200}
+        status = int(result.get("statusCode") or 200)
+        if not 200 <= status < 300:
+            log.info("$connect rejected %s with %d", hs.connection_id, status)
+            return _response(status, _result_headers(result), _result_body(result))
+        for name, value in _result_headers(result):
+            if name.lower() not in _OWN_HEADERS:
+                response.headers[name] = value
+        if ws.state is not State.CONNECTING or not (self._server and self._server.is_serving()):
+            # The client left (or we are stopping) while $connect ran: no 101 will
+            # go out and no handler will run, but $connect did succeed.
+            self._spawn(self._disconnect(hs, 1006, ""))
+            return None
+        self._opening[ws] = hs
+        return None
+
+    # -- an open connection ----------------------------------------------------
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        hs = self._opening.pop(ws)
+        client = Client(hs, ws, asyncio.get_running_loop())
+        self.registry.register(client.id, client)
+        reader = asyncio.create_task(self._read(client))
+        watchdog = asyncio.create_task(self._watch(client))
+        try:
+            await ws.wait_closed()
+        finally:
+            self.registry.unregister(client.id)
+            watchdog.cancel()
+        # Messages received before the close are still handled, then $disconnect.
+        try:
+            await reader
+        except Exception:
+            log.exception("reading from %s failed", client.id)
+        code, reason = close_status(ws)
+        await self._disconnect(hs, code, reason)
+
+    async def _read(self, client: Client) -> None:
+        ws = client.ws
+        try:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    await ws.close(1003, "Binary frames are not supported")
+                    return
+                client.touch()
+                if self.routes.message is None:
+                    continue
+                await self._on_message(client, message)
+        except ConnectionClosed:
+            pass
+
+    async def _on_message(self, client: Client, body: str) -> None:
+        assert self.routes.message is not None
+        event = events.message_event(client.handshake, body)
+        try:
+            await self._invoke(self.routes.message, event)
+            return
+        except TimeoutError:
+            error = "Endpoint request timed out"
+        except InvocationError:
+            error = "Internal server error"
+        # What API Gateway tells a client when the route's integration fails.
+        notice = {
+            "message": error,
+            "connectionId": client.id,
+            "requestId": event["requestContext"]["requestId"],
+        }
+        try:
+            await client.ws.send(json.dumps(notice))
+        except ConnectionClosed:
+            pass
+
+    async def _watch(self, client: Client) -> None:
+        """Idle timeout and maximum lifetime: close with 1001 "Going away"."""
+        limits = self.limits
+        while True:
+            now = time.monotonic()
+            deadline = min(
+                client.last_active + limits.idle_timeout, client.opened + limits.max_lifetime
+            )
+            if now >= deadline:
+                log.info("closing %s: idle or too old", client.id)
+                client.closing = True
+                await client.ws.close(1001, "Going away")
+                return
+            await asyncio.sleep(deadline - now)
+
+    async def _disconnect(self, hs: events.Handshake, code: int, reason: str) -> None:
+        if self.routes.disconnect is None:
+            return
+        event = events.disconnect_event(hs, code, reason)
+        try:
+            await self._invoke(self.routes.disconnect, event)
+        except (TimeoutError, InvocationError):
+            log.warning("$disconnect of %s failed", hs.connection_id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,165 @@
+"""`slipway local`: the whole stack on this machine, until Ctrl-C or SIGTERM.
+
+On start it prints, one per line, what clients and backends need, then `ready`:
+
+    websocket: ws://127.0.0.1:8000/
+    control: http://127.0.0.1:8001
+    grip: http://127.0.0.1:8001/?key=...
+    ...
+    ready
+
+Logs go to stderr, so stdout stays parseable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from . import aws, logs
+from .stack import DEV_KEY, Options, Stack
+
+log = logging.getLogger("local.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slipway")
+    commands = parser.add_subparsers(dest="command", required=True)
+    local = commands.add_parser(
+        "local",
+        help="run slipway on this machine: API Gateway, Lambda, SQS and DynamoDB emulated",
+        description="Run API Gateway (WebSocket + @connections), the Lambda handlers, "
+        "the SQS event source and AWS (moto) on this machine.",
+    )
+    add = local.add_argument
+    add("--target", help="the backend's URL (default: start the demo chat backend)")
+    add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    add("--ws-port", type=int, default=8000, help="WebSocket port, 0 for any (default 8000)")
+    add("--http-port", type=int, default=8001, help="control API port, 0 for any (default 8001)")
+    add("--key", default=DEV_KEY, help="the control API / Grip-Sig key (a dev default)")
+    add("--aws-endpoint", help="use this AWS-compatible endpoint instead of an in-process moto")
+    add("--app", default="app:app", help="the Chalice app, module:attribute (default app:app)")
+    add("--stage", default="local", help="API Gateway stage name in events (default local)")
+    env = os.environ.get
+    names = aws.Names()
+    add("--table", default=env("SLIPWAY_TABLE") or names.table, help="DynamoDB table name")
+    add("--queue", default=env("SLIPWAY_QUEUE_NAME") or names.queue, help="publish queue name")
+    add("--dead-letter-queue", help="dead-letter queue name (default: <queue>-dlq)")
+    add("--bucket", default=env("SLIPWAY_BUCKET") or names.bucket, help="S3 bucket name")
+    add(
+        "--visibility-timeout",
+        type=int,
+        default=names.visibility_timeout,
+        help="publish queue visibility timeout, seconds (default 30)",
+    )
+    add(
+        "--max-receive-count",
+        type=int,
+        default=names.max_receive_count,
+        help="receives before a message goes to the dead-letter queue (default 5)",
+    )
+    add("--idle-timeout", type=float, default=600.0, help="seconds (default 600, as AWS)")
+    add("--max-lifetime", type=float, default=7200.0, help="seconds (default 7200, as AWS)")
+    add("--pollers", type=int, default=3, help="SQS batches run at once (default 3)")
+    add("--log-level", default="INFO", help="DEBUG, INFO, WARNING... (default INFO)")
+    return parser
+
+
+def _dead_letter_name(queue: str) -> str:
+    base, fifo, _ = queue.partition(".fifo")
+    return f"{base}-dlq{fifo}"
+
+
+def options(args: argparse.Namespace) -> Options:
+    return Options(
+        host=args.host,
+        ws_port=args.ws_port,
+        http_port=args.http_port,
+        target=args.target,
+        key=args.key,
+        aws_endpoint=args.aws_endpoint,
+        names=aws.Names(
+            table=args.table,
+            queue=args.queue,
+            dead_letter_queue=args.dead_letter_queue or _dead_letter_name(args.queue),
+            bucket=args.bucket,
+            visibility_timeout=args.visibility_timeout,
+            max_receive_count=args.max_receive_count,
+        ),
+        idle_timeout=args.idle_timeout,
+        max_lifetime=args.max_lifetime,
+        stage=args.stage,
+        app=args.app,
+        pollers=args.pollers,
+    )
+
+
+async def run(opts: Options) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:  # a second Ctrl-C: the user does not want to wait
+            os._exit(130)
+        log.info("stopping")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+    stack = Stack(opts)
+    start = asyncio.ensure_future(stack.start())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([start, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if not start.done():  # a signal during start: abandon it; it cleans up after itself
+        start.cancel()
+        await asyncio.gather(start, return_exceptions=True)
+        await stack.stop()
+        return 0
+    stopped.cancel()
+    urls = start.result()
+    print(f"websocket: {urls.websocket}")
+    print(f"control: {urls.control}")
+    print(f"grip: {urls.grip}")
+    print(f"connections: {urls.connections}")
+    print(f"aws: {urls.aws}")
+    print(f"target: {urls.target}")
+    print("ready", flush=True)
+    if opts.target is None:
+        log.info(
+            "try it: python -m websockets %s in two terminals, then /join lobby", urls.websocket
+        )
+    stopped = asyncio.ensure_future(stop.wait())
+    died = asyncio.ensure_future(stack.child_exit())
+    await asyncio.wait([stopped, died], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if died.done():
+        log.error("%s: stopping", died.result())
+        code = 1
+    for task in (stopped, died):
+        task.cancel()
+    await stack.stop()
+    log.info("stopped")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.configure(args.log_level)
+    try:
+        return asyncio.run(run(options(args)))
+    except Exception as exc:
+        log.error("slipway local failed: %s", exc, exc_info=logging.root.level <= logging.DEBUG)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""moto's server in this process, made fit for concurrent use by the stack.
+
+moto's backends are not thread-safe, and the stack calls them from many threads
+at once (Lambda handlers, the control API, the SQS poller). Seen with moto 5.x:
+DynamoDB TransactWriteItems deep-copies a table while another request changes it
+("dictionary changed size during iteration", a 500), and SQS DeleteMessage
+rebuilds the message list without the lock SendMessage takes, which can lose a
+message sent at the same moment. So requests run one at a time; under the GIL
+that costs little. No request may wait inside moto, so SQS long polls are
+answered at once (the stack's own poller short-polls).
+
+Two more fixes, both to moto in this process only:
+- routing lists moto's package directory on every request (~150 stat calls
+  under a global lock): the list is cached;
+- FIFO redelivery order (see fix_fifo_redelivery).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _OneAtATime:
+    """A WSGI wrapper running one request at a time, body included."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        _no_long_poll(environ)
+        with self._lock:
+            result = self._app(environ, start_response)
+            try:
+                return list(result)  # the body may be produced lazily: inside the lock
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+
+def _no_long_poll(environ: dict[str, Any]) -> None:
+    """A long poll would hold the one request slot for up to 20 s (say, someone
+    watching the dead-letter queue with the AWS CLI): ReceiveMessage answers at
+    once instead, which SQS may do too. The JSON protocol only, which current
+    SDKs and the AWS CLI use."""
+    if environ.get("HTTP_X_AMZ_TARGET") != "AmazonSQS.ReceiveMessage":
+        return
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    try:
+        params = json.loads(body)
+    except ValueError:
+        params = None
+    if isinstance(params, dict):
+        params["WaitTimeSeconds"] = 0
+        body = json.dumps(params).encode()
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+
+
+def fix_fifo_redelivery() -> None:
+    """Make moto redeliver a FIFO group's timed-out messages in order, as SQS does.
+
+    moto keeps a received message in the queue's pending set until a later
+    receive scans past it, and skips every message whose group still has a
+    pending one. When several messages of one group time out together, the
+    first is skipped because the next ones still look pending, and they come
+    back out of order (three, one, two). Forgetting timed-out messages before
+    each receive fixes it."""
+    from moto.sqs.models import SQSBackend
+
+    original = SQSBackend.receive_message
+    if getattr(original, "slipway_fixed", False):
+        return
+
+    def receive_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        queue = self.get_queue(queue_name)
+        for message in list(queue.pending_messages):
+            if message.visible:
+                queue.pending_messages.discard(message)
+        return original(self, queue_name, *args, **kwargs)
+
+    receive_message.slipway_fixed = True  # type: ignore[attr-defined]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+
+
+def cache_module_list() -> None:
+    """moto lists its package directory on every request, under its routing lock."""
+    from moto import backends
+
+    listing = backends.list_of_moto_modules
+    if getattr(listing, "slipway_cached", False):
+        return
+    modules = tuple(listing())
+
+    def cached() -> tuple[str, ...]:
+        return modules
+
+    cached.slipway_cached = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = cached  # type: ignore[assignment]
+
+
+class MotoServer:
+    """moto on 127.0.0.1 (port 0: a free one), one request at a time."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        cache_module_list()
+        fix_fifo_redelivery()
+        self._host = host
+        self._port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        class Quiet(MotoRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass  # werkzeug would log every request
+
+        app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._host, self._port, app, threaded=True, request_handler=Quiet
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(10)

@@ -1,0 +1,245 @@
+"""The whole local stack around the unchanged Chalice app, in one process tree:
+
+- this process: AWS (moto), the @connections API, the Chalice HTTP routes and
+  the API Gateway WebSocket emulator running the WebSocket functions;
+- a child: the SQS event source and the worker function (local/worker.py);
+- a child, unless --target is given: the demo backend (examples/chat_backend.py).
+
+Order matters: the app reads its settings from the environment (once, cached
+per process), so every variable is set before the first event can arrive, and
+the children inherit it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from . import aws
+from .apigw import Limits, WebSocketGateway
+from .child import Child, python
+from .connections import AsyncConnectionsServer, Registry
+from .functions import load_app, websocket_routes
+from .http import ChaliceHttpServer
+from .moto_server import MotoServer
+
+log = logging.getLogger(__name__)
+
+# Not a secret: it signs Grip-Sig and authorizes publishes on a developer's machine.
+DEV_KEY = "slipway-local-development-key-not-secret"
+DEMO_BACKEND = Path(__file__).resolve().parent.parent / "examples" / "chat_backend.py"
+
+
+@dataclass
+class Options:
+    host: str = "127.0.0.1"
+    ws_port: int = 8000
+    http_port: int = 8001
+    target: str | None = None  # None: start the demo backend
+    key: str = DEV_KEY
+    aws_endpoint: str | None = None  # None: an in-process moto server
+    names: aws.Names = field(default_factory=aws.Names)
+    idle_timeout: float = 600.0
+    max_lifetime: float = 7200.0
+    stage: str = "local"
+    app: str = "app:app"
+    pollers: int = 3
+
+
+@dataclass(frozen=True)
+class Urls:
+    websocket: str
+    control: str
+    grip: str
+    connections: str
+    aws: str
+    target: str
+
+
+def _public(host: str) -> str:
+    """A host a client can dial: a wildcard bind is reached on loopback."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def aws_environment(endpoint: str, ours: bool) -> None:
+    """Point every boto3 client of this process (and the app's) at `endpoint`."""
+    for name in list(os.environ):
+        # A service-specific endpoint would win over AWS_ENDPOINT_URL.
+        if name.startswith("AWS_ENDPOINT_URL_") or name == "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS":
+            del os.environ[name]
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    os.environ["AWS_REGION"] = aws.REGION
+    os.environ["AWS_DEFAULT_REGION"] = aws.REGION
+    if ours:
+        # Our own moto: dummy credentials always, so none of the user's go anywhere.
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            os.environ.pop(name, None)
+        os.environ.update(aws.DUMMY_CREDENTIALS)
+    elif not os.environ.get("AWS_ACCESS_KEY_ID") and not os.environ.get("AWS_PROFILE"):
+        os.environ.update(aws.DUMMY_CREDENTIALS)
+
+
+class Stack:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.registry = Registry()
+        self.moto: MotoServer | None = None
+        self.connections: AsyncConnectionsServer | None = None
+        self.http: ChaliceHttpServer | None = None
+        self.backend: Child | None = None
+        self.worker: Child | None = None
+        self.gateway: WebSocketGateway | None = None
+        self.urls: Urls | None = None
+
+    async def start(self) -> Urls:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> Urls:
+        opts = self.options
+        host = _public(opts.host)
+
+        if opts.aws_endpoint:
+            endpoint = opts.aws_endpoint.rstrip("/")
+        else:
+            self.moto = MotoServer("127.0.0.1", 0)
+            endpoint = self.moto.start()
+        aws_environment(endpoint, ours=self.moto is not None)
+        resources = aws.ensure(endpoint, opts.names)
+
+        # Loopback only, whatever --host says: the @connections API has no auth here.
+        self.connections = await AsyncConnectionsServer(self.registry, "127.0.0.1", 0).start()
+        connections_url = f"{self.connections.url}/{opts.stage}"
+        os.environ.update(
+            {
+                "SLIPWAY_KEY": opts.key,
+                "SLIPWAY_TABLE": resources.table,
+                "SLIPWAY_QUEUE_URL": resources.queue_url,
+                "SLIPWAY_QUEUE_NAME": opts.names.queue,
+                "SLIPWAY_BUCKET": resources.bucket,
+                "SLIPWAY_CONNECTIONS_ENDPOINT": connections_url,
+            }
+        )
+        if opts.target:
+            os.environ["TARGET_URL"] = opts.target
+        app = load_app(opts.app)
+
+        self.http = ChaliceHttpServer(app, opts.host, opts.http_port, opts.stage)
+        control = self.http.url(host)
+        grip = f"{control}/?key={quote(opts.key, safe='')}"
+
+        target = opts.target
+        if target is None:
+            self.backend = Child(
+                python(str(DEMO_BACKEND), "--port", "0"),
+                {**os.environ, "GRIP_URL": grip},
+                name="demo-backend",
+            )
+            port = self.backend.start(lambda line: line.startswith("listening ")).split()[1]
+            target = f"http://127.0.0.1:{port}"
+            os.environ["TARGET_URL"] = target
+        _check_settings()
+
+        self.worker = Child(
+            python(
+                "-m",
+                "local.worker",
+                "--app",
+                opts.app,
+                "--stage",
+                opts.stage,
+                "--queue",
+                opts.names.queue,
+                "--queue-url",
+                resources.queue_url,
+                "--queue-arn",
+                resources.queue_arn,
+                "--visibility-timeout",
+                str(opts.names.visibility_timeout),
+                "--pollers",
+                str(opts.pollers),
+                # Our moto serves one request at a time: no long poll may hold it.
+                "--wait-seconds",
+                "0" if self.moto is not None else "1",
+                "--log-level",
+                logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+            ),
+            os.environ,
+            name="sqs-worker",
+        )
+        self.worker.start(lambda line: line == "ready", timeout=60)
+
+        limits = Limits(idle_timeout=opts.idle_timeout, max_lifetime=opts.max_lifetime)
+        self.gateway = WebSocketGateway(
+            websocket_routes(app, opts.stage),
+            self.registry,
+            host=opts.host,
+            port=opts.ws_port,
+            stage=opts.stage,
+            limits=limits,
+        )
+        await self.gateway.start()
+        self.http.start()
+
+        self.urls = Urls(
+            websocket=f"ws://{host}:{self.gateway.port}/",
+            control=control,
+            grip=grip,
+            connections=connections_url,
+            aws=endpoint,
+            target=target,
+        )
+        return self.urls
+
+    async def child_exit(self) -> str:
+        """Returns (with a description) when a child process ends on its own."""
+        while True:
+            for child in (self.worker, self.backend):
+                if child is not None and (code := child.exited()) is not None:
+                    return f"the {child.name} exited with code {code}"
+            await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        """Clients first (their $disconnect needs everything else), then the worker
+        (its batches in flight still post to @connections), then the servers."""
+        steps: list[tuple[str, Callable[[], Any]]] = []
+        if self.gateway is not None:
+            steps.append(("WebSocket server", self.gateway.stop))
+        if self.worker is not None:
+            steps.append(("SQS worker", self.worker.stop))
+        if self.http is not None:
+            steps.append(("HTTP server", self.http.stop))
+        if self.connections is not None:
+            steps.append(("@connections server", self.connections.stop))
+        if self.backend is not None:
+            steps.append(("demo backend", self.backend.stop))
+        if self.moto is not None:
+            steps.append(("moto", self.moto.stop))
+        for name, stop in steps:
+            try:
+                result = stop()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("stopping the %s failed", name)
+        self.gateway = self.http = self.connections = None
+        self.worker = self.backend = self.moto = None
+
+
+def _check_settings() -> None:
+    """Fail at start, with the settings' own message, rather than at the first event."""
+    try:
+        from chalicelib import settings
+    except ImportError:
+        return
+    settings.load(os.environ)

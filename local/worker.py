@@ -1,0 +1,79 @@
+"""The publish queue's Lambda function in a process of its own, behind the SQS
+event source: `python -m local.worker ...` (the stack starts it; it prints
+`ready`, and stops on SIGTERM after the batches in flight).
+
+Lambda runs the SQS worker in containers apart from the WebSocket functions, so
+nothing a $connect leaves in memory can reach it; here neither. It also puts
+the fan-out's boto3 work on another core than the gateway's. The environment
+(AWS endpoint, SLIPWAY_*) comes from the stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from . import aws, logs
+from .functions import load_app, sqs_function
+from .sqs import SqsEventSource
+
+log = logging.getLogger("local.worker")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.worker")
+    parser.add_argument("--app", default="app:app")
+    parser.add_argument("--stage", default="local")
+    parser.add_argument("--queue", required=True, help="queue name, as the app's decorator has it")
+    parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--queue-arn", required=True)
+    parser.add_argument("--visibility-timeout", type=float, default=30.0)
+    parser.add_argument("--pollers", type=int, default=3)
+    parser.add_argument("--wait-seconds", type=int, default=0)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level, process="worker ")
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    app = load_app(args.app)
+    found = sqs_function(app, args.stage, args.queue, args.queue_arn)
+    if found is None:
+        log.warning("the app has no SQS handler for %s: nothing polls it", args.queue)
+        print("ready", flush=True)
+        stop.wait()
+        return 0
+    function, source = found
+    if args.visibility_timeout < function.timeout:
+        log.info(
+            "note: visibility timeout %gs < function timeout %gs: AWS refuses such an event "
+            "source mapping, and here a batch that runs longer is received again while it runs",
+            args.visibility_timeout,
+            function.timeout,
+        )
+    poller = SqsEventSource(
+        aws.client("sqs", os.environ["AWS_ENDPOINT_URL"]),
+        args.queue_url,
+        args.queue_arn,
+        function,
+        batch_size=source.batch_size,
+        concurrency=source.maximum_concurrency or args.pollers,
+        visibility_timeout=args.visibility_timeout,
+        region=aws.REGION,
+        wait_seconds=args.wait_seconds,
+    ).start()
+    print("ready", flush=True)
+    stop.wait()
+    poller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

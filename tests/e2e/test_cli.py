@@ -1,0 +1,133 @@
+"""`slipway local` as a user runs it: the console script with the demo chat
+backend, the printed URLs, a clean stop on Ctrl-C, an app with no routes, and
+an external AWS endpoint whose resources already exist."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+import jwt
+import pytest
+import requests
+from gripcontrol import parse_grip_uri
+from websockets.sync.client import ClientConnection, connect
+
+from local import aws
+from local.moto_server import MotoServer
+
+from .processes import KEY, LocalStack
+
+TIMEOUT = 10.0
+SLIPWAY = Path(sys.executable).with_name("slipway")
+
+
+def recv_until(ws: ClientConnection, text: str) -> list[str]:
+    """Messages up to and including `text`; fails on a timeout."""
+    got: list[str] = []
+    while not got or got[-1] != text:
+        got.append(str(ws.recv(timeout=TIMEOUT)))
+    return got
+
+
+def test_console_script_runs_the_demo_chat_and_stops_on_ctrl_c() -> None:
+    command = [str(SLIPWAY)] if SLIPWAY.exists() else [sys.executable, "-m", "local.cli"]
+    stack = LocalStack("--key", KEY, command=command)
+    try:
+        for name in ("websocket", "control", "grip", "target"):
+            assert ":0/" not in stack.urls[name] + "/", stack.urls
+        assert parse_grip_uri(stack.urls["grip"]) == {
+            "control_uri": stack.control,
+            "key": KEY,
+        }
+        # The demo backend takes events only from the gateway: Grip-Sig with the key.
+        events = {"Content-Type": "application/websocket-events", "Connection-Id": "x"}
+        forged = jwt.encode(
+            {"iss": "slipway", "exp": time.time() + 60}, "a-different-key-of-at-least-32-bytes!"
+        )
+        for headers in (events, {**events, "Grip-Sig": forged}):
+            reply = requests.post(stack.urls["target"], data=b"OPEN\r\n", headers=headers)
+            assert reply.status_code == 403
+        with (
+            connect(f"{stack.websocket}?name=alice", open_timeout=TIMEOUT) as alice,
+            connect(f"{stack.websocket}?name=bob", open_timeout=TIMEOUT) as bob,
+        ):
+            assert alice.recv(timeout=TIMEOUT).startswith("welcome, alice!")
+            assert bob.recv(timeout=TIMEOUT).startswith("welcome, bob!")
+            # The joiner may also see its own announcement, before or after the reply.
+            alice.send("/join lobby")
+            recv_until(alice, "you joined #lobby")
+            bob.send("/join lobby")
+            recv_until(bob, "you joined #lobby")
+            recv_until(alice, "* bob joined #lobby")
+            alice.send("hello bob")
+            recv_until(bob, "alice: hello bob")
+            recv_until(alice, "alice: hello bob")
+    finally:
+        code = stack.stop(signal.SIGINT)
+    assert code == 0, stack.log()[-3000:]
+    # The demo backend went with it.
+    with pytest.raises(requests.ConnectionError):
+        requests.post(stack.urls["target"], timeout=2)
+
+
+@pytest.fixture(scope="module")
+def external_aws() -> Iterator[str]:
+    """Another AWS-compatible endpoint, here a moto server in the test process,
+    holding a table (with an item) before the stack starts."""
+    server = MotoServer()
+    url = server.start()
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    aws._ensure_table(client, "existing")
+    client.put_item(TableName="existing", Item={"pk": {"S": "keep"}, "sk": {"S": "me"}})
+    yield url
+    server.stop()
+
+
+def test_an_app_without_routes_against_an_existing_endpoint(external_aws: str) -> None:
+    stack = LocalStack(
+        "--app",
+        "tests.e2e.empty_app:app",
+        "--aws-endpoint",
+        external_aws,
+        "--table",
+        "existing",
+        "--target",
+        "http://127.0.0.1:9/unused",
+    )
+    try:
+        assert stack.urls["aws"] == external_aws
+        reply = requests.get(f"{stack.control}/anything", timeout=TIMEOUT)
+        assert reply.status_code == 403
+        assert reply.json() == {"message": "Missing Authentication Token"}
+        # No $connect route: API Gateway accepts; no $default: messages go nowhere.
+        with connect(stack.websocket, open_timeout=TIMEOUT) as ws:
+            ws.send("into the void")
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=0.5)
+    finally:
+        code = stack.stop()
+    assert code == 0, stack.log()[-3000:]
+    session = boto3.session.Session(
+        aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
+    )
+    ddb = session.client("dynamodb", endpoint_url=external_aws)
+    item = ddb.get_item(TableName="existing", Key={"pk": {"S": "keep"}, "sk": {"S": "me"}})
+    assert "Item" in item, "an existing table must be left alone"
+    sqs = session.client("sqs", endpoint_url=external_aws)
+    queues = sqs.list_queues()["QueueUrls"]
+    assert {urlsplit(q).path.rsplit("/", 1)[1] for q in queues} >= {
+        "slipway-publish.fifo",
+        "slipway-publish-dlq.fifo",
+    }
