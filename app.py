@@ -8,6 +8,8 @@ from chalicelib import control, fanout, handlers
 
 app = Chalice(app_name="slipway")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
+# Chalice sets its app logger (the parent of chalicelib's) to ERROR: keep warnings.
+app.log.setLevel(os.environ.get("SLIPWAY_LOG_LEVEL", "INFO"))
 
 
 @app.on_ws_connect()

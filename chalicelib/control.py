@@ -9,7 +9,7 @@ from typing import Any
 
 from chalice.app import Response
 
-from . import fanout, services
+from . import fanout, handlers, services
 from .aws.queue import QueueError
 from .aws.sockets import Gone
 from .grip.auth import AuthError, authorize
@@ -75,7 +75,7 @@ def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Respons
         try:
             svc.sockets.send(conn.endpoint, cid, content if binary else content.decode("utf-8"))
         except Gone:
-            svc.store.remove_connection(cid)
+            handlers.forget(svc, cid)
             return _unknown(cid)
         return _json(200, {"message": "Sent"})
 
@@ -96,7 +96,7 @@ def close(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
         try:
             svc.sockets.close(conn.endpoint, cid)
         except Gone:
-            svc.store.remove_connection(cid)
+            handlers.forget(svc, cid)
             return _unknown(cid)
         return _json(200, {"message": "Closing"})
 
@@ -116,7 +116,7 @@ def inspect(headers: Mapping[str, str], cid: str) -> Response:
         try:
             info = svc.sockets.info(conn.endpoint, cid)
         except Gone:
-            svc.store.remove_connection(cid)
+            handlers.forget(svc, cid)
             return _unknown(cid)
         return _json(
             200,

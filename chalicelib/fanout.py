@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import Any
 
-from . import services
+from . import handlers, services
 from .aws.queue import Message
 from .aws.sockets import Gone
 from .aws.store import Member
@@ -125,7 +125,7 @@ def deliver(svc: services.Services, item: dict[str, Any], members: list[Member])
     targets = [(m.endpoint, m.connection_id) for m in members]
     outcome = svc.sockets.send_many(targets, data, svc.settings.fanout_concurrency)
     for cid in outcome.gone:
-        svc.store.remove_connection(cid)
+        handlers.forget(svc, cid)
     return not outcome.failed
 
 
@@ -147,7 +147,7 @@ def _deliver_open(svc: services.Services, body: dict[str, Any]) -> bool:
             return True
         except Gone:
             if sent:  # it was open, and now it is gone
-                svc.store.remove_connection(cid)
+                handlers.forget(svc, cid)
                 return True
             if time.time() >= body["deadline"] or svc.store.get_connection(cid) is None:
                 log.warning("connection %s never opened: dropping %d frames", cid, len(frames))

@@ -174,8 +174,9 @@ def apply(svc: services.Services, conn: Connection, decided: list[d.Decision]) -
             try:
                 svc.sockets.send(conn.endpoint, conn.id, data)
             except Gone:
-                log.info("connection %s is gone: removing it", conn.id)
-                svc.store.remove_connection(conn.id)
+                # The client left while the backend answered: its $disconnect is on
+                # the way and tells the backend how it closed.
+                log.info("connection %s is gone", conn.id)
                 return
         elif isinstance(decision, d.Close | d.Disconnect):
             # @connections DELETE carries no close code: the client sees 1000/1005.
@@ -219,7 +220,23 @@ def _close_quietly(svc: services.Services, endpoint: str, cid: str) -> None:
     try:
         svc.sockets.close(endpoint, cid)
     except Gone:
-        svc.store.remove_connection(cid)
+        pass  # closed already: $disconnect cleans up
+
+
+def forget(svc: services.Services, cid: str) -> None:
+    """A post found the connection gone (410) outside any event of its own: remove
+    its rows now and tell the backend, which may otherwise never hear of it."""
+    conn = svc.store.remove_connection(cid)
+    if conn is not None and not conn.detached:
+        _farewell(svc, conn, codec.Event("DISCONNECT"))
+
+
+def _farewell(svc: services.Services, conn: Connection, event: codec.Event) -> None:
+    try:
+        # The client is gone: one attempt, and what the backend answers has no one to reach.
+        call_backend(svc, conn, [event], retry=False)
+    except BackendUnreachable as exc:
+        log.warning("could not tell the backend that %s closed: %s", conn.id, exc)
 
 
 # -- $disconnect ------------------------------------------------------------
@@ -254,8 +271,4 @@ def _disconnect(event: dict[str, Any]) -> None:
         status = ctx.get("disconnectStatusCode")
         reason = ctx.get("disconnectReason") or ""
         ws_event = closing_event(int(status) if status is not None else None, reason)
-    try:
-        # The client is gone: one attempt, and what the backend answers has no one to reach.
-        call_backend(svc, conn, [ws_event], retry=False)
-    except BackendUnreachable as exc:
-        log.warning("could not tell the backend that %s closed: %s", cid, exc)
+    _farewell(svc, conn, ws_event)

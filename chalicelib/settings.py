@@ -59,7 +59,7 @@ _VARS: dict[str, tuple[str, object, type]] = {
 }
 _REQUIRED = {"TARGET_URL", "SLIPWAY_TABLE", "SLIPWAY_QUEUE_URL"}
 # Read by the deployment tooling or the local stack, not by the handlers.
-_KNOWN_ELSEWHERE = {"SLIPWAY_QUEUE_NAME", "SLIPWAY_QUEUE_ARN", "SLIPWAY_STAGE"}
+_KNOWN_ELSEWHERE = {"SLIPWAY_QUEUE_NAME", "SLIPWAY_QUEUE_ARN", "SLIPWAY_STAGE", "SLIPWAY_LOG_LEVEL"}
 
 
 def load(env: Mapping[str, str]) -> Settings:

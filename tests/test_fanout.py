@@ -122,7 +122,7 @@ def test_worker_killed_mid_fanout_then_retried_reaches_everyone(gateway, monkeyp
     assert all(sink.frames and set(sink.frames) == {b"survive"} for _, sink in room)
 
 
-def test_gone_members_are_removed_at_once(gateway: Gateway) -> None:
+def test_gone_members_are_removed_at_once(gateway: Gateway, backend_log) -> None:
     room = members(gateway, "room", 3)
     gone_id = room[0][0]
     gateway.registry.unregister(gone_id)
@@ -130,6 +130,8 @@ def test_gone_members_are_removed_at_once(gateway: Gateway) -> None:
     gateway.drain()
     store = services.current().store
     assert store.get_connection(gone_id) is None
+    [told] = backend_log.requests()  # the backend hears of it, once
+    assert told["body"] == b"DISCONNECT\r\n" and told["headers"]["connection-id"] == gone_id
     assert sorted(m.connection_id for m in store.members("room")[0]) == [room[1][0], room[2][0]]
     assert room[1][1].frames == [b"hi"]
 

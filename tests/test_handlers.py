@@ -199,13 +199,16 @@ def test_message_from_an_unknown_connection_closes_it(gateway: Gateway, backend_
     assert sink.closed and backend_log.requests() == []
 
 
-def test_reply_to_a_gone_connection_removes_it(gateway: Gateway) -> None:
+def test_a_client_gone_mid_reply_still_tells_the_backend_its_close(
+    gateway: Gateway, backend_log: BackendLog
+) -> None:
     cid, _, _ = gateway.connect()
-    gateway.send(cid, "sub room")
-    gateway.registry.unregister(cid)  # it went away without a $disconnect
+    gateway.registry.unregister(cid)  # it closed while the backend was answering
     gateway.send(cid, "hello")
+    assert gateway.stored(cid) is not None  # its $disconnect is on the way
+    gateway.disconnect(cid, 4002, "bye")
+    assert backend_log.requests()[-1]["body"] == b"CLOSE 5\r\n\x0f\xa2bye\r\n"
     assert gateway.stored(cid) is None
-    assert services.current().store.members("room") == ([], None)
 
 
 # -- $disconnect --------------------------------------------------------------

@@ -89,7 +89,7 @@ def external_aws() -> Iterator[str]:
         aws_access_key_id="local",
         aws_secret_access_key="local",
     )
-    aws._ensure_table(client, "existing")
+    aws.ensure_table(client, "existing")
     client.put_item(TableName="existing", Item={"pk": {"S": "keep"}, "sk": {"S": "me"}})
     yield url
     server.stop()

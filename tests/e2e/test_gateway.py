@@ -9,6 +9,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlencode
 
 import boto3
@@ -57,7 +58,7 @@ def connection_id(backend: GripBackend, marker: str) -> str:
     return first["headers"]["connection-id"]
 
 
-def management(stack: LocalStack):  # noqa: ANN201 - a boto3 client
+def management(stack: LocalStack) -> Any:  # a boto3 apigatewaymanagementapi client
     return boto3.client(
         "apigatewaymanagementapi",
         endpoint_url=stack.urls["connections"],
