@@ -55,7 +55,7 @@ def client(service: str, endpoint: str) -> Any:
 
 def ensure(endpoint: str, names: Names) -> Resources:
     """Create what is missing and return where everything is."""
-    _ensure_table(client("dynamodb", endpoint), names.table)
+    ensure_table(client("dynamodb", endpoint), names.table)
     sqs = client("sqs", endpoint)
     dlq_url = _ensure_queue(sqs, names.dead_letter_queue, {})
     dlq_arn = _queue_arn(sqs, dlq_url)
@@ -80,7 +80,7 @@ def ensure(endpoint: str, names: Names) -> Resources:
     )
 
 
-def _ensure_table(ddb: Any, name: str) -> None:
+def ensure_table(ddb: Any, name: str) -> None:
     try:
         ddb.describe_table(TableName=name)
         log.info("table %s exists", name)
