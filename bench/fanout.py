@@ -151,43 +151,22 @@ DDB_READS = ("Query", "GetItem", "BatchGetItem", "Scan")
 
 
 def start_aws() -> str:
-    from moto.server import ThreadedMotoServer
+    from local.moto_server import MotoServer
+    from local.stack import aws_environment
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": url,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-    )
+    url = MotoServer().start()
+    aws_environment(url, ours=True)
     return url
 
 
 def create_resources(tag: str) -> tuple[str, str]:
     import boto3
 
+    from local import aws
+
     table = f"bench-{tag}"
-    boto3.client("dynamodb").create_table(
-        TableName=table,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    queue = boto3.client("sqs").create_queue(
-        QueueName=f"bench-{tag}.fifo", Attributes={"FifoQueue": "true", "VisibilityTimeout": "60"}
-    )["QueueUrl"]
+    aws.ensure_table(boto3.client("dynamodb"), table)
+    queue = aws.ensure_queue(boto3.client("sqs"), f"bench-{tag}.fifo", {"VisibilityTimeout": "60"})
     return table, queue
 
 

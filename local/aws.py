@@ -57,9 +57,9 @@ def ensure(endpoint: str, names: Names) -> Resources:
     """Create what is missing and return where everything is."""
     ensure_table(client("dynamodb", endpoint), names.table)
     sqs = client("sqs", endpoint)
-    dlq_url = _ensure_queue(sqs, names.dead_letter_queue, {})
+    dlq_url = ensure_queue(sqs, names.dead_letter_queue, {})
     dlq_arn = _queue_arn(sqs, dlq_url)
-    queue_url = _ensure_queue(
+    queue_url = ensure_queue(
         sqs,
         names.queue,
         {
@@ -69,7 +69,7 @@ def ensure(endpoint: str, names: Names) -> Resources:
             ),
         },
     )
-    _ensure_bucket(client("s3", endpoint), names.bucket)
+    ensure_bucket(client("s3", endpoint), names.bucket)
     return Resources(
         endpoint=endpoint,
         table=names.table,
@@ -109,7 +109,7 @@ def ensure_table(ddb: Any, name: str) -> None:
     log.info("created table %s", name)
 
 
-def _ensure_queue(sqs: Any, name: str, attributes: dict[str, str]) -> str:
+def ensure_queue(sqs: Any, name: str, attributes: dict[str, str]) -> str:
     try:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         log.info("queue %s exists", name)
@@ -131,7 +131,7 @@ def _queue_arn(sqs: Any, url: str) -> str:
     ]
 
 
-def _ensure_bucket(s3: Any, name: str) -> None:
+def ensure_bucket(s3: Any, name: str) -> None:
     try:
         s3.head_bucket(Bucket=name)
         log.info("bucket %s exists", name)

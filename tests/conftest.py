@@ -15,6 +15,8 @@ import pytest
 
 from chalicelib import services, settings
 from local.connections import ConnectionsServer, Registry
+from local.moto_server import MotoServer
+from local.stack import aws_environment
 from tests.harness import (
     KEY,
     BackendLog,
@@ -32,38 +34,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    saved = {k: os.environ.get(k) for k in _AWS_ENV}
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": url,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-    )
+    """moto on 127.0.0.1, and this process's boto3 pointed at it with dummy credentials."""
+    server = MotoServer()
+    url = server.start()
+    saved = dict(os.environ)
+    aws_environment(url, ours=True)
     yield url
     server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-_AWS_ENV = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-)
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

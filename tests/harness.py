@@ -4,6 +4,7 @@ records, and a recording @connections API."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlencode
@@ -14,7 +15,7 @@ import requests
 
 import app
 from chalicelib import services, settings
-from local import events
+from local import aws, events
 from local.connections import RecordingSink, Registry
 
 KEY = "test-key-0123456789abcdef0123456789"
@@ -25,29 +26,16 @@ HERE = Path(__file__).resolve().parent
 
 
 def create_table(name: str) -> None:
-    ddb = boto3.client("dynamodb")
-    ddb.create_table(
-        TableName=name,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    aws.ensure_table(boto3.client("dynamodb"), name)
 
 
 def create_queue(name: str) -> str:
-    sqs = boto3.client("sqs")
-    attrs = {"FifoQueue": "true", "VisibilityTimeout": "2"} if name.endswith(".fifo") else {}
-    return sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
+    attributes = {"VisibilityTimeout": "2"}  # failed messages come back quickly
+    return aws.ensure_queue(boto3.client("sqs"), name, attributes)
 
 
 def create_bucket(name: str) -> None:
-    boto3.client("s3").create_bucket(Bucket=name)
+    aws.ensure_bucket(boto3.client("s3"), name)
 
 
 class BackendLog:
@@ -128,13 +116,10 @@ class Gateway:
         self.registry.unregister(cid)
         app.ws_disconnect(disconnect_event(cid, code, reason), None)
 
-    def queued(self, wait: int = 0) -> list[dict]:
+    def queued(self) -> list[dict]:
         sqs = boto3.client("sqs")
         got = sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=10,
-            AttributeNames=["All"],
-            WaitTimeSeconds=wait,
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
         ).get("Messages", [])
         return got
 
@@ -142,14 +127,16 @@ class Gateway:
         arn = "arn:aws:sqs:us-east-1:000000000000:q.fifo"
         return app.worker(events.sqs_event(messages, arn, "us-east-1"), None)
 
-    def drain(self, rounds: int = 20, wait: int = 0) -> int:
+    def drain(self, rounds: int = 20, wait: float = 0) -> int:
         """Run the worker over the queue until it is empty, deleting what succeeded,
-        as Lambda's event source mapping does; `wait` long-polls for messages still
-        in flight. Returns how many messages ran."""
+        as Lambda's event source mapping does; empty for `wait` seconds, so messages
+        still in flight come back first. Returns how many messages ran."""
         sqs = boto3.client("sqs")
         ran = 0
         for _ in range(rounds):
-            messages = self.queued(wait)
+            quiet_until = time.monotonic() + wait
+            while not (messages := self.queued()) and time.monotonic() < quiet_until:
+                time.sleep(0.2)  # the local moto answers long polls at once
             if not messages:
                 return ran
             failed = {f["itemIdentifier"] for f in self.run_worker(messages)["batchItemFailures"]}
