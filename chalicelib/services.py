@@ -1,10 +1,13 @@
-"""The adapters of one Lambda container, built once at its first event."""
+"""The adapters of one Lambda container, each built at its first use.
+
+Lazily: a boto3 client costs 40-90 ms to build, and most events need only some
+of them (a message never touches SQS or S3).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from . import settings as settings_mod
@@ -15,14 +18,42 @@ from .aws.store import Store
 from .backend import Backend
 
 
-@dataclass(frozen=True)
 class Services:
-    settings: settings_mod.Settings
-    store: Store
-    sockets: Sockets
-    queue: Queue
-    backend: Backend
-    blobs: Blobs | None
+    def __init__(self, cfg: settings_mod.Settings) -> None:
+        import boto3  # deferred: the settings check should fail before a slow import
+
+        self.settings = cfg
+        self._session = boto3.session.Session()
+
+    @cached_property
+    def store(self) -> Store:
+        cfg = self.settings
+        client = self._session.client("dynamodb")
+        return Store(client, cfg.table, cfg.connection_ttl, cfg.max_channels)
+
+    @cached_property
+    def sockets(self) -> Sockets:
+        return Sockets(self._session)
+
+    @cached_property
+    def queue(self) -> Queue:
+        cfg = self.settings
+        return Queue(self._session.client("sqs"), cfg.queue_url, cfg.queue_message_limit)
+
+    @cached_property
+    def backend(self) -> Backend:
+        cfg = self.settings
+        return Backend(
+            cfg.target_url,
+            cfg.backend_connect_timeout,
+            cfg.backend_read_timeout,
+            cfg.backend_attempts,
+        )
+
+    @cached_property
+    def blobs(self) -> Blobs | None:
+        bucket = self.settings.bucket
+        return Blobs(self._session.client("s3"), bucket) if bucket else None
 
     def endpoint_for(self, request_context: dict[str, Any]) -> str:
         """The @connections endpoint of the API a connection came through."""
@@ -38,20 +69,4 @@ class Services:
 
 @lru_cache(maxsize=1)
 def current() -> Services:
-    import boto3  # deferred: the settings check should fail before a slow import
-
-    cfg = settings_mod.current()
-    session = boto3.session.Session()
-    return Services(
-        settings=cfg,
-        store=Store(session.client("dynamodb"), cfg.table, cfg.connection_ttl, cfg.max_channels),
-        sockets=Sockets(session),
-        queue=Queue(session.client("sqs"), cfg.queue_url, cfg.queue_message_limit),
-        backend=Backend(
-            cfg.target_url,
-            cfg.backend_connect_timeout,
-            cfg.backend_read_timeout,
-            cfg.backend_attempts,
-        ),
-        blobs=Blobs(session.client("s3"), cfg.bucket) if cfg.bucket else None,
-    )
+    return Services(settings_mod.current())

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from . import codec
 
-# Hop-by-hop headers, the handshake's own mechanics, and what the gateway sets itself.
+# Hop-by-hop headers, and what the gateway sets itself.
 _DROP = frozenset(
     {
         "connection",
@@ -24,13 +24,14 @@ _DROP = frozenset(
         "content-type",
         "accept",
         "connection-id",
-        "sec-websocket-key",
-        "sec-websocket-version",
-        "sec-websocket-extensions",
     }
 )
 # A client must never be able to forge meta or a signature.
 _FORBIDDEN_PREFIXES = ("meta-", "grip-", "set-meta-")
+# The handshake's own mechanics (key, version, extensions...): only the
+# subprotocol means something to the backend.
+_HANDSHAKE_PREFIX = "sec-websocket-"
+_KEPT_HANDSHAKE = "sec-websocket-protocol"
 
 
 def handshake_headers(
@@ -44,11 +45,13 @@ def handshake_headers(
             out[name] = sep.join(values)
     elif single:
         out.update(single)
-    return {
-        name: value
-        for name, value in out.items()
-        if name.lower() not in _DROP and not name.lower().startswith(_FORBIDDEN_PREFIXES)
-    }
+    return {name: value for name, value in out.items() if _replayed(name.lower())}
+
+
+def _replayed(name: str) -> bool:
+    if name in _DROP or name.startswith(_FORBIDDEN_PREFIXES):
+        return False
+    return not name.startswith(_HANDSHAKE_PREFIX) or name == _KEPT_HANDSHAKE
 
 
 def backend_headers(
