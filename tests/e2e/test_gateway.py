@@ -186,6 +186,17 @@ def test_client_close_code_and_reason_reach_the_backend(
     assert got[-1]["body"] == b"CLOSE 5\r\n\x0f\xa2bye\r\n"
 
 
+def test_client_closing_while_the_backend_answers_still_reaches_it(
+    stack: LocalStack, backend: GripBackend
+) -> None:
+    marker = uuid.uuid4().hex
+    with client(stack, marker) as ws:
+        ws.send("sleep 0.5")  # the reply finds the connection gone (410)
+        ws.close(4002, "bye")
+    got = backend.wait_for(marker, lambda got: got and got[-1]["body"].startswith(b"CLOSE"))
+    assert got[-1]["body"] == b"CLOSE 5\r\n\x0f\xa2bye\r\n"
+
+
 def test_dropped_connection_becomes_disconnect(stack: LocalStack, backend: GripBackend) -> None:
     marker = uuid.uuid4().hex
     with client(stack, marker) as ws:
