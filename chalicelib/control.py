@@ -41,6 +41,8 @@ def guarded(headers: Mapping[str, str], action: Handler) -> Response:
         )
     except PublishError as exc:
         return _json(400, {"error": "invalid request body", "fields": exc.fields})
+    except fanout.TooLarge as exc:
+        return _json(413, {"error": str(exc)})
     except QueueError as exc:
         log.error("publish not queued: %s", exc)
         return _json(503, {"error": f"not queued, retry: {exc}"})

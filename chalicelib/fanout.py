@@ -30,6 +30,10 @@ _OPEN_WAIT = 3.0
 _BLOB_PREFIX = "publish/"
 
 
+class TooLarge(Exception):
+    """A publish item is over the queue's limit and there is no bucket to carry it."""
+
+
 def handle_batch(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Lambda's partial batch response: only the failed records come back.
 
@@ -76,7 +80,10 @@ def publish_message(svc: services.Services, item: dict[str, Any]) -> Message:
 
 def _store_blob(svc: services.Services, item: dict[str, Any]) -> str:
     if svc.blobs is None:
-        raise RuntimeError("a publish over the queue limit needs SLIPWAY_BUCKET")
+        raise TooLarge(
+            f"a publish item over the queue's {svc.settings.queue_message_limit} bytes "
+            "needs SLIPWAY_BUCKET, and none is configured"
+        )
     key = f"{_BLOB_PREFIX}{uuid.uuid4().hex}.json"
     svc.blobs.put(key, json.dumps(item).encode())
     return key

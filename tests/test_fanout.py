@@ -169,3 +169,11 @@ def test_a_failed_fifo_record_takes_the_rest_of_the_batch_back(gateway: Gateway)
     failures = gateway.run_worker(messages)["batchItemFailures"]
     assert [f["itemIdentifier"] for f in failures] == [m["MessageId"] for m in messages[1:]]
     assert sink.frames == [b"m0"]
+
+
+def test_a_publish_over_the_queue_limit_without_a_bucket_is_413(gateway, monkeypatch) -> None:
+    monkeypatch.delenv("SLIPWAY_BUCKET")
+    configure(monkeypatch, SLIPWAY_QUEUE_MESSAGE_LIMIT="4096")
+    status, body = gateway.publish({"items": [item("room", content="x" * 20_000)]})
+    assert status == 413 and "SLIPWAY_BUCKET" in body["error"]
+    assert gateway.queued() == []
