@@ -29,3 +29,19 @@ format: install
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis
+
+# -- deployment (infra/DEPLOY.md) ------------------------------------------------
+# `make package [STAGE=prod]`: the CloudFormation template (Chalice's functions and
+# APIs merged with infra/resources.json) in build/package/sam.json, and the code in
+# build/package/deployment.zip. Offline: no AWS call, no credentials; chalice
+# package only needs a region name to write into the template's defaults.
+STAGE          ?= dev
+PACKAGE_DIR    ?= build/package
+PACKAGE_REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
+
+.PHONY: package
+package: install
+	rm -rf $(PACKAGE_DIR)
+	AWS_DEFAULT_REGION=$(PACKAGE_REGION) $(VENV)/bin/chalice package --stage $(STAGE) \
+		--merge-template infra/resources.json $(PACKAGE_DIR)
+	@echo "wrote $(PACKAGE_DIR)/sam.json for stage $(STAGE); deploy it: infra/DEPLOY.md"

@@ -1,0 +1,47 @@
+"""slipway_client: the Python side of slipway.
+
+- `WebSocketContext` (backend helpers): read the gateway's WebSocket-over-HTTP
+  requests and build the responses, in any web framework.
+- `ControlClient`: publish to channels and act on one connection.
+- `WebSocketClient` / `connect`: an asyncio WebSocket client for messages of
+  any size (the envelope of SPEC §3), with reconnection.
+"""
+
+from .backend import Closed, Disconnected, Response, WebSocketContext
+from .control import ControlClient, PublishItem
+from .errors import (
+    CodecError,
+    ControlError,
+    EnvelopeError,
+    GripSigError,
+    RemoteError,
+    SlipwayError,
+    SocketClosed,
+    TransferError,
+    UnknownConnection,
+)
+from .socket import Backoff, State, WebSocketClient, connect
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backoff",
+    "Closed",
+    "CodecError",
+    "ControlClient",
+    "ControlError",
+    "Disconnected",
+    "EnvelopeError",
+    "GripSigError",
+    "PublishItem",
+    "RemoteError",
+    "Response",
+    "SlipwayError",
+    "SocketClosed",
+    "State",
+    "TransferError",
+    "UnknownConnection",
+    "WebSocketClient",
+    "WebSocketContext",
+    "connect",
+]

@@ -1,0 +1,209 @@
+"""The control API client: publish to channels, act on one connection (SPEC §2).
+
+    control = ControlClient("https://abc.execute-api.eu-west-1.amazonaws.com/api", KEY)
+    control.publish("room", "hello")
+    control.send(connection_id, "just for you")
+    control.close(connection_id, 4000, "bye")
+
+Synchronous, over `requests`; from asyncio code call it with `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from . import token
+from .errors import ControlError, UnknownConnection
+
+MAX_ITEMS_PER_REQUEST = 100  # what the gateway accepts in one publish
+TOKEN_LIFETIME = 3600
+_PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"  # RFC 3986 sub-delims, ":" and "@": literal in a segment
+
+__all__ = ["ControlClient", "ControlError", "PublishItem", "UnknownConnection"]
+
+
+@dataclass(frozen=True)
+class PublishItem:
+    """One item of a publish: a message to every subscriber of `channel`
+    (exactly one of `text` or `binary`), or, with `close=True`, closing them all."""
+
+    channel: str
+    text: str | None = None
+    binary: bytes | None = None
+    close: bool = False
+    code: int | None = None
+    reason: str | None = None
+    id: str | None = None
+    prev_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.channel, str) or not self.channel:
+            raise ValueError("a publish item needs a non-empty channel")
+        if self.close:
+            if self.text is not None or self.binary is not None:
+                raise ValueError("a close item carries no content")
+        elif (self.text is None) == (self.binary is None):
+            raise ValueError("a publish item needs exactly one of text or binary")
+
+    def to_json(self) -> dict[str, Any]:
+        """The item as SPEC §2 spells it: `{"channel", "formats": {"ws-message": ...}}`."""
+        message: dict[str, Any]
+        if self.close:
+            message = {"action": "close"}
+            if self.code is not None:
+                message["code"] = self.code
+            if self.reason is not None:
+                message["reason"] = self.reason
+        elif self.binary is not None:
+            message = {"content-bin": base64.b64encode(self.binary).decode("ascii")}
+        else:
+            message = {"content": self.text}
+        item: dict[str, Any] = {"channel": self.channel}
+        if self.id is not None:
+            item["id"] = self.id
+        if self.prev_id is not None:
+            item["prev-id"] = self.prev_id
+        item["formats"] = {"ws-message": message}
+        return item
+
+
+class ControlClient:
+    """A client of one slipway deployment's control API.
+
+    `base_url` is the control base (the REST API's stage URL); `key` the
+    deployment key (SLIPWAY_KEY). Each request carries a fresh
+    `Authorization: Bearer <JWT>` (HS256 over the key, one hour, with `iss`
+    when given). Failures raise `ControlError` (404 on a connection route:
+    `UnknownConnection`) carrying the server's `error` and `fields`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        key: str | bytes,
+        iss: str | None = None,
+        *,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._key = key
+        self._iss = iss
+        self._timeout = timeout
+        self._session = session or requests.Session()
+
+    # -- publish -----------------------------------------------------------------
+
+    def publish(
+        self,
+        channel: str,
+        text: str | None = None,
+        binary: bytes | None = None,
+        *,
+        id: str | None = None,
+        prev_id: str | None = None,
+    ) -> None:
+        """Send a message (exactly one of `text`, `binary`) to every subscriber of `channel`."""
+        self.publish_many([PublishItem(channel, text, binary, id=id, prev_id=prev_id)])
+
+    def publish_close(
+        self, channel: str, code: int | None = None, reason: str | None = None
+    ) -> None:
+        """Close every connection subscribed to `channel`."""
+        self.publish_many([PublishItem(channel, close=True, code=code, reason=reason)])
+
+    def publish_many(self, items: Iterable[PublishItem | Mapping[str, Any]]) -> None:
+        """Publish several items in order. Plain dicts are sent as they are (SPEC §2
+        item shape). More than 100 items go in several requests, one after the
+        other: each request is all-or-nothing, the whole call is not."""
+        body = [item.to_json() if isinstance(item, PublishItem) else dict(item) for item in items]
+        for start in range(0, len(body), MAX_ITEMS_PER_REQUEST):
+            chunk = body[start : start + MAX_ITEMS_PER_REQUEST]
+            self._call("POST", "/publish/", {"items": chunk})
+
+    # -- one connection ------------------------------------------------------------
+
+    def send(self, connection_id: str, data: str | bytes) -> None:
+        """Send one message to one connection: text for `str`, binary for `bytes`."""
+        if isinstance(data, str):
+            body: dict[str, Any] = {"content": data}
+        elif isinstance(data, bytes | bytearray | memoryview):
+            body = {"content-bin": base64.b64encode(bytes(data)).decode("ascii")}
+        else:
+            raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
+        self._call("POST", f"{self._connection(connection_id)}/message", body, connection_id)
+
+    def close(self, connection_id: str, code: int | None = None, reason: str = "") -> None:
+        """Close one connection; the backend's CLOSE event carries `code` when given."""
+        body: dict[str, Any] | None = None
+        if code is not None or reason:
+            body = {"reason": reason}
+            if code is not None:
+                body["code"] = code
+        self._call("DELETE", self._connection(connection_id), body, connection_id)
+
+    def inspect(self, connection_id: str) -> dict[str, Any]:
+        """A connection's state: `id`, `connected_at`, `last_active_at`, `source_ip`,
+        `meta`, `channels`, `grip`, `detached`."""
+        return self._call("GET", self._connection(connection_id), None, connection_id)
+
+    # -- internals -------------------------------------------------------------------
+
+    def authorization(self) -> str:
+        """The `Authorization` header value for a request made now."""
+        claims: dict[str, Any] = {"exp": int(time.time()) + TOKEN_LIFETIME}
+        if self._iss is not None:
+            claims["iss"] = self._iss
+        return "Bearer " + token.sign(claims, self._key)
+
+    @staticmethod
+    def _connection(connection_id: str) -> str:
+        if not isinstance(connection_id, str) or not connection_id:
+            raise ValueError("a connection id is a non-empty string")
+        # Percent-encode only what a path segment cannot hold ("/", "?", "#", "%", ...):
+        # API Gateway ids look like "L0SM9cOFvHcCIhw=", and REST API path parameters
+        # reach the Lambda still encoded, so "=" and "+" must travel as they are.
+        return "/connections/" + quote(connection_id, safe=_PATH_SEGMENT_SAFE)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        connection_id: str | None = None,
+    ) -> dict[str, Any]:
+        url = self.base_url + path
+        headers = {"Authorization": self.authorization(), "Accept": "application/json"}
+        try:
+            reply = self._session.request(
+                method, url, json=body, headers=headers, timeout=self._timeout
+            )
+        except requests.RequestException as exc:
+            raise ControlError(None, f"{method} {url} failed: {exc}") from exc
+        data = _json_or_none(reply)
+        if 200 <= reply.status_code < 300:
+            return data if isinstance(data, dict) else {}
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            error, fields = data["error"], data.get("fields")
+        else:
+            error, fields = (reply.text.strip()[:500] or reply.reason or "no body"), None
+        fields = fields if isinstance(fields, dict) else None
+        if reply.status_code == 404 and connection_id is not None:
+            raise UnknownConnection(404, error, fields)
+        raise ControlError(reply.status_code, error, fields)
+
+
+def _json_or_none(reply: requests.Response) -> Any:
+    try:
+        return reply.json()
+    except ValueError:
+        return None

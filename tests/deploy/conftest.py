@@ -1,0 +1,67 @@
+"""Deployment checks, offline: `chalice package` output (once per stage per session),
+and a moto server of our own for bootstrap and the key store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ("dev", "prod")
+MERGE_TEMPLATE = "infra/resources.json"
+REGION = "us-east-1"
+# Values moto accepts; never real credentials.
+DUMMY = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def offline_env() -> dict[str, str]:
+    """This environment without anything that could reach AWS: no credentials, no
+    profile, no endpoint, no instance metadata; only a region name."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true")
+    return env
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """`chalice package --merge-template` for every stage, run side by side:
+    stage -> the merged template (what `make package` writes to build/package/sam.json)."""
+    chalice = Path(sys.executable).parent / "chalice"
+    runs = {}
+    for stage in STAGES:
+        out = tmp_path_factory.mktemp(f"package-{stage}")
+        command = [str(chalice), "package", "--stage", stage, "--merge-template"]
+        command += [MERGE_TEMPLATE, str(out)]
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        runs[stage] = (proc, out)
+    templates = {}
+    for stage, (proc, out) in runs.items():
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"chalice package --stage {stage}:\n{output.decode()}"
+        templates[stage] = json.loads((out / "sam.json").read_text())
+    return templates
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def session() -> boto3.session.Session:
+    return boto3.session.Session(region_name=REGION, **DUMMY)

@@ -1,0 +1,258 @@
+"""The CloudFormation path: `chalice package --merge-template infra/resources.json`
+gives one valid stack with every resource, wired into every function."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+from typing import Any
+
+import pytest
+
+from chalicelib import settings
+from local import bootstrap
+
+from . import iam
+from .conftest import REGION, ROOT, STAGES
+
+FUNCTIONS = {
+    "WebsocketConnect": "app.ws_connect",
+    "WebsocketMessage": "app.ws_message",
+    "WebsocketDisconnect": "app.ws_disconnect",
+    "APIHandler": "app.app",
+    "Worker": "app.worker",
+}
+API_STAGE = "api"
+# Stand-in values for what CloudFormation fills in at deploy time.
+REFS = {
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "slipway-test",
+    "AWS::URLSuffix": "amazonaws.com",
+    "WebsocketAPI": "wsapi12345",
+    "RestAPI": "restapi123",
+    "Table": "slipway-test",
+    "PublishQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/slipway-test-publish.fifo",
+    "BlobBucket": "slipway-test-blobbucket-1a2b3c",
+    "GripKey": "arn:aws:secretsmanager:us-east-1:123456789012:secret:GripKey-AbCdEf",
+    "KeyParameterName": "/slipway-test/key",
+}
+ATTRIBUTES = {
+    "Table.Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/slipway-test",
+    "PublishQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:slipway-test-publish.fifo",
+    "PublishQueue.QueueName": "slipway-test-publish.fifo",
+    "BlobBucket.Arn": "arn:aws:s3:::slipway-test-blobbucket-1a2b3c",
+}
+KEY_SOURCES = {  # KeyFromParameter -> what the functions read the key from
+    True: ("SLIPWAY_KEY_PARAMETER", "ssm:GetParameter"),
+    False: ("SLIPWAY_KEY_SECRET", "secretsmanager:GetSecretValue"),
+}
+
+
+def resolved(value: Any, from_parameter: bool) -> Any:
+    conditions = {"KeyFromParameter": from_parameter, "KeyFromSecret": not from_parameter}
+    return iam.resolve(value, REFS, ATTRIBUTES, conditions)
+
+
+@pytest.fixture(scope="session")
+def translated(packaged: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each stage's template as plain CloudFormation, through the SAM translator that
+    CloudFormation runs, after `aws cloudformation package` has uploaded the code."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            raise AssertionError("the template names no AWS managed policy")
+
+    out = {}
+    saved = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = REGION  # the translator's region (no AWS call)
+    try:
+        for stage, template in packaged.items():
+            template = copy.deepcopy(template)
+            for resource in template["Resources"].values():
+                if resource["Type"] == "AWS::Serverless::Function":
+                    resource["Properties"]["CodeUri"] = "s3://artifacts-bucket/deployment.zip"
+            out[stage] = transform(template, {}, NoManagedPolicies())
+    finally:
+        if saved is None:
+            del os.environ["AWS_DEFAULT_REGION"]
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = saved
+    return out
+
+
+def lint(template: dict[str, Any]) -> list[str]:
+    from cfnlint.api import lint as cfn_lint
+
+    return [str(m) for m in cfn_lint(json.dumps(template, indent=1), regions=[REGION])]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_merged_template_passes_cfn_lint(packaged, stage):
+    assert lint(packaged[stage]) == []
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_translated_template_passes_cfn_lint(translated, stage):
+    """cfn-lint skips some checks (IAM actions, event source mappings) on SAM
+    templates; the translated template gets all of them."""
+    assert lint(translated[stage]) == []
+
+
+def test_cfn_lint_catches_a_broken_template(packaged):
+    """The lint above is not vacuous: a dangling reference fails it."""
+    broken = copy.deepcopy(packaged["dev"])
+    broken["Resources"]["PublishQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] = {
+        "Fn::GetAtt": ["NoSuchQueue", "Arn"]
+    }
+    assert any("NoSuchQueue" in m for m in lint(broken))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_function_is_merged_with_chalices(packaged, stage):
+    resources = packaged[stage]["Resources"]
+    functions = {k for k, v in resources.items() if v.get("Type") == "AWS::Serverless::Function"}
+    assert functions == set(FUNCTIONS)
+    for name, handler in FUNCTIONS.items():
+        assert resources[name]["Properties"]["Handler"] == handler
+    untyped = [k for k, v in resources.items() if "Type" not in v]
+    assert untyped == [], "the merge template names resources chalice no longer makes"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_worker_event_source_reports_batch_item_failures(translated, stage):
+    mappings = [
+        r["Properties"]
+        for r in translated[stage]["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    assert len(mappings) == 1
+    (mapping,) = mappings
+    assert mapping["FunctionName"] == {"Ref": "Worker"}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert resolved(mapping["EventSourceArn"], True) == ATTRIBUTES["PublishQueue.Arn"]
+    assert mapping["BatchSize"] == 10
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("from_parameter", [True, False])
+def test_every_function_gets_the_stacks_resources(packaged, stage, from_parameter):
+    variable, _ = KEY_SOURCES[from_parameter]
+    key = REFS["KeyParameterName"] if from_parameter else REFS["GripKey"]
+    for name in FUNCTIONS:
+        props = packaged[stage]["Resources"][name]["Properties"]
+        env = resolved(props["Environment"]["Variables"], from_parameter)
+        assert env["SLIPWAY_TABLE"] == REFS["Table"]
+        assert env["SLIPWAY_QUEUE_URL"] == REFS["PublishQueue"]
+        assert env["SLIPWAY_QUEUE_NAME"] == ATTRIBUTES["PublishQueue.QueueName"]
+        assert env["SLIPWAY_BUCKET"] == REFS["BlobBucket"]
+        assert env[variable] == key
+        assert {"SLIPWAY_KEY", "SLIPWAY_KEY_PARAMETER", "SLIPWAY_KEY_SECRET"} & set(env) == {
+            variable
+        }
+        assert env["TARGET_URL"].startswith("https://")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_functions_environment_is_valid_settings(packaged, stage):
+    for name in FUNCTIONS:
+        props = packaged[stage]["Resources"][name]["Properties"]
+        env = resolved(props["Environment"]["Variables"], True)
+        try:
+            settings.load(env)
+        except settings.SettingsError as exc:
+            if "unknown setting SLIPWAY_KEY_" in str(exc):
+                pytest.skip("chalicelib/settings.py does not take SLIPWAY_KEY_PARAMETER yet")
+            raise
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_queues_tables_and_bucket(packaged, stage):
+    resources = packaged[stage]["Resources"]
+    worker_timeout = resources["Worker"]["Properties"]["Timeout"]
+    for name in FUNCTIONS:
+        if name != "Worker":
+            assert resources[name]["Properties"]["Timeout"] < worker_timeout
+            assert resources[name]["Properties"]["Timeout"] <= 29  # API Gateway's limit
+
+    queue = resources["PublishQueue"]["Properties"]
+    dlq = resources["PublishDeadLetterQueue"]["Properties"]
+    assert queue["FifoQueue"] is True and dlq["FifoQueue"] is True
+    assert queue["VisibilityTimeout"] >= bootstrap.VISIBILITY_FACTOR * worker_timeout
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["PublishDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": bootstrap.MAX_RECEIVE_COUNT,
+    }
+    assert resolved(queue["QueueName"], True) == "slipway-test-publish.fifo"
+
+    table = resources["Table"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert {(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]} == {
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    }
+    assert {(a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]} == {
+        ("pk", "S"),
+        ("sk", "S"),
+    }
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+    bucket = resources["BlobBucket"]["Properties"]
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == 1
+    assert rule["Prefix"] == ""
+    (cors,) = bucket["CorsConfiguration"]["CorsRules"]
+    assert {"GET", "PUT"} <= set(cors["AllowedMethods"])
+    assert cors["AllowedOrigins"] == {"Ref": "BlobCorsOrigins"}
+    assert packaged[stage]["Parameters"]["BlobCorsOrigins"]["Default"] == "*"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_urls_name_the_api_stage(packaged, stage):
+    """The stage name is spelt out where a reference would make a cycle (the role's
+    policy) or lose the trailing-slash-free form gripcontrol needs."""
+    template = packaged[stage]
+    resources = template["Resources"]
+    assert resources["WebsocketAPIStage"]["Properties"]["StageName"] == API_STAGE
+    assert resources["RestAPI"]["Properties"]["StageName"] == API_STAGE
+    outputs = {
+        name: resolved(template["Outputs"][name]["Value"], False)
+        for name in ("EndpointURL", "GripControlURI", "WebsocketConnectEndpointURL")
+    }
+    assert outputs["EndpointURL"] == outputs["GripControlURI"] + "/"
+    assert outputs["GripControlURI"] == f"https://restapi123.execute-api.{REGION}.amazonaws.com/api"
+    assert outputs["WebsocketConnectEndpointURL"] == (
+        f"wss://wsapi12345.execute-api.{REGION}.amazonaws.com/{API_STAGE}/"
+    )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_functions_have_only_the_stacks_policy(packaged, stage):
+    resources = packaged[stage]["Resources"]
+    roles = {k: v for k, v in resources.items() if v.get("Type") == "AWS::IAM::Role"}
+    assert len(roles) == len(FUNCTIONS)  # chalice: one role per function without autogen
+    for name, role in roles.items():
+        assert role["Properties"]["Policies"] == [], name
+        assert role["Properties"]["ManagedPolicyArns"] == [{"Ref": "FunctionPolicy"}], name
+    for name in FUNCTIONS:
+        role = resources[name]["Properties"]["Role"]["Fn::GetAtt"][0]
+        assert role in roles
+
+
+def test_makefile_packages_with_the_merge_template():
+    out = subprocess.run(
+        ["make", "-n", "package", "STAGE=prod", "PACKAGE_DIR=/tmp/x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    command = " ".join(out.replace("\\\n", " ").split())
+    assert "chalice package --stage prod --merge-template infra/resources.json /tmp/x" in command
+    assert "AWS_DEFAULT_REGION=" in command
