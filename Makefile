@@ -8,13 +8,13 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.txt
+$(STAMP): pyproject.toml requirements.txt client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[dev]' -e './client[test]'
 	touch $(STAMP)
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest tests client/tests
 
 local: install
 	$(VENV)/bin/slipway local $(ARGS)

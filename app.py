@@ -1,6 +1,7 @@
 """slipway: the Lambda entry points. Each wires an event to chalicelib."""
 
 import os
+from urllib.parse import unquote
 
 from chalice import Chalice
 
@@ -46,15 +47,15 @@ def publish():
 @app.route("/connections/{connection_id}/message", methods=["POST"])
 def send_to_connection(connection_id):
     request = app.current_request
-    return control.send_to(request.headers, connection_id, request.raw_body)
+    return control.send_to(request.headers, unquote(connection_id), request.raw_body)
 
 
 @app.route("/connections/{connection_id}", methods=["DELETE"])
 def close_connection(connection_id):
     request = app.current_request
-    return control.close(request.headers, connection_id, request.raw_body)
+    return control.close(request.headers, unquote(connection_id), request.raw_body)
 
 
 @app.route("/connections/{connection_id}", methods=["GET"])
 def inspect_connection(connection_id):
-    return control.inspect(app.current_request.headers, connection_id)
+    return control.inspect(app.current_request.headers, unquote(connection_id))

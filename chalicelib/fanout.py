@@ -133,6 +133,9 @@ def deliver(svc: services.Services, item: dict[str, Any], members: list[Member])
     outcome = svc.sockets.send_many(targets, data, svc.settings.fanout_concurrency)
     for cid in outcome.gone:
         handlers.forget(svc, cid)
+    if outcome.too_large:
+        # Over API Gateway's 128 KB: retrying would only hold the channel's group.
+        log.error("message too large for @connections: not sent to %d", len(outcome.too_large))
     return not outcome.failed
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
+
+from . import secrets
 
 
 class SettingsError(RuntimeError):
@@ -59,7 +61,14 @@ _VARS: dict[str, tuple[str, object, type]] = {
 }
 _REQUIRED = {"TARGET_URL", "SLIPWAY_TABLE", "SLIPWAY_QUEUE_URL"}
 # Read by the deployment tooling or the local stack, not by the handlers.
-_KNOWN_ELSEWHERE = {"SLIPWAY_QUEUE_NAME", "SLIPWAY_QUEUE_ARN", "SLIPWAY_STAGE", "SLIPWAY_LOG_LEVEL"}
+_KNOWN_ELSEWHERE = {
+    "SLIPWAY_QUEUE_NAME",
+    "SLIPWAY_QUEUE_ARN",
+    "SLIPWAY_STAGE",
+    "SLIPWAY_LOG_LEVEL",
+    secrets.PARAMETER,  # the key from SSM Parameter Store ...
+    secrets.SECRET,  # ... or Secrets Manager, fetched in current()
+}
 
 
 def load(env: Mapping[str, str]) -> Settings:
@@ -72,6 +81,10 @@ def load(env: Mapping[str, str]) -> Settings:
         raise SettingsError(
             f"unknown setting {', '.join(unknown)}; known: {', '.join(sorted(_VARS))}"
         )
+    try:
+        secrets.source(env)  # at most one of SLIPWAY_KEY, _KEY_PARAMETER, _KEY_SECRET
+    except secrets.SecretError as exc:
+        raise SettingsError(str(exc)) from None
     values: dict[str, object] = {}
     for name, (field, default, convert) in _VARS.items():
         raw = env.get(name, "")
@@ -94,5 +107,11 @@ def load(env: Mapping[str, str]) -> Settings:
 
 @lru_cache(maxsize=1)
 def current() -> Settings:
-    """The settings of this Lambda container, read at the first event."""
-    return load(os.environ)
+    """The settings of this Lambda container, read at the first event; a key kept
+    in SSM or Secrets Manager is fetched then, once."""
+    cfg = load(os.environ)
+    if cfg.key is None:
+        key = secrets.key(os.environ)
+        if key is not None:
+            cfg = replace(cfg, key=key)
+    return cfg

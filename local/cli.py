@@ -30,6 +30,9 @@ log = logging.getLogger("local.cli")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slipway")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "bootstrap", add_help=False, help="create the AWS resources for chalice deploy"
+    )
     local = commands.add_parser(
         "local",
         help="run slipway on this machine: API Gateway, Lambda, SQS and DynamoDB emulated",
@@ -152,6 +155,11 @@ async def run(opts: Options) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bootstrap"]:
+        from . import bootstrap
+
+        return bootstrap.main(argv[1:])
     args = _parser().parse_args(argv)
     logs.configure(args.log_level)
     try:

@@ -177,3 +177,13 @@ def test_a_publish_over_the_queue_limit_without_a_bucket_is_413(gateway, monkeyp
     status, body = gateway.publish({"items": [item("room", content="x" * 20_000)]})
     assert status == 413 and "SLIPWAY_BUCKET" in body["error"]
     assert gateway.queued() == []
+
+
+def test_a_message_over_128k_is_dropped_not_retried(gateway: Gateway, caplog) -> None:
+    room = members(gateway, "room", 2)
+    status, _ = gateway.publish({"items": [item("room", content="x" * (129 * 1024))]})
+    assert status == 200
+    with caplog.at_level("ERROR"):
+        assert gateway.run_worker(gateway.queued()) == {"batchItemFailures": []}
+    assert all(sink.frames == [] for _, sink in room)
+    assert "too large" in caplog.text

@@ -51,6 +51,7 @@ class Outcome:
 
     gone: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    too_large: list[str] = field(default_factory=list)  # 413: no retry can help
 
 
 class Sockets:
@@ -180,6 +181,9 @@ class Sockets:
                         break
                     if status == 410:
                         outcome.gone.append(cid)
+                        break
+                    if status == 413:
+                        outcome.too_large.append(cid)
                         break
                     if status not in _RETRYABLE or attempt + 1 == self._attempts:
                         outcome.failed.append(cid)

@@ -330,7 +330,6 @@ def test_real_routes_errors(real_routes: RealRoutes) -> None:
     assert empty.value.status == 400 and "items.0.channel" in empty.value.fields
 
 
-@pytest.mark.xfail(reason="the gateway does not unquote path parameters yet: an id holding '/'")
 def test_real_routes_id_with_a_slash(real_routes: RealRoutes) -> None:
     with pytest.raises(UnknownConnection) as err:
         ControlClient(real_routes.url, KEY, iss="backend").inspect("x/y")
