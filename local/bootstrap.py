@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import aws
+
 log = logging.getLogger("local.bootstrap")
 
 CONFIG = Path(".chalice/config.json")
@@ -186,18 +188,7 @@ def ensure_table(ddb: Any, name: str, changes: list[str]) -> None:
     try:
         table = ddb.describe_table(TableName=name)["Table"]
     except ddb.exceptions.ResourceNotFoundException:
-        ddb.create_table(
-            TableName=name,
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            BillingMode="PAY_PER_REQUEST",  # encrypted at rest by default
-        )
+        ddb.create_table(TableName=name, **aws.TABLE_SCHEMA)  # encrypted at rest by default
         ddb.get_waiter("table_exists").wait(
             TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60}
         )
