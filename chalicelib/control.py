@@ -12,6 +12,7 @@ from chalice.app import Response
 from . import fanout, handlers, services
 from .aws.queue import QueueError
 from .aws.sockets import Gone
+from .aws.store import Connection
 from .grip.auth import AuthError, authorize
 
 log = logging.getLogger("slipway.control")
@@ -66,43 +67,50 @@ def _unknown(cid: str) -> Response:
     return _json(404, {"error": f"no connection {cid}"})
 
 
-def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
+def _on_connection(
+    headers: Mapping[str, str],
+    cid: str,
+    act: Callable[[services.Services, Connection], Response],
+) -> Response:
+    """Run `act` on a stored connection: 404 if there is none, or if @connections
+    finds it gone (then it is forgotten, and the backend told)."""
+
     def run(svc: services.Services) -> Response:
+        conn = svc.store.get_connection(cid)
+        if conn is None:
+            return _unknown(cid)
+        try:
+            return act(svc, conn)
+        except Gone:
+            handlers.forget(svc, cid)
+            return _unknown(cid)
+
+    return guarded(headers, run)
+
+
+def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
+    def act(svc: services.Services, conn: Connection) -> Response:
         from .grip.publish import parse_send
 
         content, binary = parse_send(body)
-        conn = svc.store.get_connection(cid)
-        if conn is None:
-            return _unknown(cid)
-        try:
-            svc.sockets.send(conn.endpoint, cid, content if binary else content.decode("utf-8"))
-        except Gone:
-            handlers.forget(svc, cid)
-            return _unknown(cid)
+        svc.sockets.send(conn.endpoint, cid, content if binary else content.decode("utf-8"))
         return _json(200, {"message": "Sent"})
 
-    return guarded(headers, run)
+    return _on_connection(headers, cid, act)
 
 
 def close(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
-    def run(svc: services.Services) -> Response:
+    def act(svc: services.Services, conn: Connection) -> Response:
         from .grip.publish import parse_close
 
         code, reason = parse_close(body)
-        conn = svc.store.get_connection(cid)
-        if conn is None:
-            return _unknown(cid)
         if code is not None:
             # @connections DELETE carries no code: the backend's CLOSE gets it from here.
             svc.store.set_close(cid, code, reason)
-        try:
-            svc.sockets.close(conn.endpoint, cid)
-        except Gone:
-            handlers.forget(svc, cid)
-            return _unknown(cid)
+        svc.sockets.close(conn.endpoint, cid)
         return _json(200, {"message": "Closing"})
 
-    return guarded(headers, run)
+    return _on_connection(headers, cid, act)
 
 
 def _iso(epoch_ms: int) -> str:
@@ -111,15 +119,8 @@ def _iso(epoch_ms: int) -> str:
 
 
 def inspect(headers: Mapping[str, str], cid: str) -> Response:
-    def run(svc: services.Services) -> Response:
-        conn = svc.store.get_connection(cid)
-        if conn is None:
-            return _unknown(cid)
-        try:
-            info = svc.sockets.info(conn.endpoint, cid)
-        except Gone:
-            handlers.forget(svc, cid)
-            return _unknown(cid)
+    def act(svc: services.Services, conn: Connection) -> Response:
+        info = svc.sockets.info(conn.endpoint, cid)
         return _json(
             200,
             {
@@ -135,4 +136,4 @@ def inspect(headers: Mapping[str, str], cid: str) -> Response:
             },
         )
 
-    return guarded(headers, run)
+    return _on_connection(headers, cid, act)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import logging
 import os
 import random
 import ssl
@@ -26,6 +27,7 @@ from urllib.parse import SplitResult, quote, urlsplit
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
+log = logging.getLogger("slipway.sockets")
 _RETRYABLE = {429, 500, 502, 503, 504}
 
 
@@ -225,9 +227,7 @@ class Sockets:
 
 
 def log_failure(cid: str, why: object) -> None:
-    import logging
-
-    logging.getLogger("slipway.sockets").warning("@connections call for %s failed: %s", cid, why)
+    log.warning("@connections call for %s failed: %s", cid, why)
 
 
 def _close(stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
