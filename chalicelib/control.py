@@ -14,6 +14,8 @@ from .aws.queue import QueueError
 from .aws.sockets import Gone
 from .aws.store import Connection
 from .grip.auth import AuthError, authorize
+from .grip.envelope import MAX_POST
+from .transfers import Outgoing
 
 log = logging.getLogger("slipway.control")
 
@@ -58,7 +60,16 @@ def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
 
         items = parse_publish(body)
         svc.queue.send_all([fanout.publish_message(svc, item.to_message()) for item in items])
-        return _json(200, {"message": "Published"})
+        result: dict[str, Any] = {"message": "Published"}
+        oversize = [k for k, item in enumerate(items) if len(item.content) > MAX_POST]
+        if oversize:
+            # Raw connections cannot take them: the worker skips those and logs the count.
+            result["too_large_for_raw"] = oversize
+            result["warning"] = (
+                f"items {oversize} are over API Gateway's {MAX_POST} bytes: only "
+                "connections in envelope mode (?envelope=1) receive them"
+            )
+        return _json(200, result)
 
     return guarded(headers, run)
 
@@ -93,7 +104,15 @@ def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Respons
         from .grip.publish import parse_send
 
         content, binary = parse_send(body)
-        svc.sockets.send(conn.endpoint, cid, content if binary else content.decode("utf-8"))
+        post = Outgoing(svc, content if binary else content.decode("utf-8")).to(conn.envelope)
+        if post is None:
+            why = (
+                "it needs SLIPWAY_BUCKET, and none is configured"
+                if conn.envelope
+                else "the connection is not in envelope mode (?envelope=1)"
+            )
+            return _json(413, {"error": f"message over API Gateway's {MAX_POST} bytes: {why}"})
+        svc.sockets.send(conn.endpoint, cid, post)
         return _json(200, {"message": "Sent"})
 
     return _on_connection(headers, cid, act)
@@ -133,6 +152,7 @@ def inspect(headers: Mapping[str, str], cid: str) -> Response:
                 "channels": sorted(conn.channels),
                 "grip": conn.grip_prefix is not None,
                 "detached": conn.detached,
+                "envelope": conn.envelope,
             },
         )
 

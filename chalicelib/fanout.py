@@ -4,8 +4,11 @@ deferred from $connect.
 Queue messages (JSON), all on one FIFO queue:
 - `publish` {item | blob}: group `chan#<channel>`. A channel that fits in one page
   is delivered right here; a larger one is split into `part`s, one per page.
-- `part` {item | blob, targets}: group `chan#<channel>#p<k>`, delivered by any worker.
-- `deliver` {connection, endpoint, frames, close, deadline}: group `conn#<id>`.
+- `part` {item | blob, targets, wrapped, name, frame}: group `chan#<channel>#p<k>`,
+  delivered by any worker. `targets` and `wrapped` map an endpoint to its raw and
+  envelope-mode members; `frame`, when present, is the `[4]` frame of the one S3
+  object stored for the publish, `name` what names that object.
+- `deliver` {connection, endpoint, frames, envelope, close, deadline}: group `conn#<id>`.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 
 from . import handlers, services
 from .aws.queue import Message
-from .aws.sockets import Gone
+from .aws.sockets import Gone, Outcome
 from .aws.store import Member
 from .grip.frames import from_frame
+from .transfers import Outgoing
 
 log = logging.getLogger("slipway.fanout")
 
@@ -60,9 +64,11 @@ def _handle(svc: services.Services, body: dict[str, Any], message_id: str) -> bo
         return _publish(svc, body, message_id)
     if kind == "part":
         targets = [Member(cid, ep) for ep, ids in body["targets"].items() for cid in ids]
-        return deliver(svc, _item(svc, body), targets)
+        wrapped = body.get("wrapped", {})
+        targets += [Member(cid, ep, True) for ep, ids in wrapped.items() for cid in ids]
+        return deliver(svc, _item(svc, body), targets, body.get("name"), body.get("frame"))
     if kind == "deliver":
-        return _deliver_open(svc, body)
+        return _deliver_open(svc, body, message_id)
     log.error("dropping a queue message of unknown kind %r", kind)
     return True
 
@@ -101,56 +107,103 @@ def _publish(svc: services.Services, body: dict[str, Any], message_id: str) -> b
     page_size = svc.settings.fanout_page
     members, cursor = svc.store.members(channel, limit=page_size)
     if cursor is None:
-        return deliver(svc, _item(svc, body), members)
+        return deliver(svc, _item(svc, body), members, message_id)
     # Large channel: one part per page, delivered by parallel invocations.
     pages = [members]
     while cursor is not None:
         members, cursor = svc.store.members(channel, start=cursor, limit=page_size)
         if members:
             pages.append(members)
-    ref = {"blob": body["blob"]} if "blob" in body else {"item": body["item"]}
+    ref: dict[str, Any] = {"blob": body["blob"]} if "blob" in body else {"item": body["item"]}
+    ref["name"] = message_id
+    if any(m.envelope for page in pages for m in page):
+        item = _item(svc, body)
+        if item.get("action") != "close":
+            # Stored here, if it must be: once for the publish, not once a part.
+            message = Outgoing(svc, from_frame(item), message_id)
+            frame = message.enveloped()
+            if message.stored:
+                ref["frame"] = frame
     parts = []
     for k, page in enumerate(pages):
-        targets: dict[str, list[str]] = {}
-        for m in page:
-            targets.setdefault(m.endpoint, []).append(m.connection_id)
-        part = {"kind": "part", **ref, "targets": targets}
+        part = {"kind": "part", **ref, **_targets(page)}
         if "item" in ref and len(json.dumps(part).encode()) > svc.settings.queue_message_limit:
-            ref = {"blob": _store_blob(svc, body["item"])}
-            part = {"kind": "part", **ref, "targets": targets}
+            ref["blob"] = _store_blob(svc, ref.pop("item"))
+            part = {"kind": "part", **ref, **_targets(page)}
         # The dedup id makes a retried split enqueue each part only once.
         parts.append(Message(part, group=f"chan#{channel}#p{k}", dedup=f"{message_id}-{k}"))
     svc.queue.send_all(parts)
     return True
 
 
-def deliver(svc: services.Services, item: dict[str, Any], members: list[Member]) -> bool:
-    """Send (or close) to every member concurrently; False if any needs a retry."""
+def _targets(page: list[Member]) -> dict[str, dict[str, list[str]]]:
+    found: dict[str, dict[str, list[str]]] = {"targets": {}, "wrapped": {}}
+    for m in page:
+        found["wrapped" if m.envelope else "targets"].setdefault(m.endpoint, []).append(
+            m.connection_id
+        )
+    return found
+
+
+def deliver(
+    svc: services.Services,
+    item: dict[str, Any],
+    members: list[Member],
+    name: str | None = None,
+    frame: str | None = None,
+) -> bool:
+    """Send (or close) to every member concurrently, to each in the form its
+    connection needs; False if any needs a retry."""
     if not members:
         return True
-    data = None if item.get("action") == "close" else from_frame(item)
-    targets = [(m.endpoint, m.connection_id) for m in members]
-    outcome = svc.sockets.send_many(targets, data, svc.settings.fanout_concurrency)
+    concurrency = svc.settings.fanout_concurrency
+    if item.get("action") == "close":
+        targets = [(m.endpoint, m.connection_id) for m in members]
+        outcome = svc.sockets.send_many(targets, None, concurrency)
+    else:
+        message = Outgoing(svc, from_frame(item), name, frame)
+        outcome = Outcome()
+        for envelope in (False, True):
+            group = [(m.endpoint, m.connection_id) for m in members if m.envelope is envelope]
+            if not group:
+                continue
+            data = message.to(envelope)
+            if data is None:
+                outcome.too_large += [cid for _, cid in group]
+                continue
+            done = svc.sockets.send_many(group, data, concurrency)
+            outcome.gone += done.gone
+            outcome.failed += done.failed
+            outcome.too_large += done.too_large
     for cid in outcome.gone:
         handlers.forget(svc, cid)
     if outcome.too_large:
         # Over API Gateway's 128 KB: retrying would only hold the channel's group.
-        log.error("message too large for @connections: not sent to %d", len(outcome.too_large))
+        log.error(
+            "publish to %s: message too large for %d raw connection(s): not sent to them",
+            item.get("channel"),
+            len(outcome.too_large),
+        )
     return not outcome.failed
 
 
 # -- deliveries deferred from $connect ------------------------------------------
 
 
-def _deliver_open(svc: services.Services, body: dict[str, Any]) -> bool:
+def _deliver_open(svc: services.Services, body: dict[str, Any], message_id: str) -> bool:
     """Deliver what a backend's OPEN response held, once the connection is open."""
     cid, endpoint, frames = body["connection"], body["endpoint"], body["frames"]
+    envelope = bool(body.get("envelope"))
     waited = 0.0
     sent = 0
     while True:
         try:
-            for frame in frames[sent:]:
-                svc.sockets.send(endpoint, cid, from_frame(frame))
+            for k, frame in enumerate(frames[sent:], start=sent):
+                data = Outgoing(svc, from_frame(frame), f"{message_id}-{k}").to(envelope)
+                if data is None:
+                    log.warning("connection %s: message too large for it, not sent", cid)
+                else:
+                    svc.sockets.send(endpoint, cid, data)
                 sent += 1
             if body.get("close"):
                 svc.sockets.close(endpoint, cid)

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from chalice.app import Response
 
-from . import services
+from . import services, transfers
 from .aws.sockets import Gone
 from .aws.store import Connection, TooManyChannels, UnknownConnection
 from .backend import BackendResponse, BackendUnreachable
@@ -62,6 +62,7 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
         headers=request.handshake_headers(event.get("multiValueHeaders"), event.get("headers")),
         query=_query_string(event),
         created_at=int(ctx.get("connectedAt") or ctx.get("requestTimeEpoch") or time.time() * 1000),
+        envelope=transfers.wants_envelope(svc.settings.envelope_all, event),
     )
     try:
         reply = call_backend(svc, conn, [codec.Event("OPEN")])
@@ -109,6 +110,7 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
                 "connection": conn.id,
                 "endpoint": conn.endpoint,
                 "frames": deferred,
+                "envelope": conn.envelope,
                 "close": close,
                 "deadline": int(time.time()) + svc.settings.open_delivery_deadline,
             },
@@ -138,11 +140,16 @@ def _message(event: dict[str, Any]) -> None:
         return
     if conn.detached:
         return
-    body = event.get("body")
-    if event.get("isBase64Encoded"):
-        ws_event = codec.Event("BINARY", base64.b64decode(body or ""))
+    body = event.get("body") or ""
+    binary = bool(event.get("isBase64Encoded"))
+    if conn.envelope:
+        ws_event = transfers.incoming(svc, conn, body, binary)
+        if ws_event is None:
+            return  # answered by the gateway itself
+    elif binary:
+        ws_event = codec.Event("BINARY", base64.b64decode(body))
     else:
-        ws_event = codec.Event("TEXT", (body or "").encode("utf-8"))
+        ws_event = codec.Event("TEXT", body.encode("utf-8"))
     handle_events(svc, conn, [ws_event])
 
 
@@ -168,11 +175,14 @@ def handle_events(svc: services.Services, conn: Connection, events: list[codec.E
 def apply(svc: services.Services, conn: Connection, decided: list[d.Decision]) -> None:
     for decision in decided:
         if isinstance(decision, d.Send):
-            data = (
-                decision.content if decision.binary else decision.content.decode("utf-8", "replace")
-            )
+            content = decision.content
+            data = content if decision.binary else content.decode("utf-8", "replace")
+            post = transfers.Outgoing(svc, data).to(conn.envelope)
+            if post is None:
+                log.warning("connection %s: message too large for it, not sent", conn.id)
+                continue
             try:
-                svc.sockets.send(conn.endpoint, conn.id, data)
+                svc.sockets.send(conn.endpoint, conn.id, post)
             except Gone:
                 # The client left while the backend answered: its $disconnect is on
                 # the way and tells the backend how it closed.
@@ -194,7 +204,7 @@ def _apply_state(svc: services.Services, conn: Connection, decision: d.Decision)
     store = svc.store
     if isinstance(decision, d.Subscribe):
         try:
-            store.subscribe(conn.id, decision.channel, conn.endpoint)
+            store.subscribe(conn.id, decision.channel, conn.endpoint, conn.envelope)
         except TooManyChannels as exc:
             log.warning("subscribe %r refused: %s", decision.channel, exc)
     elif isinstance(decision, d.Unsubscribe):

@@ -7,7 +7,7 @@ process. A misspelt `SLIPWAY_*` variable fails loudly instead of being ignored.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 
@@ -36,10 +36,24 @@ class Settings:
     queue_message_limit: int
     fanout_page: int
     fanout_concurrency: int
+    envelope_all: bool
+    upload_expiry: int
+    download_expiry: int
+    max_upload: int
+
+
+def flag(raw: str) -> bool:
+    """`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`, in any case."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 # variable name -> (field, default, converter); default None + required=True fails loudly.
-_VARS: dict[str, tuple[str, object, type]] = {
+_VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     "TARGET_URL": ("target_url", None, str),
     "SLIPWAY_KEY": ("key", None, str),
     "SLIPWAY_TABLE": ("table", None, str),
@@ -58,6 +72,13 @@ _VARS: dict[str, tuple[str, object, type]] = {
     "SLIPWAY_QUEUE_MESSAGE_LIMIT": ("queue_message_limit", 262_144, int),
     "SLIPWAY_FANOUT_PAGE": ("fanout_page", 1000, int),
     "SLIPWAY_FANOUT_CONCURRENCY": ("fanout_concurrency", 32, int),
+    # Envelope mode (SPEC §3) for every connection, not only those asking with ?envelope=1.
+    "SLIPWAY_ENVELOPE_ALL": ("envelope_all", False, flag),
+    # Seconds a presigned upload URL (PUT) and download URL (GET) stay valid.
+    "SLIPWAY_UPLOAD_EXPIRY": ("upload_expiry", 300, int),
+    "SLIPWAY_DOWNLOAD_EXPIRY": ("download_expiry", 3600, int),
+    # The largest message a client may upload, in bytes.
+    "SLIPWAY_MAX_UPLOAD_BYTES": ("max_upload", 8 * 1024 * 1024, int),
 }
 _REQUIRED = {"TARGET_URL", "SLIPWAY_TABLE", "SLIPWAY_QUEUE_URL"}
 # Read by the deployment tooling or the local stack, not by the handlers.
@@ -96,7 +117,8 @@ def load(env: Mapping[str, str]) -> Settings:
         try:
             values[field] = convert(raw)
         except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not a valid {convert.__name__}") from None
+            kind = "flag (1/0, true/false)" if convert is flag else convert.__name__
+            raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
     for name, (field, _, convert) in _VARS.items():
         # Every number is a count, a size or a duration: zero or less is a typo.
         if convert in (int, float) and values[field] <= 0:  # type: ignore[operator]

@@ -23,6 +23,9 @@ INT_VARS = [
     "SLIPWAY_QUEUE_MESSAGE_LIMIT",
     "SLIPWAY_FANOUT_PAGE",
     "SLIPWAY_FANOUT_CONCURRENCY",
+    "SLIPWAY_UPLOAD_EXPIRY",
+    "SLIPWAY_DOWNLOAD_EXPIRY",
+    "SLIPWAY_MAX_UPLOAD_BYTES",
 ]
 FLOAT_VARS = ["SLIPWAY_BACKEND_CONNECT_TIMEOUT", "SLIPWAY_BACKEND_READ_TIMEOUT"]
 POSITIVE = INT_VARS + FLOAT_VARS
@@ -47,6 +50,10 @@ def test_defaults() -> None:
         queue_message_limit=262_144,
         fanout_page=1000,
         fanout_concurrency=32,
+        envelope_all=False,
+        upload_expiry=300,
+        download_expiry=3600,
+        max_upload=8 * 1024 * 1024,
     )
 
 
@@ -66,6 +73,10 @@ def test_every_variable_set() -> None:
         "SLIPWAY_QUEUE_MESSAGE_LIMIT": "1048576",
         "SLIPWAY_FANOUT_PAGE": "50",
         "SLIPWAY_FANOUT_CONCURRENCY": "4",
+        "SLIPWAY_ENVELOPE_ALL": "true",
+        "SLIPWAY_UPLOAD_EXPIRY": "60",
+        "SLIPWAY_DOWNLOAD_EXPIRY": "120",
+        "SLIPWAY_MAX_UPLOAD_BYTES": "1000",
     }
     s = load(env)
     assert (s.key, s.bucket, s.connections_endpoint, s.control_iss) == (
@@ -78,8 +89,27 @@ def test_every_variable_set() -> None:
     assert (s.backend_connect_timeout, s.backend_read_timeout) == (0.5, 2.0)
     assert (s.open_delivery_deadline, s.queue_message_limit) == (30, 1048576)
     assert (s.fanout_page, s.fanout_concurrency) == (50, 4)
+    assert (s.envelope_all, s.upload_expiry, s.download_expiry, s.max_upload) == (
+        True,
+        60,
+        120,
+        1000,
+    )
     assert isinstance(s.backend_read_timeout, float)
     assert isinstance(s.max_channels, int)
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("1", True), ("TRUE", True), ("yes", True), ("on", True), ("0", False), ("false", False)],
+)
+def test_flags(raw: str, value: bool) -> None:
+    assert load({**REQUIRED, "SLIPWAY_ENVELOPE_ALL": raw}).envelope_all is value
+
+
+def test_a_flag_that_is_neither_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match=r"SLIPWAY_ENVELOPE_ALL='maybe' is not a valid flag"):
+        load({**REQUIRED, "SLIPWAY_ENVELOPE_ALL": "maybe"})
 
 
 def test_empty_optional_variables_read_as_defaults() -> None:

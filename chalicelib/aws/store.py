@@ -41,12 +41,14 @@ class Connection:
     keep_alive: dict[str, Any] | None = None
     close_code: int | None = None  # set by a control API close, for the backend's CLOSE
     close_reason: str = ""
+    envelope: bool = False  # speaks SPEC §3's frames
 
 
 @dataclass(frozen=True)
 class Member:
     connection_id: str
     endpoint: str
+    envelope: bool = False
 
 
 def _conn_key(connection_id: str) -> dict[str, Any]:
@@ -77,6 +79,7 @@ class Store:
             "query": {"S": conn.query},
             "meta": _ser.serialize(conn.meta),
             "detached": {"BOOL": conn.detached},
+            "envelope": {"BOOL": conn.envelope},
             "created_at": {"N": str(conn.created_at)},
             "expires_at": self._expires(),
         }
@@ -105,6 +108,7 @@ class Store:
             keep_alive=json.loads(keep_alive) if keep_alive else None,
             close_code=int(row["close_code"]) if "close_code" in row else None,
             close_reason=row.get("close_reason", ""),
+            envelope=bool(row.get("envelope", False)),
         )
 
     def _update(
@@ -175,7 +179,9 @@ class Store:
 
     # -- channels -----------------------------------------------------------
 
-    def subscribe(self, connection_id: str, channel: str, endpoint: str) -> None:
+    def subscribe(
+        self, connection_id: str, channel: str, endpoint: str, envelope: bool = False
+    ) -> None:
         """Idempotent. Raises TooManyChannels or UnknownConnection."""
         try:
             self._db.transact_write_items(
@@ -201,6 +207,7 @@ class Store:
                             "Item": {
                                 **_member_key(channel, connection_id),
                                 "endpoint": {"S": endpoint},
+                                "envelope": {"BOOL": envelope},
                                 "expires_at": self._expires(),
                             },
                         }
@@ -253,6 +260,9 @@ class Store:
         if start is not None:
             kwargs["ExclusiveStartKey"] = _member_key(channel, start)
         page = self._db.query(**kwargs)
-        members = [Member(i["sk"]["S"], i["endpoint"]["S"]) for i in page.get("Items", [])]
+        members = [
+            Member(i["sk"]["S"], i["endpoint"]["S"], i.get("envelope", {}).get("BOOL", False))
+            for i in page.get("Items", [])
+        ]
         last = page.get("LastEvaluatedKey")
         return members, (last["sk"]["S"] if last else None)

@@ -1,0 +1,202 @@
+"""Envelope frames (SPEC §3), the gateway's side: what a client's frame asks for,
+the frames the gateway answers with, and the S3 keys of uploads. Pure.
+
+The frames are those of `@casual-simulation/aux-websocket-aws`:
+`[1, id, data]` a message, `[2, id]` "where may I upload?", `[3, id, url, method,
+headers]` "there", `[4, id, url, method, headers]` "the message is at url",
+`[5, id, {"success": false, "errorCode", "errorMessage"}]` "request id failed".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+MESSAGE, UPLOAD_REQUEST, UPLOAD_TARGET, DOWNLOAD, FAILURE = 1, 2, 3, 4, 5
+PUSH_ID = 0  # the id of a message the gateway sends
+DOWNLOAD_ID = -1  # the id of a download the gateway announces
+# A frame over this many characters (or UTF-8 bytes) goes through S3 instead.
+MAX_INLINE = 32_000
+# API Gateway refuses an @connections post over 128 KB.
+MAX_POST = 128 * 1024
+UPLOAD_PREFIX = "uploads/"
+DOWNLOAD_PREFIX = "downloads/"
+# What the aux client sends with its PUT; the presigned URL is signed for them.
+UPLOAD_HEADERS = {"Content-Type": "application/json", "x-amz-acl": "bucket-owner-full-control"}
+
+
+class Code(StrEnum):
+    """The `errorCode` of a `[5]` frame."""
+
+    NOT_AN_ARRAY = "not_an_array"  # not JSON, or not a [type, id, ...] array
+    UNKNOWN_TYPE = "unknown_frame_type"
+    INVALID_FRAME = "invalid_frame"  # a known type with the wrong fields
+    UPLOAD_NOT_FOUND = "upload_not_found"
+    FOREIGN_KEY = "foreign_key"  # a key this connection was not given
+    TOO_LARGE = "message_too_large"
+    UPLOAD_EXPIRED = "upload_expired"
+    INVALID_UPLOAD = "invalid_upload"  # the uploaded object is not JSON
+    UNAVAILABLE = "uploads_unavailable"  # the deployment has no bucket
+
+
+class Refused(Exception):
+    """A client's frame or upload is refused: answer with `failure(id, code, message)`."""
+
+    def __init__(self, id: int, code: Code, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.id = id
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Text:
+    """`[1, id, data]`: forward `content` to the backend as one TEXT event."""
+
+    id: int
+    content: bytes
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """`[2, id]`."""
+
+    id: int
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """`[4, id, url, ...]`: the client has uploaded message `id` to `url`."""
+
+    id: int
+    url: str
+
+
+ClientFrame = Text | UploadRequest | Uploaded
+
+
+def dumps(value: Any) -> str:
+    """JSON as JavaScript's `JSON.stringify` writes it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read(text: str) -> ClientFrame:
+    """What a client's text frame asks for; `Refused` saying what is wrong otherwise."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise Refused(PUSH_ID, Code.NOT_AN_ARRAY, "a frame must be a JSON array") from None
+    if not isinstance(value, list) or len(value) < 2 or not _is_int(value[1]):
+        raise Refused(PUSH_ID, Code.NOT_AN_ARRAY, "a frame must be a JSON array [type, id, ...]")
+    kind, mid = value[0], value[1]
+    if kind == MESSAGE and len(value) == 3:
+        return Text(mid, to_content(value[2]))
+    if kind == UPLOAD_REQUEST and len(value) == 2:
+        return UploadRequest(mid)
+    if kind == DOWNLOAD and len(value) >= 3 and isinstance(value[2], str):
+        return Uploaded(mid, value[2])
+    if kind in (MESSAGE, UPLOAD_REQUEST, DOWNLOAD):
+        shapes = {MESSAGE: "[1, id, data]", UPLOAD_REQUEST: "[2, id]", DOWNLOAD: "[4, id, url]"}
+        raise Refused(mid, Code.INVALID_FRAME, f"a [{kind}] frame is {shapes[kind]}")
+    raise Refused(mid, Code.UNKNOWN_TYPE, f"unknown frame type {kind!r}: expected 1, 2 or 4")
+
+
+def to_content(data: Any) -> bytes:
+    """A message's data as the backend gets it: a string as it is, any other
+    JSON value as its JSON text."""
+    return (data if isinstance(data, str) else dumps(data)).encode("utf-8")
+
+
+def uploaded_content(id: int, body: bytes) -> bytes:
+    """The TEXT content of an uploaded message (the JSON text of its data)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise Refused(id, Code.INVALID_UPLOAD, "the uploaded message is not JSON") from None
+    # Anything but a string goes on as it was uploaded, byte for byte.
+    return data.encode("utf-8") if isinstance(data, str) else body
+
+
+# -- gateway -> client ----------------------------------------------------------
+
+
+def wrap(content: str) -> str:
+    """`[1, 0, data]` for a message to the client: a JSON object or array is
+    embedded as JSON (byte for byte), anything else as a string."""
+    if content.lstrip()[:1] in ("{", "["):
+        try:
+            value = json.loads(content)
+        except ValueError:
+            pass
+        else:
+            if isinstance(value, dict | list):
+                return f"[{MESSAGE},{PUSH_ID},{content}]"
+    return dumps([MESSAGE, PUSH_ID, content])
+
+
+def unwrapped(frame: str) -> bytes:
+    """The JSON text of a `wrap()`ped frame's data: what a download holds."""
+    return frame[len(f"[{MESSAGE},{PUSH_ID},") : -1].encode("utf-8")
+
+
+def fits(frame: str) -> bool:
+    """Whether a frame may go to the client as it is."""
+    return len(frame) <= MAX_INLINE and len(frame.encode("utf-8")) <= MAX_INLINE
+
+
+def upload_target(id: int, url: str, headers: dict[str, str]) -> str:
+    return dumps([UPLOAD_TARGET, id, url, "PUT", headers])
+
+
+def download(url: str, id: int = DOWNLOAD_ID) -> str:
+    return dumps([DOWNLOAD, id, url, "GET", {}])
+
+
+def failure(id: int, code: Code, message: str) -> str:
+    error = {"success": False, "errorCode": str(code), "errorMessage": message}
+    return dumps([FAILURE, id, error])
+
+
+# -- upload keys --------------------------------------------------------------------
+
+_KEY = re.compile(r"(?P<expires>[0-9]{1,12})-(?P<id>-?[0-9]{1,20})-(?P<nonce>[0-9a-f]{8,64})\.json")
+
+
+def upload_prefix(connection_id: str) -> str:
+    """The only prefix a connection's uploads may be under."""
+    return f"{UPLOAD_PREFIX}{quote(connection_id, safe='')}/"
+
+
+def upload_key(connection_id: str, id: int, expires_at: int, nonce: str) -> str:
+    """The key one upload may be PUT to; it carries its own expiry, so checking
+    an announced upload needs no table lookup."""
+    return f"{upload_prefix(connection_id)}{expires_at}-{id}-{nonce}.json"
+
+
+def key_of(url: str, bucket: str) -> str:
+    """The object key in an announced URL's path (path-style or virtual-hosted);
+    the URL itself is never fetched."""
+    path = unquote(urlsplit(url).path).lstrip("/")
+    if path.startswith(f"{bucket}/"):
+        path = path[len(bucket) + 1 :]
+    return path
+
+
+def check_upload_key(id: int, key: str, connection_id: str) -> int:
+    """The expiry (epoch seconds) of an upload key issued to this connection;
+    `Refused` for any key outside its prefix or not of the issued shape."""
+    prefix = upload_prefix(connection_id)
+    if not key.startswith(prefix) or "/" in key[len(prefix) :] or ".." in key:
+        raise Refused(id, Code.FOREIGN_KEY, "that upload does not belong to this connection")
+    match = _KEY.fullmatch(key[len(prefix) :])
+    if match is None:
+        raise Refused(id, Code.UPLOAD_NOT_FOUND, "no upload was issued under that key")
+    return int(match["expires"])
