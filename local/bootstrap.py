@@ -38,8 +38,9 @@ from . import aws
 log = logging.getLogger("local.bootstrap")
 
 CONFIG = Path(".chalice/config.json")
-# Key prefixes the code writes to the bucket (chalicelib/fanout.py _BLOB_PREFIX).
-BLOB_PREFIXES = ("publish/",)
+# Key prefixes the code writes to the bucket (chalicelib/fanout.py _BLOB_PREFIX;
+# chalicelib/grip/envelope.py UPLOAD_PREFIX and DOWNLOAD_PREFIX).
+BLOB_PREFIXES = ("publish/", "uploads/", "downloads/")
 MAX_RECEIVE_COUNT = 5
 # AWS: an SQS event source's visibility timeout should be at least 6x the function's.
 VISIBILITY_FACTOR = 6
@@ -67,7 +68,8 @@ QUEUE_ACTIONS = (
     "sqs:GetQueueAttributes",
     "sqs:ChangeMessageVisibility",
 )
-BLOB_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+# PutObjectAcl: a presigned upload carries `x-amz-acl: bucket-owner-full-control`.
+BLOB_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:PutObjectAcl", "s3:DeleteObject")
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 SOCKET_METHODS = ("POST", "GET", "DELETE")
 

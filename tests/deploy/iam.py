@@ -60,9 +60,30 @@ def code_operations(root: Path = ROOT / "chalicelib") -> dict[str, set[str]]:
                         f"{path}:{node.lineno}: {node.func.attr} is an operation of "
                         f"{sorted(candidates)}: teach tests/deploy/iam.py which one"
                     )
-                for op in candidates:
+                for op in candidates | _presigned(node):
                     used.setdefault(op, set()).add(str(path.relative_to(ROOT)))
     return used
+
+
+def _presigned(call: ast.Call) -> set[str]:
+    """The S3 actions a presigned URL made by `call` needs: the signer's own
+    permissions are what S3 checks when the URL is used."""
+    if not (isinstance(call.func, ast.Attribute) and call.func.attr == "generate_presigned_url"):
+        return set()
+    first = call.args[0] if call.args else None
+    assert isinstance(first, ast.Constant), f"line {call.lineno}: name the operation literally"
+    model = botocore.session.get_session().get_service_model("s3")
+    ops = {
+        model.signing_name + ":" + op
+        for op in model.operation_names
+        if xform_name(op) == first.value
+    }
+    params = next((k.value for k in call.keywords if k.arg == "Params"), None)
+    if isinstance(params, ast.Dict) and any(
+        isinstance(k, ast.Constant) and k.value == "ACL" for k in params.keys
+    ):
+        ops.add("s3:PutObjectAcl")  # an upload that sets its ACL
+    return ops
 
 
 def required_actions(operations: Iterable[str]) -> set[str]:

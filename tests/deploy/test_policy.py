@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from chalicelib import fanout
+from chalicelib.grip import envelope
 from local import bootstrap
 
 from . import iam
@@ -110,8 +111,11 @@ def test_resources_are_this_stages(packaged):
         assert granted["ssm:GetParameter"] == [
             prefix.format("ssm") + f"parameter/slipway-{stage}/key"
         ]
+        bucket = f"arn:aws:s3:::slipway-{stage}-blobs-{ACCOUNT}-{REGION}"
         assert granted["s3:PutObject"] == [
-            f"arn:aws:s3:::slipway-{stage}-blobs-{ACCOUNT}-{REGION}/publish/*"
+            f"{bucket}/publish/*",
+            f"{bucket}/uploads/*",
+            f"{bucket}/downloads/*",
         ]
         for arn in granted["execute-api:ManageConnections"]:
             assert arn.startswith(prefix.format("execute-api") + "a1b2c3d4e5/api/")
@@ -122,7 +126,9 @@ def test_resources_are_this_stages(packaged):
         assert granted["ssm:GetParameter"] == [
             prefix.format("ssm") + "parameter" + REFS["KeyParameterName"]
         ]
-        assert granted["s3:PutObject"] == [ATTRIBUTES["BlobBucket.Arn"] + "/publish/*"]
+        assert granted["s3:PutObject"] == [
+            ATTRIBUTES["BlobBucket.Arn"] + f"/{p}*" for p in ("publish/", "uploads/", "downloads/")
+        ]
         for arn in granted["execute-api:ManageConnections"]:
             assert arn.startswith(prefix.format("execute-api") + REFS["WebsocketAPI"] + "/api/")
         granted = iam.grants(stack_policy(packaged, stage, False))
@@ -146,3 +152,11 @@ def test_stack_and_bootstrap_grant_the_same(packaged):
 
 def test_blob_prefixes_cover_the_codes():
     assert fanout._BLOB_PREFIX in bootstrap.BLOB_PREFIXES
+    assert envelope.UPLOAD_PREFIX in bootstrap.BLOB_PREFIXES
+    assert envelope.DOWNLOAD_PREFIX in bootstrap.BLOB_PREFIXES
+
+
+def test_code_scan_counts_presigned_urls():
+    used = iam.code_operations()
+    assert "chalicelib/aws/blobs.py" in used["s3:PutObjectAcl"]
+    assert "chalicelib/aws/blobs.py" in used["s3:PutObject"]
