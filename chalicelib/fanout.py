@@ -4,10 +4,11 @@ deferred from $connect.
 Queue messages (JSON), all on one FIFO queue:
 - `publish` {item | blob}: group `chan#<channel>`. A channel that fits in one page
   is delivered right here; a larger one is split into `part`s, one per page.
-- `part` {item | blob, targets, wrapped, name, frame}: group `chan#<channel>#p<k>`,
-  delivered by any worker. `targets` and `wrapped` map an endpoint to its raw and
-  envelope-mode members; `frame`, when present, is the `[4]` frame of the one S3
-  object stored for the publish, `name` what names that object.
+- `part` {item | blob, targets, wrapped}: group `chan#<channel>#p<k>`, delivered by
+  any worker. `targets` and `wrapped` map an endpoint to its raw and envelope-mode
+  members.
+A `blob` is an S3 object holding the message as an envelope client downloads it
+(`[4, -1, url]` points every such recipient at that one object).
 - `deliver` {connection, endpoint, frames, envelope, close, deadline}: group `conn#<id>`.
 """
 
@@ -24,7 +25,7 @@ from .aws.queue import Message
 from .aws.sockets import Gone, Outcome
 from .aws.store import Member
 from .grip.frames import from_frame
-from .transfers import Outgoing
+from .transfers import Outgoing, download_form, from_download_form
 
 log = logging.getLogger("slipway.fanout")
 
@@ -66,7 +67,7 @@ def _handle(svc: services.Services, body: dict[str, Any], message_id: str) -> bo
         targets = [Member(cid, ep) for ep, ids in body["targets"].items() for cid in ids]
         wrapped = body.get("wrapped", {})
         targets += [Member(cid, ep, True) for ep, ids in wrapped.items() for cid in ids]
-        return deliver(svc, _item(svc, body), targets, body.get("name"), body.get("frame"))
+        return deliver(svc, _item(svc, body), targets, stored=body.get("blob"))
     if kind == "deliver":
         return _deliver_open(svc, body, message_id)
     log.error("dropping a queue message of unknown kind %r", kind)
@@ -80,25 +81,29 @@ def publish_message(svc: services.Services, item: dict[str, Any]) -> Message:
     """The queue message for one publish item; a body over the queue's limit rides in S3."""
     body: dict[str, Any] = {"kind": "publish", "item": item}
     if len(json.dumps(body).encode()) > svc.settings.queue_message_limit - 1024:
-        body = {"kind": "publish", "channel": item["channel"], "blob": _store_blob(svc, item)}
+        body = {"kind": "publish", **_store_blob(svc, item)}
     return Message(body, group=f"chan#{item['channel']}")
 
 
-def _store_blob(svc: services.Services, item: dict[str, Any]) -> str:
+def _store_blob(svc: services.Services, item: dict[str, Any]) -> dict[str, Any]:
+    """Store a message to send in S3, in the form an envelope client downloads, so
+    that the same object serves every recipient; what the queue carries instead."""
     if svc.blobs is None:
         raise TooLarge(
             f"a publish item over the queue's {svc.settings.queue_message_limit} bytes "
             "needs SLIPWAY_BUCKET, and none is configured"
         )
     key = f"{_BLOB_PREFIX}{uuid.uuid4().hex}.json"
-    svc.blobs.put(key, json.dumps(item).encode())
-    return key
+    svc.blobs.put(key, download_form(from_frame(item)))
+    return {"channel": item["channel"], "blob": key, "binary": "content-bin" in item}
 
 
 def _item(svc: services.Services, body: dict[str, Any]) -> dict[str, Any]:
     if "blob" in body:
         assert svc.blobs is not None, "a blob reference needs SLIPWAY_BUCKET"
-        return json.loads(svc.blobs.get(body["blob"]))
+        text = from_download_form(svc.blobs.get(body["blob"]))
+        content = {"content-bin": text} if body["binary"] else {"content": text}
+        return {"channel": body["channel"], "action": "send", **content}
     return body["item"]
 
 
@@ -107,28 +112,25 @@ def _publish(svc: services.Services, body: dict[str, Any], message_id: str) -> b
     page_size = svc.settings.fanout_page
     members, cursor = svc.store.members(channel, limit=page_size)
     if cursor is None:
-        return deliver(svc, _item(svc, body), members, message_id)
+        return deliver(svc, _item(svc, body), members, message_id, body.get("blob"))
     # Large channel: one part per page, delivered by parallel invocations.
     pages = [members]
     while cursor is not None:
         members, cursor = svc.store.members(channel, start=cursor, limit=page_size)
         if members:
             pages.append(members)
-    ref: dict[str, Any] = {"blob": body["blob"]} if "blob" in body else {"item": body["item"]}
-    ref["name"] = message_id
-    if any(m.envelope for page in pages for m in page):
-        item = _item(svc, body)
-        if item.get("action") != "close":
-            # Stored here, if it must be: once for the publish, not once a part.
-            message = Outgoing(svc, from_frame(item), message_id)
-            frame = message.enveloped()
-            if message.stored:
-                ref["frame"] = frame
+    ref = {k: v for k, v in body.items() if k != "kind"}
+    item = ref.get("item")
+    if item and item.get("action") != "close" and any(m.envelope for p in pages for m in p):
+        # Stored here if it must be: once for the publish, not once a part.
+        message = Outgoing(svc, from_frame(item), message_id)
+        if message.enveloped() and message.key:
+            ref = {"channel": channel, "blob": message.key, "binary": message.binary}
     parts = []
     for k, page in enumerate(pages):
         part = {"kind": "part", **ref, **_targets(page)}
         if "item" in ref and len(json.dumps(part).encode()) > svc.settings.queue_message_limit:
-            ref["blob"] = _store_blob(svc, ref.pop("item"))
+            ref = _store_blob(svc, ref["item"])
             part = {"kind": "part", **ref, **_targets(page)}
         # The dedup id makes a retried split enqueue each part only once.
         parts.append(Message(part, group=f"chan#{channel}#p{k}", dedup=f"{message_id}-{k}"))
@@ -150,7 +152,7 @@ def deliver(
     item: dict[str, Any],
     members: list[Member],
     name: str | None = None,
-    frame: str | None = None,
+    stored: str | None = None,
 ) -> bool:
     """Send (or close) to every member concurrently, to each in the form its
     connection needs; False if any needs a retry."""
@@ -161,7 +163,7 @@ def deliver(
         targets = [(m.endpoint, m.connection_id) for m in members]
         outcome = svc.sockets.send_many(targets, None, concurrency)
     else:
-        message = Outgoing(svc, from_frame(item), name, frame)
+        message = Outgoing(svc, from_frame(item), name, stored)
         outcome = Outcome()
         for envelope in (False, True):
             group = [(m.endpoint, m.connection_id) for m in members if m.envelope is envelope]

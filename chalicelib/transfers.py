@@ -9,6 +9,7 @@ client over @connections.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import secrets
 import time
@@ -109,14 +110,31 @@ def _reply(svc: services.Services, conn: Connection, frame: str) -> None:
 # -- gateway -> client ------------------------------------------------------------
 
 
+def download_form(data: bytes | str) -> bytes:
+    """A message as an envelope client downloads it: the JSON text of its data."""
+    return env.unwrapped(env.wrap(_text(data)))
+
+
+def from_download_form(body: bytes) -> str:
+    """The text `download_form` stored (for a binary message, its base64)."""
+    text = body.decode("utf-8")
+    return text if text.lstrip()[:1] in ("{", "[") else json.loads(text)
+
+
+def _text(data: bytes | str) -> str:
+    # A binary message reaches an envelope client as its base64 text.
+    return base64.b64encode(data).decode("ascii") if isinstance(data, bytes) else data
+
+
 class Outgoing:
     """One message on its way to any number of connections, in the form each needs:
     as it is for a raw connection (None when over API Gateway's 128 KB: never
     truncated), `[1, 0, data]` for an envelope one, or, when that is too large,
-    one S3 object for every recipient and `[4, -1, url, "GET", {}]`.
+    `[4, -1, url, "GET", {}]` pointing every recipient at one S3 object.
 
-    `name` names the download object, so that a retried publish overwrites it
-    rather than writing another; `frame` is an envelope frame made earlier.
+    `stored`: the key of an object that holds the message in `download_form`
+    already; else `name` names the one written when needed, so that a retried
+    publish overwrites it rather than writing another.
     """
 
     def __init__(
@@ -124,13 +142,14 @@ class Outgoing:
         svc: services.Services,
         data: bytes | str,
         name: str | None = None,
-        frame: str | None = None,
+        stored: str | None = None,
     ) -> None:
         self._svc = svc
         self.data = data
+        self.binary = isinstance(data, bytes)
         self._name = name
-        self._frame = _UNSET if frame is None else frame
-        self.stored = False  # whether enveloped() wrote the message to S3
+        self.key = stored
+        self._frame: Any = _UNSET
 
     def to(self, envelope: bool) -> bytes | str | None:
         return self.enveloped() if envelope else self.raw()
@@ -146,17 +165,15 @@ class Outgoing:
         return self._frame
 
     def _wrap(self) -> str | None:
-        data = self.data
-        # A binary message reaches an envelope client as its base64 text.
-        text = base64.b64encode(data).decode("ascii") if isinstance(data, bytes) else data
-        frame = env.wrap(text)
+        frame = env.wrap(_text(self.data))
         if env.fits(frame):
             return frame
         blobs = self._svc.blobs
         if blobs is None:
             log.error("a message of %d characters needs SLIPWAY_BUCKET: not sent", len(frame))
             return None
-        key = f"{env.DOWNLOAD_PREFIX}{self._name or uuid.uuid4().hex}.json"
-        blobs.put(key, env.unwrapped(frame))
-        self.stored = True
-        return env.download(blobs.download_url(key, self._svc.settings.download_expiry))
+        if self.key is None:
+            key = f"{env.DOWNLOAD_PREFIX}{self._name or uuid.uuid4().hex}.json"
+            blobs.put(key, env.unwrapped(frame))
+            self.key = key
+        return env.download(blobs.download_url(self.key, self._svc.settings.download_expiry))
