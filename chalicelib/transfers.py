@@ -165,15 +165,17 @@ class Outgoing:
         return self._frame
 
     def _wrap(self) -> str | None:
-        frame = env.wrap(_text(self.data))
-        if env.fits(frame):
-            return frame
+        text = _text(self.data)
+        if len(text) <= env.MAX_INLINE:  # a longer one cannot fit, however wrapped
+            frame = env.wrap(text)
+            if env.fits(frame):
+                return frame
         blobs = self._svc.blobs
         if blobs is None:
-            log.error("a message of %d characters needs SLIPWAY_BUCKET: not sent", len(frame))
+            log.error("a message of %d characters needs SLIPWAY_BUCKET: not sent", len(text))
             return None
         if self.key is None:
             key = f"{env.DOWNLOAD_PREFIX}{self._name or uuid.uuid4().hex}.json"
-            blobs.put(key, env.unwrapped(frame))
+            blobs.put(key, download_form(self.data))
             self.key = key
         return env.download(blobs.download_url(self.key, self._svc.settings.download_expiry))

@@ -1,6 +1,7 @@
 """One `slipway local` (with the gripcontrol test backend) per test module.
 
-A module sets STACK_ARGS to pass extra flags, e.g. shorter timeouts."""
+A module sets STACK_ARGS to pass extra flags, e.g. shorter timeouts, and
+STACK_ENV for settings (SLIPWAY_* variables)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="module")
 def running(request: pytest.FixtureRequest) -> Iterator[tuple[LocalStack, GripBackend]]:
     args = getattr(request.module, "STACK_ARGS", ())
+    env = getattr(request.module, "STACK_ENV", None)
     failed_before = request.session.testsfailed
-    stack, backend = stack_with_backend("--visibility-timeout", VISIBILITY, *args)
+    stack, backend = stack_with_backend("--visibility-timeout", VISIBILITY, *args, env=env)
     yield stack, backend
     code = stack.stop()
     backend.stop()

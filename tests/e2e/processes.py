@@ -174,12 +174,14 @@ class GripBackend(Process):
             time.sleep(0.05)
 
 
-def stack_with_backend(*args: str) -> tuple[LocalStack, GripBackend]:
+def stack_with_backend(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[LocalStack, GripBackend]:
     """The stack in front of the gripcontrol test backend. The backend needs the
     stack's control URL and the stack the backend's: the backend's port is
     chosen first, and the stack only calls it once a client connects."""
     port = free_port()
-    stack = LocalStack("--target", f"http://127.0.0.1:{port}/ws", "--key", KEY, *args)
+    stack = LocalStack("--target", f"http://127.0.0.1:{port}/ws", "--key", KEY, *args, env=env)
     try:
         backend = GripBackend(port, KEY, stack.control)
     except BaseException:
