@@ -32,7 +32,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class _Lines:
+class Lines:
     """A child's stdout, line by line, read on a thread so waits can time out."""
 
     def __init__(self, stream: IO[str]) -> None:
@@ -80,7 +80,7 @@ class Process:
             text=True,
         )
         assert self.proc.stdout is not None
-        self.lines = _Lines(self.proc.stdout)
+        self.lines = Lines(self.proc.stdout)
 
     def log(self) -> str:
         return Path(self._stderr.name).read_text(errors="replace")

@@ -5,6 +5,7 @@ an external AWS endpoint whose resources already exist."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 from local import aws
 from local.moto_server import MotoServer
 
-from .processes import KEY, LocalStack
+from .processes import KEY, ROOT, Lines, LocalStack
 
 TIMEOUT = 10.0
 SLIPWAY = Path(sys.executable).with_name("slipway")
@@ -131,3 +132,60 @@ def test_an_app_without_routes_against_an_existing_endpoint(external_aws: str) -
         "slipway-publish.fifo",
         "slipway-publish-dlq.fifo",
     }
+
+
+class ChatClient:
+    """examples/chat_client.py (the slipway_client library) in a terminal of its own."""
+
+    def __init__(self, stack: LocalStack, name: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "examples" / "chat_client.py"),
+                stack.websocket,
+                "--name",
+                name,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.lines = Lines(self.proc.stdout)
+
+    def say(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def until(self, text: str) -> list[str]:
+        return self.lines.until(lambda line: line == text, 30)
+
+    def quit(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        return self.proc.wait(30)
+
+
+def test_the_demo_chat_client_carries_a_large_line_to_the_room() -> None:
+    stack = LocalStack("--key", KEY)
+    alice = bob = None
+    try:
+        alice, bob = ChatClient(stack, "alice"), ChatClient(stack, "bob")
+        for who in (alice, bob):
+            who.lines.until(lambda line: line.startswith("welcome, "), 30)
+            who.say("/join lobby")
+            who.until("you joined #lobby")
+        alice.say("/big 300")  # 300 KB: uploaded, published through S3, downloaded
+        line = "alice: " + "0123456789abcdef" * 7
+        bob.lines.until(lambda got: got.startswith(line[:60]) and "(307,207 characters)" in got, 30)
+        alice.say("small again")
+        bob.until("alice: small again")
+        assert alice.quit() == 0 and bob.quit() == 0
+    finally:
+        for who in (alice, bob):
+            if who is not None and who.proc.poll() is None:
+                who.proc.kill()
+        code = stack.stop()
+    assert code == 0, stack.log()[-3000:]
