@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 MESSAGE, UPLOAD_REQUEST, UPLOAD_TARGET, DOWNLOAD, FAILURE = 1, 2, 3, 4, 5
@@ -53,23 +52,20 @@ class Refused(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class Text:
+class Text(NamedTuple):
     """`[1, id, data]`: forward `content` to the backend as one TEXT event."""
 
     id: int
     content: bytes
 
 
-@dataclass(frozen=True)
-class UploadRequest:
+class UploadRequest(NamedTuple):
     """`[2, id]`."""
 
     id: int
 
 
-@dataclass(frozen=True)
-class Uploaded:
+class Uploaded(NamedTuple):
     """`[4, id, url, ...]`: the client has uploaded message `id` to `url`."""
 
     id: int
