@@ -170,7 +170,7 @@ def create_resources(tag: str) -> tuple[str, str]:
     return table, queue
 
 
-def seed(table: str, channel: str, count: int, endpoint: str) -> list[str]:
+def seed(table: str, channel: str, count: int, endpoint: str, envelope: bool = False) -> list[str]:
     """Member rows written in batches of 25 (the store's subscribe is one at a time)."""
     import boto3
 
@@ -186,6 +186,7 @@ def seed(table: str, channel: str, count: int, endpoint: str) -> list[str]:
                                 "pk": {"S": f"chan#{channel}"},
                                 "sk": {"S": cid},
                                 "endpoint": {"S": endpoint},
+                                "envelope": {"BOOL": envelope},
                                 "expires_at": {"N": str(int(time.time()) + 7800)},
                             }
                         }
@@ -217,13 +218,14 @@ def configure(table: str, queue: str, endpoint: str, concurrency: int) -> None:
 # -- the two contenders ----------------------------------------------------------
 
 
-def run_slipway(queue_url: str, channel: str) -> None:
+def run_slipway(queue_url: str, channel: str, body: str | None = None) -> None:
     """Publish through the control route, then drain the queue through the worker."""
     import boto3
 
     from chalicelib import control, fanout
 
-    body = json.dumps({"items": [{"channel": channel, "ws-message": {"content": "hello"}}]})
+    if body is None:
+        body = json.dumps({"items": [{"channel": channel, "ws-message": {"content": "hello"}}]})
     reply = control.publish({"authorization": "Bearer bench-key"}, body.encode())
     assert reply.status_code == 200, reply.body
     sqs = boto3.client("sqs")
