@@ -7,9 +7,11 @@ Queue messages (JSON), all on one FIFO queue:
 - `part` {item | blob, targets, wrapped}: group `chan#<channel>#p<k>`, delivered by
   any worker. `targets` and `wrapped` map an endpoint to its raw and envelope-mode
   members.
-A `blob` is an S3 object holding the message as an envelope client downloads it
-(`[4, -1, url]` points every such recipient at that one object).
 - `deliver` {connection, endpoint, frames, envelope, close, deadline}: group `conn#<id>`.
+
+A `blob` {channel, blob, binary} stands for an item kept in S3, in the form an
+envelope client downloads: every such recipient is sent `[4, -1, url]` for that
+one object.
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def deliver(
         message = Outgoing(svc, from_frame(item), name, stored)
         outcome = Outcome()
         for envelope in (False, True):
-            group = [(m.endpoint, m.connection_id) for m in members if m.envelope is envelope]
+            group = [(m.endpoint, m.connection_id) for m in members if m.envelope == envelope]
             if not group:
                 continue
             data = message.to(envelope)
@@ -180,9 +182,9 @@ def deliver(
     for cid in outcome.gone:
         handlers.forget(svc, cid)
     if outcome.too_large:
-        # Over API Gateway's 128 KB: retrying would only hold the channel's group.
+        # Over API Gateway's 128 KB (raw), or no bucket (envelope): a retry cannot help.
         log.error(
-            "publish to %s: message too large for %d raw connection(s): not sent to them",
+            "publish to %s: message too large for %d connection(s): not sent to them",
             item.get("channel"),
             len(outcome.too_large),
         )

@@ -43,10 +43,12 @@ def incoming(
 ) -> codec.Event | None:
     """The TEXT event a client's frame carries to the backend, or None when the
     frame was answered here (an upload URL, or a `[5]` failure)."""
+    mid = env.PUSH_ID
     try:
         if binary:
-            raise Refused(env.PUSH_ID, Code.NOT_AN_ARRAY, "a binary frame is not an envelope frame")
+            raise Refused(mid, Code.NOT_AN_ARRAY, "a binary frame is not an envelope frame")
         frame = env.read(body)
+        mid = frame.id
         if isinstance(frame, env.Text):
             return codec.Event("TEXT", frame.content)
         if isinstance(frame, env.UploadRequest):
@@ -56,7 +58,10 @@ def incoming(
     except Refused as exc:
         log.info("connection %s: refused frame %d: %s", conn.id, exc.id, exc)
         _reply(svc, conn, env.failure(exc.id, exc.code, exc.message))
-        return None
+    except Exception:  # S3 failed us: say so, and keep the connection
+        log.exception("connection %s: frame %d failed", conn.id, mid)
+        _reply(svc, conn, env.failure(mid, Code.GATEWAY_ERROR, "the gateway failed; try again"))
+    return None
 
 
 def _blobs(svc: services.Services, mid: int) -> Blobs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from urllib.parse import quote
 
 import boto3
 import requests
@@ -159,3 +160,18 @@ def test_send_to_one_envelope_connection_and_inspect(gateway: Gateway) -> None:
     [frame] = frames(sink)
     assert fetched(frame) == big
     assert info["envelope"] is True
+
+
+def test_an_s3_failure_is_a_gateway_error_and_the_connection_goes_on(
+    gateway: Gateway, monkeypatch
+) -> None:
+    # A bucket that does not exist: S3 answers NoSuchBucket, not NoSuchKey.
+    configure(monkeypatch, SLIPWAY_BUCKET="no-such-bucket-here")
+    cid, sink, _ = gateway.connect({"envelope": "1"})
+    key = f"uploads/{cid.replace('=', '%3D')}/9999999999-3-0123abcd.json"
+    url = f"http://s3.local/no-such-bucket-here/{quote(key)}"
+    gateway.send(cid, json.dumps([4, 3, url, "GET", {}]))
+    gateway.send(cid, json.dumps([1, 4, "after"]))
+    [failed, after] = frames(sink)
+    assert failed[:2] == [5, 3] and failed[2]["errorCode"] == "gateway_error"
+    assert after == [1, 0, "after"]

@@ -40,6 +40,7 @@ class Code(StrEnum):
     UPLOAD_EXPIRED = "upload_expired"
     INVALID_UPLOAD = "invalid_upload"  # the uploaded object is not JSON
     UNAVAILABLE = "uploads_unavailable"  # the deployment has no bucket
+    GATEWAY_ERROR = "gateway_error"  # S3 failed: the client may try again
 
 
 class Refused(Exception):
