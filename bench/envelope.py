@@ -16,17 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 import uuid
 
 from bench.fanout import (
     Connections,
     Requests,
     configure,
+    count_requests,
     create_resources,
     run_slipway,
     seed,
     start_aws,
+    timed,
 )
 
 S3_WRITES = ("PutObject",)
@@ -49,12 +50,7 @@ def run_per_recipient(channel: str, text: str) -> None:
 
 
 def measure(name, fn, connections: Connections, requests: Requests) -> dict:
-    requests.counts.clear()
-    connections.take_counts()
-    started = time.perf_counter()
-    fn()
-    elapsed = time.perf_counter() - started
-    delivered, calls, _ = connections.take_counts()
+    elapsed, delivered, calls, _ = timed(fn, connections, requests)
     return {
         "name": name,
         "seconds": elapsed,
@@ -80,15 +76,7 @@ def main() -> None:
     from chalicelib import services
     from local import aws
 
-    requests = Requests()
-    original_client = boto3.session.Session.client
-
-    def counted_client(self, *a, **kw):
-        client = original_client(self, *a, **kw)
-        requests.hook(client)
-        return client
-
-    boto3.session.Session.client = counted_client  # type: ignore[method-assign]
+    requests = count_requests()
     text = ("0123456789abcdef" * 64 * args.size_kb)[: args.size_kb * 1024]
     summary = ""
     for n in args.members:

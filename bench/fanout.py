@@ -147,6 +147,33 @@ class Requests:
 DDB_READS = ("Query", "GetItem", "BatchGetItem", "Scan")
 
 
+def count_requests() -> Requests:
+    """Count the requests of every boto3 client made from now on."""
+    import boto3
+
+    requests = Requests()
+    original_client = boto3.session.Session.client
+
+    def counted_client(self, *a, **kw):
+        client = original_client(self, *a, **kw)
+        requests.hook(client)
+        return client
+
+    boto3.session.Session.client = counted_client  # type: ignore[method-assign]
+    return requests
+
+
+def timed(fn, connections: Connections, requests: Requests) -> tuple[float, int, dict, float]:
+    """Run `fn` with fresh counts: (seconds, deliveries, @connections calls by method,
+    seconds from the first call to the last answer)."""
+    requests.counts.clear()
+    connections.take_counts()
+    started = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - started
+    return (elapsed, *connections.take_counts())
+
+
 # -- set-up --------------------------------------------------------------------
 
 
@@ -282,12 +309,7 @@ def round_trip(endpoint: str, calls: int = 100) -> float:
 
 
 def measure(name, fn, connections: Connections, requests: Requests, members: int) -> dict:
-    requests.counts.clear()
-    connections.take_counts()
-    started = time.perf_counter()
-    fn()
-    elapsed = time.perf_counter() - started
-    delivered, calls, sending = connections.take_counts()
+    elapsed, delivered, calls, sending = timed(fn, connections, requests)
     return {
         "name": name,
         "seconds": elapsed,
@@ -314,19 +336,9 @@ def main() -> None:
 
     start_aws()
     connections = Connections(latency)
-    import boto3
-
     from chalicelib import services
 
-    requests = Requests()
-    original_client = boto3.session.Session.client
-
-    def counted_client(self, *a, **kw):
-        client = original_client(self, *a, **kw)
-        requests.hook(client)
-        return client
-
-    boto3.session.Session.client = counted_client  # type: ignore[method-assign]
+    requests = count_requests()
     limit = args.concurrency / latency
     rtt = round_trip(connections.url)
     print(

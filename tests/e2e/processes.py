@@ -65,7 +65,12 @@ class Lines:
 class Process:
     """A child process whose stderr goes to a temp file (shown when a test fails)."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        stdin: int = subprocess.DEVNULL,
+    ) -> None:
         self.argv = list(argv)
         self._stderr = tempfile.NamedTemporaryFile(
             "w+", prefix="slipway-e2e-", suffix=".log", delete=False
@@ -74,7 +79,7 @@ class Process:
             self.argv,
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,

@@ -5,11 +5,11 @@ an external AWS endpoint whose resources already exist."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import PIPE
 from urllib.parse import urlsplit
 
 import boto3
@@ -22,7 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 from local import aws
 from local.moto_server import MotoServer
 
-from .processes import KEY, ROOT, Lines, LocalStack
+from .processes import KEY, ROOT, LocalStack, Process
 
 TIMEOUT = 10.0
 SLIPWAY = Path(sys.executable).with_name("slipway")
@@ -134,25 +134,12 @@ def test_an_app_without_routes_against_an_existing_endpoint(external_aws: str) -
     }
 
 
-class ChatClient:
+class ChatClient(Process):
     """examples/chat_client.py (the slipway_client library) in a terminal of its own."""
 
     def __init__(self, stack: LocalStack, name: str) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "examples" / "chat_client.py"),
-                stack.websocket,
-                "--name",
-                name,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.lines = Lines(self.proc.stdout)
+        script = str(ROOT / "examples" / "chat_client.py")
+        super().__init__([sys.executable, script, stack.websocket, "--name", name], stdin=PIPE)
 
     def say(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -185,7 +172,7 @@ def test_the_demo_chat_client_carries_a_large_line_to_the_room() -> None:
         assert alice.quit() == 0 and bob.quit() == 0
     finally:
         for who in (alice, bob):
-            if who is not None and who.proc.poll() is None:
-                who.proc.kill()
+            if who is not None:
+                who.stop(signal.SIGKILL)
         code = stack.stop()
     assert code == 0, stack.log()[-3000:]

@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-import boto3
 import pytest
 import requests
 from gripcontrol import decode_websocket_events
@@ -20,7 +19,7 @@ from slipway_client.envelope import strip_query
 from websockets.sync.client import ClientConnection, connect
 
 from .processes import KEY, GripBackend, LocalStack
-from .test_gateway import TIMEOUT
+from .test_gateway import TIMEOUT, local_client
 
 UPLOAD_EXPIRY = 4
 MAX_UPLOAD = 2 * 1024 * 1024
@@ -41,13 +40,7 @@ def big_text(size: int) -> str:
 
 
 def s3(stack: LocalStack) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=stack.urls["aws"],
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    return local_client("s3", stack.urls["aws"])
 
 
 def keys(stack: LocalStack, prefix: str = "") -> set[str]:

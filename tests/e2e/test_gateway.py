@@ -58,15 +58,21 @@ def connection_id(backend: GripBackend, marker: str) -> str:
     return first["headers"]["connection-id"]
 
 
-def management(stack: LocalStack) -> Any:  # a boto3 apigatewaymanagementapi client
+def local_client(service: str, endpoint: str, **options: Any) -> Any:
+    """A boto3 client for one of the stack's local endpoints, with dummy credentials."""
     return boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=stack.urls["connections"],
+        service,
+        endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="local",
         aws_secret_access_key="local",
-        config=Config(retries={"max_attempts": 1}),
+        **options,
     )
+
+
+def management(stack: LocalStack) -> Any:  # a boto3 apigatewaymanagementapi client
+    config = Config(retries={"max_attempts": 1})
+    return local_client("apigatewaymanagementapi", stack.urls["connections"], config=config)
 
 
 # -- handshake ---------------------------------------------------------------
