@@ -161,8 +161,11 @@ class Outgoing:
 
     def raw(self) -> bytes | str | None:
         data = self.data
-        size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8"))
-        return data if size <= env.MAX_POST else None
+        if isinstance(data, bytes) or len(data) > env.MAX_POST // 4:  # else: 4 bytes a char at most
+            size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8"))
+            if size > env.MAX_POST:
+                return None
+        return data
 
     def enveloped(self) -> str | None:
         if self._frame is _UNSET:

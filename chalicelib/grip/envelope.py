@@ -146,6 +146,8 @@ def unwrapped(frame: str) -> bytes:
 
 def fits(frame: str) -> bool:
     """Whether a frame may go to the client as it is."""
+    if len(frame) <= MAX_INLINE // 4:  # UTF-8 takes at most 4 bytes a character
+        return True
     return len(frame) <= MAX_INLINE and len(frame.encode("utf-8")) <= MAX_INLINE
 
 
