@@ -36,6 +36,9 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     """`chalice package --merge-template` for every stage, run side by side:
     stage -> the merged template (what `make package` writes to build/package/sam.json)."""
     chalice = Path(sys.executable).parent / "chalice"
+    # Each run creates this if it is missing (as in a fresh clone), and two at once race
+    # on it: one sees it appear between its check and its mkdir and exits 2.
+    (ROOT / ".chalice" / "deployments").mkdir(exist_ok=True)
     runs = {}
     for stage in STAGES:
         out = tmp_path_factory.mktemp(f"package-{stage}")
