@@ -26,8 +26,9 @@ from . import handlers, services
 from .aws.queue import Message
 from .aws.sockets import Gone, Outcome
 from .aws.store import Member
+from .grip.envelope import as_text, download_form, from_download_form
 from .grip.frames import from_frame
-from .transfers import Outgoing, download_form, from_download_form
+from .transfers import Outgoing
 
 log = logging.getLogger("slipway.fanout")
 
@@ -96,7 +97,7 @@ def _store_blob(svc: services.Services, item: dict[str, Any]) -> dict[str, Any]:
             "needs SLIPWAY_BUCKET, and none is configured"
         )
     key = f"{_BLOB_PREFIX}{uuid.uuid4().hex}.json"
-    svc.blobs.put(key, download_form(from_frame(item)))
+    svc.blobs.put(key, download_form(as_text(from_frame(item))))
     return {"channel": item["channel"], "blob": key, "binary": "content-bin" in item}
 
 

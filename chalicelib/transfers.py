@@ -8,8 +8,6 @@ client over @connections.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import secrets
 import time
@@ -115,29 +113,13 @@ def _reply(svc: services.Services, conn: Connection, frame: str) -> None:
 # -- gateway -> client ------------------------------------------------------------
 
 
-def download_form(data: bytes | str) -> bytes:
-    """A message as an envelope client downloads it: the JSON text of its data."""
-    return env.unwrapped(env.wrap(_text(data)))
-
-
-def from_download_form(body: bytes) -> str:
-    """The text `download_form` stored (for a binary message, its base64)."""
-    text = body.decode("utf-8")
-    return text if text.lstrip()[:1] in ("{", "[") else json.loads(text)
-
-
-def _text(data: bytes | str) -> str:
-    # A binary message reaches an envelope client as its base64 text.
-    return base64.b64encode(data).decode("ascii") if isinstance(data, bytes) else data
-
-
 class Outgoing:
     """One message on its way to any number of connections, in the form each needs:
     as it is for a raw connection (None when over API Gateway's 128 KB: never
     truncated), `[1, 0, data]` for an envelope one, or, when that is too large,
     `[4, -1, url, "GET", {}]` pointing every recipient at one S3 object.
 
-    `stored`: the key of an object that holds the message in `download_form`
+    `stored`: the key of an object that holds the message in `envelope.download_form`
     already; else `name` names the one written when needed, so that a retried
     publish overwrites it rather than writing another.
     """
@@ -173,7 +155,7 @@ class Outgoing:
         return self._frame
 
     def _wrap(self) -> str | None:
-        text = _text(self.data)
+        text = env.as_text(self.data)
         if len(text) <= env.MAX_INLINE:  # a longer one cannot fit, however wrapped
             frame = env.wrap(text)
             if env.fits(frame):
@@ -184,6 +166,6 @@ class Outgoing:
             return None
         if self.key is None:
             key = f"{env.DOWNLOAD_PREFIX}{self._name or uuid.uuid4().hex}.json"
-            blobs.put(key, download_form(self.data))
+            blobs.put(key, env.download_form(text))
             self.key = key
         return env.download(blobs.download_url(self.key, self._svc.settings.download_expiry))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -86,6 +87,18 @@ def test_fits_counts_characters_and_utf8_bytes() -> None:
 def test_uploaded_content_is_what_an_inline_message_would_carry(value: object) -> None:
     body = env.dumps(value).encode()
     assert env.uploaded_content(1, body) == env.to_content(value)
+
+
+@given(st.text() | st.binary())
+def test_download_form_round_trip(data: str | bytes) -> None:
+    text = env.from_download_form(env.download_form(env.as_text(data)))
+    assert (base64.b64decode(text) if isinstance(data, bytes) else text) == data
+
+
+@given(json_values)
+def test_a_json_message_is_downloaded_as_it_was_sent(value: object) -> None:
+    content = " " + json.dumps(value)  # leading space: still embedded verbatim when JSON
+    assert env.from_download_form(env.download_form(content)) == content
 
 
 def test_an_upload_that_is_not_json_is_refused() -> None:

@@ -9,11 +9,8 @@ from urllib.parse import quote
 
 import boto3
 import requests
-from hypothesis import given
-from hypothesis import strategies as st
 
 from chalicelib import services
-from chalicelib.transfers import download_form, from_download_form
 from local.connections import RecordingSink
 from tests.harness import Gateway, configure
 
@@ -52,12 +49,6 @@ def fetched(frame: list) -> object:
     kind, mid, url, method, headers = frame
     assert (kind, mid, method, headers) == (4, -1, "GET", {})
     return json.loads(requests.get(url, timeout=5).content)
-
-
-@given(st.text() | st.binary())
-def test_download_form_round_trip(data: str | bytes) -> None:
-    text = from_download_form(download_form(data))
-    assert (base64.b64decode(text) if isinstance(data, bytes) else text) == data
 
 
 def test_an_envelope_connection_is_stored_as_one_and_reported(gateway: Gateway) -> None:

@@ -3,16 +3,14 @@ downloads. Presigning is local (no API call): the URL carries our signature."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class NoSuchBlob(Exception):
     """No object under that key (never uploaded, or already taken)."""
 
 
-@dataclass(frozen=True)
-class Blob:
+class Blob(NamedTuple):
     size: int
     modified: float  # epoch seconds (S3 keeps whole seconds)
     data: bytes | None  # None: larger than the caller allowed, not read

@@ -9,6 +9,7 @@ headers]` "there", `[4, id, url, method, headers]` "the message is at url",
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from enum import StrEnum
@@ -144,6 +145,23 @@ def unwrapped(frame: str) -> bytes:
     return frame[len(f"[{MESSAGE},{PUSH_ID},") : -1].encode("utf-8")
 
 
+def as_text(data: bytes | str) -> str:
+    """A message as envelope clients get it: a binary one as its base64 text."""
+    return base64.b64encode(data).decode("ascii") if isinstance(data, bytes) else data
+
+
+def download_form(text: str) -> bytes:
+    """A message as an envelope client downloads it: the JSON text of its data."""
+    return unwrapped(wrap(text))
+
+
+def from_download_form(body: bytes) -> str:
+    """The text `download_form` stored: a JSON string holds it quoted, a JSON
+    object or array is the text itself."""
+    text = body.decode("utf-8")
+    return json.loads(text) if text.startswith('"') else text
+
+
 def fits(frame: str) -> bool:
     """Whether a frame may go to the client as it is."""
     if len(frame) <= MAX_INLINE // 4:  # UTF-8 takes at most 4 bytes a character
@@ -193,7 +211,8 @@ def check_upload_key(id: int, key: str, connection_id: str) -> int:
     """The expiry (epoch seconds) of an upload key issued to this connection;
     `Refused` for any key outside its prefix or not of the issued shape."""
     prefix = upload_prefix(connection_id)
-    if not key.startswith(prefix) or "/" in key[len(prefix) :] or ".." in key:
+    # S3 keys are literal ("../" is no parent), so one level under the prefix is the rule.
+    if not key.startswith(prefix) or "/" in key[len(prefix) :]:
         raise Refused(id, Code.FOREIGN_KEY, "that upload does not belong to this connection")
     match = _KEY.fullmatch(key[len(prefix) :])
     if match is None:
