@@ -1,0 +1,46 @@
+"""The numbers that bound what slipway carries, each defined once. Pure.
+
+Most are AWS's (API Gateway, SQS); the rest are slipway's own choices. The
+settings module takes its defaults from here; the local stack enforces the
+API Gateway ones from here too.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+# API Gateway: the largest frame a client may send, and the largest message
+# (a client's, or one @connections post); larger is closed with 1009 / refused.
+MAX_FRAME = 32 * 1024
+MAX_POST = 128 * 1024
+# Envelope mode: a frame over this many characters (or UTF-8 bytes) goes
+# through S3 instead (the aux client's own threshold, under MAX_FRAME).
+MAX_INLINE = 32_000
+# SQS: the classic message limit (accounts with 1 MiB may raise the setting).
+QUEUE_MESSAGE = 262_144
+# Room kept in a queue message for the job's own fields around a payload.
+QUEUE_OVERHEAD = 1024
+# GRIP: the longest channel name accepted in a publish or a subscribe.
+MAX_CHANNEL_LENGTH = 512
+# How many channels one connection may join (default of SLIPWAY_MAX_CHANNELS).
+MAX_CHANNELS = 20
+# A WebSocket close reason is at most 123 bytes (125 less the 2-byte code).
+MAX_CLOSE_REASON = 123
+# UTF-8 takes at most this many bytes a character: a text this much under a
+# limit in characters fits without counting its bytes.
+UTF8_MAX_BYTES_PER_CHAR = 4
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes (RFC 6455 §7.4) that slipway reads or sends."""
+
+    NORMAL = 1000
+    UNSUPPORTED_DATA = 1003  # API Gateway's answer to a binary frame
+    NO_STATUS = 1005  # the close frame carried no code
+    ABNORMAL = 1006  # the connection dropped without a close frame
+    MESSAGE_TOO_BIG = 1009
+    TLS_FAILURE = 1015
+
+
+# The close codes an application may send or be told (1000-4999).
+FIRST_CLOSE_CODE, LAST_CLOSE_CODE = 1000, 4999
