@@ -74,7 +74,7 @@ def main() -> None:
     import boto3
 
     from chalicelib import services
-    from local import aws
+    from slipway_dev import aws
 
     requests = count_requests()
     text = ("0123456789abcdef" * 64 * args.size_kb)[: args.size_kb * 1024]

@@ -178,8 +178,8 @@ def timed(fn, connections: Connections, requests: Requests) -> tuple[float, int,
 
 
 def start_aws() -> str:
-    from local.moto_server import MotoServer
-    from local.stack import aws_environment
+    from slipway_dev.moto_server import MotoServer
+    from slipway_dev.stack import aws_environment
 
     url = MotoServer().start()
     aws_environment(url, ours=True)
@@ -189,7 +189,7 @@ def start_aws() -> str:
 def create_resources(tag: str) -> tuple[str, str]:
     import boto3
 
-    from local import aws
+    from slipway_dev import aws
 
     table = f"bench-{tag}"
     aws.ensure_table(boto3.client("dynamodb"), table)

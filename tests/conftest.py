@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from chalicelib import services, settings
-from local.connections import ConnectionsServer, Registry
-from local.moto_server import MotoServer
-from local.stack import aws_environment
+from slipway_dev.connections import ConnectionsServer, Registry
+from slipway_dev.moto_server import MotoServer
+from slipway_dev.stack import aws_environment
 from tests.harness import (
     KEY,
     BackendLog,

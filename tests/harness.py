@@ -15,8 +15,8 @@ import requests
 
 import app
 from chalicelib import services, settings
-from local import aws, events
-from local.connections import RecordingSink, Registry
+from slipway_dev import aws, events
+from slipway_dev.connections import RecordingSink, Registry
 
 KEY = "test-key-0123456789abcdef0123456789"
 
@@ -63,7 +63,7 @@ API = {
 
 
 def handshake(cid: str, query: dict[str, str] | None = None, headers: dict | None = None):
-    """What API Gateway knows of a connection, for local.events to build events from."""
+    """What API Gateway knows of a connection, for slipway_dev.events to build events from."""
     headers = {
         "Host": API["domainName"],
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",

@@ -11,7 +11,7 @@ import pytest
 from gripcontrol import validate_sig
 
 from chalicelib import services
-from local.connections import RecordingSink
+from slipway_dev.connections import RecordingSink
 from tests.harness import KEY, BackendLog, Gateway, configure
 
 # -- $connect -----------------------------------------------------------------

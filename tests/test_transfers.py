@@ -11,7 +11,7 @@ import boto3
 import requests
 
 from chalicelib import services
-from local.connections import RecordingSink
+from slipway_dev.connections import RecordingSink
 from tests.harness import Gateway, configure
 
 

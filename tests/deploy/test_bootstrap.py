@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local import bootstrap
+from slipway_dev import bootstrap
 
 from . import iam
 from .conftest import DUMMY, REGION, ROOT

@@ -8,7 +8,7 @@ from typing import Any
 
 from chalicelib import fanout
 from chalicelib.grip import envelope
-from local import bootstrap
+from slipway_dev import bootstrap
 
 from . import iam
 from .conftest import REGION, ROOT, STAGES

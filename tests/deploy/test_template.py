@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chalicelib import settings
-from local import bootstrap
+from slipway_dev import bootstrap
 
 from . import iam
 from .conftest import REGION, ROOT, STAGES

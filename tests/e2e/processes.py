@@ -115,7 +115,7 @@ class LocalStack(Process):
         command: Sequence[str] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        argv = list(command or [sys.executable, "-m", "local.cli"])
+        argv = list(command or [sys.executable, "-m", "slipway_dev.cli"])
         super().__init__([*argv, "local", "--ws-port", "0", "--http-port", "0", *args], env)
         try:
             printed = self.lines.until(lambda line: line == "ready", START_TIMEOUT)

@@ -19,8 +19,8 @@ import requests
 from gripcontrol import parse_grip_uri
 from websockets.sync.client import ClientConnection, connect
 
-from local import aws
-from local.moto_server import MotoServer
+from slipway_dev import aws
+from slipway_dev.moto_server import MotoServer
 
 from .processes import KEY, ROOT, LocalStack, Process
 
@@ -37,7 +37,7 @@ def recv_until(ws: ClientConnection, text: str) -> list[str]:
 
 
 def test_console_script_runs_the_demo_chat_and_stops_on_ctrl_c() -> None:
-    command = [str(SLIPWAY)] if SLIPWAY.exists() else [sys.executable, "-m", "local.cli"]
+    command = [str(SLIPWAY)] if SLIPWAY.exists() else [sys.executable, "-m", "slipway_dev.cli"]
     stack = LocalStack("--key", KEY, command=command)
     try:
         for name in ("websocket", "control", "grip", "target"):

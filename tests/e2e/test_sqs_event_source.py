@@ -1,4 +1,4 @@
-"""The SQS event source (local/sqs.py) against moto, with small fake functions:
+"""The SQS event source (slipway_dev/sqs.py) against moto, with small fake functions:
 batches, the record shape, partial batch failure, retries after the visibility
 timeout, the dead-letter queue, and FIFO order across concurrent batches."""
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from local import aws
-from local.moto_server import MotoServer
-from local.runtime import LambdaFunction
-from local.sqs import SqsEventSource
+from slipway_dev import aws
+from slipway_dev.moto_server import MotoServer
+from slipway_dev.runtime import LambdaFunction
+from slipway_dev.sqs import SqsEventSource
 
 
 class Queues:

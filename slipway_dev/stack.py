@@ -2,7 +2,7 @@
 
 - this process: AWS (moto), the @connections API, the Chalice HTTP routes and
   the API Gateway WebSocket emulator running the WebSocket functions;
-- a child: the SQS event source and the worker function (local/worker.py);
+- a child: the SQS event source and the worker function (slipway_dev/worker.py);
 - a child, unless --target is given: the demo backend (examples/chat_backend.py).
 
 Order matters: the app reads its settings from the environment (once, cached
@@ -153,7 +153,7 @@ class Stack:
         self.worker = Child(
             python(
                 "-m",
-                "local.worker",
+                "slipway_dev.worker",
                 "--app",
                 opts.app,
                 "--stage",

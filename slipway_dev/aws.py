@@ -1,5 +1,5 @@
 """The AWS resources slipway expects (table, publish queue with its dead-letter
-queue, bucket), at moto (local/moto_server.py) or another AWS-compatible endpoint.
+queue, bucket), at moto (slipway_dev/moto_server.py) or another AWS-compatible endpoint.
 
 Everything is created only if missing, so `slipway local --aws-endpoint URL`
 leaves what is already there untouched.

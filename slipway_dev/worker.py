@@ -1,5 +1,5 @@
 """The publish queue's Lambda function in a process of its own, behind the SQS
-event source: `python -m local.worker ...` (the stack starts it; it prints
+event source: `python -m slipway_dev.worker ...` (the stack starts it; it prints
 `ready`, and stops on SIGTERM after the batches in flight).
 
 Lambda runs the SQS worker in containers apart from the WebSocket functions, so
@@ -22,11 +22,11 @@ from . import aws, logs
 from .functions import load_app, sqs_function
 from .sqs import SqsEventSource
 
-log = logging.getLogger("local.worker")
+log = logging.getLogger("slipway_dev.worker")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.worker")
+    parser = argparse.ArgumentParser(prog="python -m slipway_dev.worker")
     parser.add_argument("--app", default="app:app")
     parser.add_argument("--stage", default="local")
     parser.add_argument("--queue", required=True, help="queue name, as the app's decorator has it")

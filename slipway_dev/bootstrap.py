@@ -35,7 +35,7 @@ from typing import Any
 
 from . import aws
 
-log = logging.getLogger("local.bootstrap")
+log = logging.getLogger("slipway_dev.bootstrap")
 
 CONFIG = Path(".chalice/config.json")
 # Key prefixes the code writes to the bucket (chalicelib/fanout.py _BLOB_PREFIX;

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from . import aws, logs
 from .stack import DEV_KEY, Options, Stack
 
-log = logging.getLogger("local.cli")
+log = logging.getLogger("slipway_dev.cli")
 
 
 def _parser() -> argparse.ArgumentParser:
