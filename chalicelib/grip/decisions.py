@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import codec
 
@@ -258,7 +259,7 @@ def _control(raw: bytes) -> Decision:
     return Dropped(f"unknown control message type {kind!r}")
 
 
-def _keep_alive(msg: dict) -> Decision:
+def _keep_alive(msg: dict[str, Any]) -> Decision:
     timeout = msg.get("timeout", 55)
     mode = msg.get("mode", "idle")
     if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
