@@ -13,15 +13,18 @@ $(STAMP): pyproject.toml requirements.txt client/pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[dev]' -e './client[test]'
 	touch $(STAMP)
 
-test: install
+# Lint first: CI runs `make test` (.ci/run), so it checks both.
+test: install lint
 	$(PY) -m pytest tests client/tests
 
 local: install
 	$(VENV)/bin/slipway local $(ARGS)
 
+# mypy's scope and strictness: [tool.mypy] in pyproject.toml.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

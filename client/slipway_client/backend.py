@@ -246,8 +246,10 @@ class WebSocketContext:
             self.meta.pop(name.lower(), None)
 
     def close(self, code: int | None = None, reason: str = "") -> None:
-        """Close the client's connection, with `code` when given (no code is
-        sent as 0, as gripcontrol and django-grip do)."""
+        """Close the client's connection, with `code` (and `reason`) when given.
+        Without a code the CLOSE event carries no content, as Pushpin sends it
+        (gripcontrol and django-grip send code 0, which Pushpin passes on to the
+        client although RFC 6455 reserves it); the reason then goes unsent."""
         self._out.append(Event("CLOSE", codec.close_content(code, reason)))
 
     def response(self) -> Response:

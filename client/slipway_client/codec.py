@@ -45,7 +45,7 @@ def encode(events: list[Event]) -> bytes:
     return bytes(out)
 
 
-def decode(body: bytes) -> list[Event]:
+def decode(body: bytes | bytearray | memoryview) -> list[Event]:
     """The events of a body; `CodecError` saying where on any defect."""
     if not isinstance(body, bytes | bytearray | memoryview):
         raise CodecError(f"body must be bytes, not {type(body).__name__}")
@@ -78,10 +78,15 @@ def decode(body: bytes) -> list[Event]:
     return events
 
 
-def close_content(code: int | None, reason: str = "") -> bytes:
-    """Content of a CLOSE event. No code is sent as code 0, as gripcontrol and
-    django-grip do (SPEC §1's reference bytes); gateways read 0 as "no code"."""
-    code = 0 if code is None else code
+def close_content(code: int | None, reason: str = "") -> bytes | None:
+    """Content of a CLOSE event: the 2-byte big-endian code, then the UTF-8 reason.
+
+    Without a code there is no content (a bare `CLOSE`, and no reason), as Pushpin
+    sends it: django-grip's code 0 for "no code" would reach the client as close
+    code 0, which RFC 6455 does not allow. `parse_close` still reads 0 as no code.
+    """
+    if code is None:
+        return None
     if not 0 <= code <= 0xFFFF:
         raise ValueError(f"close code {code} does not fit in two bytes")
     return struct.pack(">H", code) + reason.encode("utf-8")

@@ -56,7 +56,18 @@ def test_reference_close_acknowledged_without_code() -> None:
     ctx = request(b"CLOSE 2\r\n\x03\xe8\r\n")
     assert list(ctx.messages()) == [Closed(1000, "")]
     ctx.close()
-    assert ctx.response().body == b"CLOSE 2\r\n\x00\x00\r\n"
+    # django-grip answers `CLOSE 2\r\n\x00\x00\r\n` (code 0, which Pushpin would pass
+    # on to the client); we send a close without a code the way Pushpin itself does.
+    assert ctx.response().body == b"CLOSE\r\n"
+
+
+def test_close_reason_goes_with_a_code_only() -> None:
+    ctx = request(b"TEXT 1\r\nx\r\n")
+    ctx.close(None, "no code, so no reason")
+    ctx.close(0, "zero")
+    assert codec.decode(ctx.response().body) == [Event("CLOSE"), Event("CLOSE", b"\x00\x00zero")]
+    with pytest.raises(ValueError, match="two bytes"):
+        ctx.close(0x10000)
 
 
 # -- reading ---------------------------------------------------------------------
@@ -218,7 +229,7 @@ def test_same_bytes_as_a_gripcontrol_backend() -> None:
     theirs.send_binary(b"two")
     theirs.unsubscribe("a")
     theirs.detach()
-    theirs.close()
+    theirs.close(4000)
     out = [WebSocketEvent("OPEN"), *theirs.out_events]
     out.append(WebSocketEvent("CLOSE", theirs.out_close_code.to_bytes(2, "big")))
 
@@ -229,8 +240,14 @@ def test_same_bytes_as_a_gripcontrol_backend() -> None:
     ours.send_binary(b"two")
     ours.unsubscribe("a")
     ours.detach()
-    ours.close()
+    ours.close(4000)
     assert ours.response().body == encode_websocket_events(out)
+    # Without a code the two differ on purpose: gripcontrol's 0 vs Pushpin's bare CLOSE.
+    theirs.close()
+    assert theirs.out_close_code == 0
+    ours = WebSocketContext.from_request(incoming, {})
+    ours.close()
+    assert ours.response().body == b"CLOSE\r\n"
 
 
 def test_we_read_what_gripcontrol_encodes() -> None:
