@@ -33,8 +33,11 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode as WsCloseCode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
+
+from chalicelib.grip.limits import MAX_FRAME, MAX_POST, CloseCode
 
 from . import events
 from .connections import Closed, Registry, iso
@@ -57,14 +60,17 @@ _OWN_HEADERS = frozenset(
         "date",
     }
 )
+# 1001: API Gateway's close for an idle or expired connection, and for every one at
+# shutdown. Not in limits.CloseCode: the app's code neither sends nor reads it.
+GOING_AWAY = int(WsCloseCode.GOING_AWAY)
 # How long an @connections POST may wait for the client's socket to take the frame.
 _SEND_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
 class Limits:
-    frame: int = 32 * 1024
-    message: int = 128 * 1024
+    frame: int = MAX_FRAME
+    message: int = MAX_POST
     idle_timeout: float = 600.0
     max_lifetime: float = 7200.0
     integration_timeout: float = 29.0
@@ -125,7 +131,7 @@ class Client:
         if self.closing:
             raise Closed(self.id)
         self.closing = True
-        self._closer = asyncio.get_running_loop().create_task(self.ws.close(1000))
+        self._closer = asyncio.get_running_loop().create_task(self.ws.close(CloseCode.NORMAL))
 
     # -- Sink: the same from another thread ----------------------------------
 
@@ -157,7 +163,7 @@ def close_status(ws: ServerConnection) -> tuple[int, str]:
         return int(sent.code), sent.reason
     if rcvd is not None:
         return int(rcvd.code), rcvd.reason
-    return 1006, ""
+    return int(CloseCode.ABNORMAL), ""
 
 
 def _response(status: int, headers: list[tuple[str, str]], body: bytes) -> Response:
@@ -242,7 +248,7 @@ class WebSocketGateway:
     async def stop(self) -> None:
         """Close every client with 1001 and wait for their $disconnect."""
         if self._server is not None:
-            self._server.close(close_connections=True, code=1001, reason="Going away")
+            self._server.close(close_connections=True, code=GOING_AWAY, reason="Going away")
             await self._server.wait_closed()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.limits.integration_timeout)
@@ -314,7 +320,7 @@ class WebSocketGateway:
         if ws.state is not State.CONNECTING or not (self._server and self._server.is_serving()):
             # The client left (or we are stopping) while $connect ran: no 101 will
             # go out and no handler will run, but $connect did succeed.
-            self._spawn(self._disconnect(hs, 1006, ""))
+            self._spawn(self._disconnect(hs, int(CloseCode.ABNORMAL), ""))
             return None
         self._opening[ws] = hs
         return None
@@ -345,7 +351,7 @@ class WebSocketGateway:
         try:
             async for message in ws:
                 if isinstance(message, bytes):
-                    await ws.close(1003, "Binary frames are not supported")
+                    await ws.close(CloseCode.UNSUPPORTED_DATA, "Binary frames are not supported")
                     return
                 client.touch()
                 if self.routes.message is None:
@@ -386,7 +392,7 @@ class WebSocketGateway:
             if now >= deadline:
                 log.info("closing %s: idle or too old", client.id)
                 client.closing = True
-                await client.ws.close(1001, "Going away")
+                await client.ws.close(GOING_AWAY, "Going away")
                 return
             await asyncio.sleep(deadline - now)
 

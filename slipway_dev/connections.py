@@ -23,9 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 from urllib.parse import unquote
 
-log = logging.getLogger(__name__)
+from chalicelib.grip.limits import MAX_POST
 
-MAX_MESSAGE = 128 * 1024
+log = logging.getLogger(__name__)
 
 
 class Closed(Exception):
@@ -176,7 +176,7 @@ class ConnectionsServer:
                     return self._reply(404, {"message": "Not Found"}, "NotFoundException")
                 if sink is None:
                     return self._reply(410, {"message": f"{cid} is gone"}, "GoneException")
-                if method == "POST" and len(data) > MAX_MESSAGE:
+                if method == "POST" and len(data) > MAX_POST:
                     return self._reply(
                         413, {"message": "Message too long"}, "PayloadTooLargeException"
                     )
@@ -288,7 +288,7 @@ class AsyncConnectionsServer:
         gone = (410, {"message": f"{cid} is gone"}, "GoneException")
         if sink is None:
             return gone
-        if method == "POST" and len(body) > MAX_MESSAGE:
+        if method == "POST" and len(body) > MAX_POST:
             return 413, {"message": "Message too long"}, "PayloadTooLargeException"
         try:
             if method == "POST":
