@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from slipway_dev import bootstrap
+from slipway_dev import bootstrap, resources
 
 from . import iam
 from .conftest import DUMMY, REGION, ROOT
@@ -194,7 +194,7 @@ def test_refusals_say_what_to_do(moto, session, config):
     path, stage = config
     with pytest.raises(bootstrap.BootstrapError, match="no stage 'nope'.*add it"):
         bootstrap.bootstrap("nope", session, path, endpoint_url=moto)
-    with pytest.raises(bootstrap.BootstrapError, match="create it first"):
+    with pytest.raises(resources.ResourceError, match="create it first"):
         bootstrap.bootstrap(stage, session, path, endpoint_url=moto, key_secret="missing/key")
     data = json.loads(path.read_text())
     data["stages"][stage]["environment_variables"]["SLIPWAY_KEY"] = "plain"

@@ -1,5 +1,6 @@
 """Least privilege: the policies (the stage files for `chalice deploy`, what bootstrap
-writes, the stack's) grant every action the code needs, on named resources only."""
+writes, the stack's) grant every action the code needs, on named resources only.
+(The policy builder's own output, statement by statement: test_policy_document.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from chalicelib import fanout
 from chalicelib.grip import envelope
-from slipway_dev import bootstrap
+from slipway_dev import bootstrap, policy
 
 from . import iam
 from .conftest import REGION, ROOT, STAGES
@@ -33,8 +34,8 @@ def rendered(stage: str, api_id: str | None, secret: bool = False) -> dict[str, 
         ACCOUNT,
         key_secret=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:k-AbCdEf" if secret else None,
     )
-    key_arn = plan.key_secret or plan.arn("ssm", f"parameter{plan.key_parameter}")
-    return bootstrap.policy(plan, plan.arn("sqs", plan.queue), key_arn, api_id)
+    key_arn = plan.key_secret or plan.parameter_arn
+    return policy.document(plan.scope(plan.arn("sqs", plan.queue), key_arn, api_id))
 
 
 def stack_policy(packaged: dict[str, Any], stage: str, from_parameter: bool) -> dict[str, Any]:
@@ -151,9 +152,9 @@ def test_stack_and_bootstrap_grant_the_same(packaged):
 
 
 def test_blob_prefixes_cover_the_codes():
-    assert fanout._BLOB_PREFIX in bootstrap.BLOB_PREFIXES
-    assert envelope.UPLOAD_PREFIX in bootstrap.BLOB_PREFIXES
-    assert envelope.DOWNLOAD_PREFIX in bootstrap.BLOB_PREFIXES
+    assert fanout._BLOB_PREFIX in policy.BLOB_PREFIXES
+    assert envelope.UPLOAD_PREFIX in policy.BLOB_PREFIXES
+    assert envelope.DOWNLOAD_PREFIX in policy.BLOB_PREFIXES
 
 
 def test_code_scan_counts_presigned_urls():

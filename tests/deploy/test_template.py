@@ -13,6 +13,7 @@ import pytest
 
 from chalicelib import settings
 from slipway_dev import bootstrap
+from slipway_dev import resources as slipway_resources
 
 from . import iam
 from .conftest import REGION, ROOT, STAGES
@@ -185,7 +186,7 @@ def test_queues_tables_and_bucket(packaged, stage):
     assert queue["VisibilityTimeout"] >= bootstrap.VISIBILITY_FACTOR * worker_timeout
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": ["PublishDeadLetterQueue", "Arn"]},
-        "maxReceiveCount": bootstrap.MAX_RECEIVE_COUNT,
+        "maxReceiveCount": slipway_resources.MAX_RECEIVE_COUNT,
     }
     assert resolved(queue["QueueName"], True) == "slipway-test-publish.fifo"
 
@@ -211,6 +212,83 @@ def test_queues_tables_and_bucket(packaged, stage):
     assert {"GET", "PUT"} <= set(cors["AllowedMethods"])
     assert cors["AllowedOrigins"] == {"Ref": "BlobCorsOrigins"}
     assert packaged[stage]["Parameters"]["BlobCorsOrigins"]["Default"] == "*"
+
+
+def _sqs_attributes(properties: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation queue's properties as SQS attributes (strings; the redrive
+    policy parsed, its target left out: the template names it by reference)."""
+    out: dict[str, Any] = {}
+    for name, value in properties.items():
+        if name == "QueueName":
+            continue
+        if name == "RedrivePolicy":
+            value = {"maxReceiveCount": value["maxReceiveCount"]}
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        else:
+            value = str(value)
+        out[name] = value
+    return out
+
+
+def _wanted_queue(attributes: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(attributes)
+    if "RedrivePolicy" in out:
+        out["RedrivePolicy"] = {
+            "maxReceiveCount": json.loads(out["RedrivePolicy"])["maxReceiveCount"]
+        }
+    return out
+
+
+def test_template_declares_what_bootstrap_and_the_local_stack_create():
+    """infra/resources.json and slipway_dev/resources.py: the same table, queues and
+    bucket settings, each written twice (CloudFormation's spelling, the API's)."""
+    template = json.loads((ROOT / "infra" / "resources.json").read_text())["Resources"]
+    made = slipway_resources
+
+    table = template["Table"]["Properties"]
+    assert {k: v for k, v in table.items() if k in made.TABLE_SCHEMA} == made.TABLE_SCHEMA
+    assert set(table) == {*made.TABLE_SCHEMA, "TableName", "TimeToLiveSpecification"}
+    assert table["TimeToLiveSpecification"] == {
+        "AttributeName": made.TTL_ATTRIBUTE,
+        "Enabled": True,
+    }
+
+    dlq = template["PublishDeadLetterQueue"]["Properties"]
+    assert _sqs_attributes(dlq) == made.dead_letter_attributes()
+    queue = template["PublishQueue"]["Properties"]
+    wanted = made.queue_attributes(queue["VisibilityTimeout"], "arn:of:the:dlq")
+    assert _sqs_attributes(queue) == _wanted_queue(wanted)
+
+    bucket = template["BlobBucket"]["Properties"]
+    # The template spells out two settings that AWS gives every new bucket (since
+    # 2023) and that bootstrap therefore leaves to AWS: no ACLs, SSE-S3.
+    assert set(bucket) == {
+        "PublicAccessBlockConfiguration",
+        "LifecycleConfiguration",
+        "CorsConfiguration",
+        "OwnershipControls",
+        "BucketEncryption",
+    }
+    assert bucket["PublicAccessBlockConfiguration"] == made.PUBLIC_ACCESS_BLOCK
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    ours = made.lifecycle_rule()
+    assert rule == {
+        "Id": ours["ID"],
+        "Status": ours["Status"],
+        "Prefix": ours["Filter"]["Prefix"],
+        "ExpirationInDays": ours["Expiration"]["Days"],
+        "AbortIncompleteMultipartUpload": ours["AbortIncompleteMultipartUpload"],
+    }
+    (cors,) = bucket["CorsConfiguration"]["CorsRules"]
+    (api_cors,) = made.cors_rules(["*"])
+    assert cors == {
+        "AllowedMethods": api_cors["AllowedMethods"],
+        "AllowedOrigins": {"Ref": "BlobCorsOrigins"},
+        "AllowedHeaders": api_cors["AllowedHeaders"],
+        "ExposedHeaders": api_cors["ExposeHeaders"],
+        "MaxAge": api_cors["MaxAgeSeconds"],
+    }
 
 
 @pytest.mark.parametrize("stage", STAGES)
