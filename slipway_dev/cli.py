@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import aws, logs
 from .stack import DEV_KEY, Options, Stack
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--key", default=DEV_KEY, help="the control API / Grip-Sig key (a dev default)")
     add("--aws-endpoint", help="use this AWS-compatible endpoint instead of an in-process moto")
     add("--app", default="app:app", help="the Chalice app, module:attribute (default app:app)")
+    add(
+        "--project-dir",
+        type=Path,
+        help="the directory --app is imported from (default: this checkout of slipway, "
+        "wherever slipway runs from)",
+    )
     add("--stage", default="local", help="API Gateway stage name in events (default local)")
     env = os.environ.get
     names = aws.Names()
@@ -98,6 +105,7 @@ def options(args: argparse.Namespace) -> Options:
         max_lifetime=args.max_lifetime,
         stage=args.stage,
         app=args.app,
+        project_dir=args.project_dir,
         pollers=args.pollers,
     )
 

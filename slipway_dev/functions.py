@@ -16,10 +16,36 @@ from .runtime import LambdaFunction, function_name
 LAMBDA_TIMEOUT = 60.0  # Chalice's default function timeout
 
 
-def load_app(spec: str) -> Chalice:
-    """`module:attribute`, imported like `chalice local` does, from the project root."""
+# The repository this package is in (an editable install, as `make install` does).
+CHECKOUT = Path(__file__).resolve().parent.parent
+_MARKER = Path(".chalice") / "config.json"
+
+
+def project_dir(explicit: str | Path | None = None) -> Path:
+    """The Chalice project whose app runs: `explicit` if given; else the checkout
+    this package is in (whatever the current directory); else, for a copy installed
+    elsewhere, the nearest directory from the current one up with .chalice/config.json."""
+    if explicit is not None:
+        path = Path(explicit).resolve()
+        if not path.is_dir():
+            raise FileNotFoundError(f"no project directory {path}")
+        return path
+    if (CHECKOUT / _MARKER).is_file():
+        return CHECKOUT
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / _MARKER).is_file():
+            return folder
+    raise FileNotFoundError(
+        f"no Chalice project (.chalice/config.json) in {here} or above: pass --project-dir"
+    )
+
+
+def load_app(spec: str, project: Path) -> Chalice:
+    """`module:attribute`, imported from the project's directory, as `chalice local`
+    imports app.py from its project directory (the app is not installed)."""
     module_name, _, attr = spec.partition(":")
-    root = str(Path.cwd())
+    root = str(project)
     if root not in sys.path:
         sys.path.insert(0, root)
     app = getattr(importlib.import_module(module_name), attr or "app")

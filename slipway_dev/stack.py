@@ -26,7 +26,7 @@ from . import aws
 from .apigw import Limits, WebSocketGateway
 from .child import Child, python
 from .connections import AsyncConnectionsServer, Registry
-from .functions import load_app, websocket_routes
+from .functions import load_app, project_dir, websocket_routes
 from .http import ChaliceHttpServer
 from .moto_server import MotoServer
 
@@ -50,6 +50,7 @@ class Options:
     max_lifetime: float = 7200.0
     stage: str = "local"
     app: str = "app:app"
+    project_dir: Path | None = None  # None: functions.project_dir()
     pollers: int = 3
 
 
@@ -108,6 +109,7 @@ class Stack:
     async def _start(self) -> Urls:
         opts = self.options
         host = _public(opts.host)
+        project = project_dir(opts.project_dir)  # before anything starts: fail fast
 
         if opts.aws_endpoint:
             endpoint = opts.aws_endpoint.rstrip("/")
@@ -132,7 +134,8 @@ class Stack:
         )
         if opts.target:
             os.environ["TARGET_URL"] = opts.target
-        app = load_app(opts.app)
+        log.info("the app: %s in %s", opts.app, project)
+        app = load_app(opts.app, project)
 
         self.http = ChaliceHttpServer(app, opts.host, opts.http_port, opts.stage)
         control = self.http.url(host)
@@ -156,6 +159,8 @@ class Stack:
                 "slipway_dev.worker",
                 "--app",
                 opts.app,
+                "--project-dir",
+                str(project),
                 "--stage",
                 opts.stage,
                 "--queue",

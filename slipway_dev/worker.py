@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 
 from . import aws, logs
-from .functions import load_app, sqs_function
+from .functions import load_app, project_dir, sqs_function
 from .sqs import SqsEventSource
 
 log = logging.getLogger("slipway_dev.worker")
@@ -28,6 +28,7 @@ log = logging.getLogger("slipway_dev.worker")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slipway_dev.worker")
     parser.add_argument("--app", default="app:app")
+    parser.add_argument("--project-dir", help="where the app is (default: as slipway local)")
     parser.add_argument("--stage", default="local")
     parser.add_argument("--queue", required=True, help="queue name, as the app's decorator has it")
     parser.add_argument("--queue-url", required=True)
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
-    app = load_app(args.app)
+    app = load_app(args.app, project_dir(args.project_dir))
     found = sqs_function(app, args.stage, args.queue, args.queue_arn)
     if found is None:
         log.warning("the app has no SQS handler for %s: nothing polls it", args.queue)

@@ -70,6 +70,7 @@ class Process:
         argv: Sequence[str],
         env: dict[str, str] | None = None,
         stdin: int = subprocess.DEVNULL,
+        cwd: Path = ROOT,
     ) -> None:
         self.argv = list(argv)
         self._stderr = tempfile.NamedTemporaryFile(
@@ -77,7 +78,7 @@ class Process:
         )
         self.proc = subprocess.Popen(
             self.argv,
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdin=stdin,
             stdout=subprocess.PIPE,
@@ -107,16 +108,19 @@ class Process:
 
 
 class LocalStack(Process):
-    """`slipway local` on free ports; `urls` holds what it printed before `ready`."""
+    """`slipway local` on free ports; `urls` holds what it printed before `ready`.
+    Run from the repository root unless `cwd` says otherwise."""
 
     def __init__(
         self,
         *args: str,
         command: Sequence[str] | None = None,
         env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         argv = list(command or [sys.executable, "-m", "slipway_dev.cli"])
-        super().__init__([*argv, "local", "--ws-port", "0", "--http-port", "0", *args], env)
+        local = [*argv, "local", "--ws-port", "0", "--http-port", "0", *args]
+        super().__init__(local, env, cwd=cwd)
         try:
             printed = self.lines.until(lambda line: line == "ready", START_TIMEOUT)
         except (TimeoutError, EOFError) as exc:

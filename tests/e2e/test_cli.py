@@ -36,9 +36,10 @@ def recv_until(ws: ClientConnection, text: str) -> list[str]:
     return got
 
 
-def test_console_script_runs_the_demo_chat_and_stops_on_ctrl_c() -> None:
+def test_console_script_runs_the_demo_chat_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """From any directory: the stack finds the project's app.py (not installed) itself."""
     command = [str(SLIPWAY)] if SLIPWAY.exists() else [sys.executable, "-m", "slipway_dev.cli"]
-    stack = LocalStack("--key", KEY, command=command)
+    stack = LocalStack("--key", KEY, command=command, cwd=tmp_path)
     try:
         for name in ("websocket", "control", "grip", "target"):
             assert ":0/" not in stack.urls[name] + "/", stack.urls
