@@ -7,19 +7,33 @@ import time
 from dataclasses import dataclass
 
 import requests
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+from .grip import codec, request, token
+from .grip.errors import BadGateway
+from .grip.model import Connection
 
 log = logging.getLogger("slipway.backend")
 
 
-class BackendUnreachable(Exception):
+class BackendUnreachable(BadGateway):
     """The backend could not be reached, or did not answer in time."""
 
 
 @dataclass(frozen=True)
 class BackendResponse:
     status: int
-    headers: list[tuple[str, str]]
+    headers: list[tuple[str, str]]  # as sent: a repeated header (Set-Cookie) stays repeated
     body: bytes
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """Whether the request surely never reached the backend (no connection was
+    made), so sending it again cannot deliver its events twice."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError)
 
 
 class Backend:
@@ -31,11 +45,13 @@ class Backend:
         connect_timeout: float,
         read_timeout: float,
         attempts: int,
+        key: str | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self._target = target_url
         self._timeout = (connect_timeout, read_timeout)
         self._attempts = attempts
+        self._key = key
         self._session = session or requests.Session()
 
     def url(self, query: str) -> str:
@@ -43,11 +59,21 @@ class Backend:
             return self._target
         return f"{self._target}{'&' if '?' in self._target else '?'}{query}"
 
+    def call(
+        self, conn: Connection, events: list[codec.Event], retry: bool = True
+    ) -> BackendResponse:
+        """Send a connection's events, signed with Grip-Sig when there is a key."""
+        headers = request.backend_headers(
+            conn.headers, conn.id, conn.meta, token.grip_sig(self._key) if self._key else None
+        )
+        return self.post(conn.query, headers, codec.encode(events), retry=retry)
+
     def post(
         self, query: str, headers: dict[str, str], body: bytes, retry: bool = True
     ) -> BackendResponse:
-        """Retries only failures to connect (the request never arrived); a read
-        timeout is not retried, since the backend may have acted on the events."""
+        """Retries only a request that never reached the backend (no connection
+        could be made): after a reset or a read timeout the backend may have acted
+        on the events, and must not get them twice."""
         attempts = self._attempts if retry else 1
         url = self.url(query)
         for attempt in range(attempts):
@@ -56,7 +82,7 @@ class Backend:
                     url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
                 )
             except requests.ConnectionError as exc:
-                if attempt + 1 == attempts:
+                if not _never_sent(exc) or attempt + 1 == attempts:
                     raise BackendUnreachable(f"{url}: {exc}") from exc
                 log.warning(
                     "backend unreachable (attempt %d of %d): %s", attempt + 1, attempts, exc
@@ -65,7 +91,8 @@ class Backend:
             except requests.RequestException as exc:
                 raise BackendUnreachable(f"{url}: {exc}") from exc
             else:
+                # requests joins a repeated header into one value; urllib3's own keeps each.
                 return BackendResponse(
-                    reply.status_code, list(reply.headers.items()), reply.content
+                    reply.status_code, list(reply.raw.headers.items()), reply.content
                 )
         raise AssertionError("unreachable")

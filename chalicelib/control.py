@@ -9,46 +9,36 @@ from typing import Any
 
 from chalice.app import Response
 
-from . import fanout, handlers, services
-from .aws.queue import QueueError
-from .aws.sockets import Gone
-from .aws.store import Connection
-from .grip.auth import AuthError, authorize
-from .grip.envelope import MAX_POST
-from .transfers import Outgoing
+from . import fanout, farewell, outbound, services
+from .grip import plan
+from .grip.auth import authorize
+from .grip.errors import Gone, SlipwayError, UnknownConnection
+from .grip.limits import MAX_POST
+from .grip.model import Connection
 
 log = logging.getLogger("slipway.control")
 
 Handler = Callable[[services.Services], Response]
 
 
-def _json(status: int, body: dict[str, Any]) -> Response:
-    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+def _json(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        body=body,
+        status_code=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
 
 
 def guarded(headers: Mapping[str, str], action: Handler) -> Response:
     """Authorize, then run `action`; every failure becomes a JSON error, never a 500 trace."""
-    # marshmallow's import is paid only by the control routes, never by the ws handlers.
-    from .grip.publish import PublishError
-
     try:
         svc = services.current()
         authorize(headers.get("authorization"), svc.settings.key, svc.settings.control_iss)
         return action(svc)
-    except AuthError as exc:
-        extra = {"WWW-Authenticate": 'Bearer realm="slipway"'} if exc.status == 401 else {}
-        return Response(
-            body={"error": exc.reason},
-            status_code=exc.status,
-            headers={"Content-Type": "application/json", **extra},
-        )
-    except PublishError as exc:
-        return _json(400, {"error": "invalid request body", "fields": exc.fields})
-    except fanout.TooLarge as exc:
-        return _json(413, {"error": str(exc)})
-    except QueueError as exc:
-        log.error("publish not queued: %s", exc)
-        return _json(503, {"error": f"not queued, retry: {exc}"})
+    except SlipwayError as exc:
+        if exc.status >= 500:
+            log.error("control request failed: %s", exc)
+        return _json(exc.status, exc.body(), exc.headers())
     except Exception:
         log.exception("control request failed")
         return _json(500, {"error": "internal error in the gateway"})
@@ -56,12 +46,18 @@ def guarded(headers: Mapping[str, str], action: Handler) -> Response:
 
 def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
     def run(svc: services.Services) -> Response:
+        # marshmallow's import is paid only by the control routes, never by the ws handlers.
         from .grip.publish import parse_publish
 
         items = parse_publish(body)
-        svc.queue.send_all([fanout.publish_message(svc, item.to_message()) for item in items])
+        svc.queue.send_all([fanout.queued(svc, item.to_job()) for item in items])
         result: dict[str, Any] = {"message": "Published"}
-        oversize = [k for k, item in enumerate(items) if len(item.content) > MAX_POST]
+        oversize = [
+            k
+            for k, item in enumerate(items)
+            if item.payload is not None
+            and isinstance(plan.plan(item.payload, False, True), plan.Undeliverable)
+        ]
         if oversize:
             # Raw connections cannot take them: the worker skips those and logs the count.
             result["too_large_for_raw"] = oversize
@@ -72,10 +68,6 @@ def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
         return _json(200, result)
 
     return guarded(headers, run)
-
-
-def _unknown(cid: str) -> Response:
-    return _json(404, {"error": f"no connection {cid}"})
 
 
 def _on_connection(
@@ -89,12 +81,12 @@ def _on_connection(
     def run(svc: services.Services) -> Response:
         conn = svc.store.get_connection(cid)
         if conn is None:
-            return _unknown(cid)
+            raise UnknownConnection(cid)
         try:
             return act(svc, conn)
         except Gone:
-            handlers.forget(svc, cid)
-            return _unknown(cid)
+            farewell.forget(svc, cid)
+            raise
 
     return guarded(headers, run)
 
@@ -103,16 +95,7 @@ def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Respons
     def act(svc: services.Services, conn: Connection) -> Response:
         from .grip.publish import parse_send
 
-        content, binary = parse_send(body)
-        post = Outgoing(svc, content if binary else content.decode("utf-8")).to(conn.envelope)
-        if post is None:
-            why = (
-                "it needs SLIPWAY_BUCKET, and none is configured"
-                if conn.envelope
-                else "the connection is not in envelope mode (?envelope=1)"
-            )
-            return _json(413, {"error": f"message over API Gateway's {MAX_POST} bytes: {why}"})
-        svc.sockets.send(conn.endpoint, cid, post)
+        outbound.send(svc, conn, parse_send(body))  # TooLarge (413) says why not
         return _json(200, {"message": "Sent"})
 
     return _on_connection(headers, cid, act)

@@ -6,40 +6,19 @@ import base64
 import logging
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 from chalice.app import Response
 
-from . import services, transfers
-from .aws.sockets import Gone
-from .aws.store import Connection, TooManyChannels, UnknownConnection
-from .backend import BackendResponse, BackendUnreachable
-from .grip import codec, request, token
+from . import farewell, outbound, services, transfers
+from .aws.queue import Message
+from .backend import BackendUnreachable
+from .grip import codec, jobs, request
 from .grip import decisions as d
-from .grip.frames import to_frame
+from .grip.errors import Gone, TooLarge, TooManyChannels, UnknownConnection
+from .grip.model import Connection
+from .grip.payload import Payload
 
 log = logging.getLogger("slipway.handlers")
-
-# Close codes a client can really send; 1005 means "no code", 1006 "no close frame".
-_NO_CODE = 1005
-_ABNORMAL = {1006, 1015}
-
-
-def call_backend(
-    svc: services.Services, conn: Connection, events: list[codec.Event], retry: bool = True
-) -> BackendResponse:
-    key = svc.settings.key
-    headers = request.backend_headers(
-        conn.headers, conn.id, conn.meta, token.grip_sig(key) if key else None
-    )
-    return svc.backend.post(conn.query, headers, codec.encode(events), retry=retry)
-
-
-def _query_string(event: dict[str, Any]) -> str:
-    multi = event.get("multiValueQueryStringParameters")
-    if multi:
-        return urlencode([(k, v) for k, vs in multi.items() for v in vs])
-    return urlencode(event.get("queryStringParameters") or {})
 
 
 # -- $connect ---------------------------------------------------------------
@@ -60,12 +39,16 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
         id=ctx["connectionId"],
         endpoint=svc.endpoint_for(ctx),
         headers=request.handshake_headers(event.get("multiValueHeaders"), event.get("headers")),
-        query=_query_string(event),
+        query=request.query_string(
+            event.get("multiValueQueryStringParameters"), event.get("queryStringParameters")
+        ),
         created_at=int(ctx.get("connectedAt") or ctx.get("requestTimeEpoch") or time.time() * 1000),
-        envelope=transfers.wants_envelope(svc.settings.envelope_all, event),
+        envelope=request.wants_envelope(
+            svc.settings.envelope_all, event.get("queryStringParameters")
+        ),
     )
     try:
-        reply = call_backend(svc, conn, [codec.Event("OPEN")])
+        reply = svc.backend.call(conn, [codec.Event("OPEN")])
     except BackendUnreachable as exc:
         log.error("rejecting %s: backend unreachable: %s", conn.id, exc)
         return Response(body="Bad Gateway: backend unreachable", status_code=502)
@@ -92,11 +75,11 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
             later.append(decision)
     svc.store.put_connection(conn)
 
-    deferred: list[dict[str, str]] = []
+    deferred: list[Payload] = []
     close = False
     for decision in later:
         if isinstance(decision, d.Send):
-            deferred.append(to_frame(decision.content, decision.binary))
+            deferred.append(decision.payload)
         elif isinstance(decision, d.Close | d.Disconnect):
             close = True
             break
@@ -104,19 +87,28 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
             _apply_state(svc, conn, decision)
     if deferred or close:
         # API Gateway refuses posts until $connect returns: the worker delivers these.
-        svc.queue.send(
-            {
-                "kind": "deliver",
-                "connection": conn.id,
-                "endpoint": conn.endpoint,
-                "frames": deferred,
-                "envelope": conn.envelope,
-                "close": close,
-                "deadline": int(time.time()) + svc.settings.open_delivery_deadline,
-            },
-            group=f"conn#{conn.id}",
+        job = jobs.Deliver(
+            conn.id,
+            conn.endpoint,
+            conn.envelope,
+            tuple(deferred),
+            close,
+            int(time.time()) + svc.settings.open_delivery_deadline,
         )
-    return {"statusCode": 200, "headers": first.headers} if first.headers else {"statusCode": 200}
+        svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
+    return _accepted(first.headers)
+
+
+def _accepted(headers: d.Headers) -> dict[str, Any]:
+    """$connect's answer: a repeated header goes in multiValueHeaders."""
+    answer: dict[str, Any] = {"statusCode": 200}
+    single = {k: v for k, v in headers.items() if isinstance(v, str)}
+    multi = {k: v for k, v in headers.items() if isinstance(v, list)}
+    if single:
+        answer["headers"] = single
+    if multi:
+        answer["multiValueHeaders"] = multi
+    return answer
 
 
 # -- $default ---------------------------------------------------------------
@@ -136,7 +128,7 @@ def _message(event: dict[str, Any]) -> None:
     conn = svc.store.get_connection(cid)
     if conn is None:
         log.warning("message from unknown connection %s: closing it", cid)
-        _close_quietly(svc, svc.endpoint_for(ctx), cid)
+        outbound.close_quietly(svc, svc.endpoint_for(ctx), cid)
         return
     if conn.detached:
         return
@@ -156,10 +148,10 @@ def _message(event: dict[str, Any]) -> None:
 def handle_events(svc: services.Services, conn: Connection, events: list[codec.Event]) -> None:
     """Forward events of an open connection and carry out the backend's answer."""
     try:
-        reply = call_backend(svc, conn, events)
+        reply = svc.backend.call(conn, events)
     except BackendUnreachable as exc:
         log.error("closing %s: backend unreachable: %s", conn.id, exc)
-        _close_quietly(svc, conn.endpoint, conn.id)
+        outbound.close_quietly(svc, conn.endpoint, conn.id)
         return
     try:
         decided = d.read_response(
@@ -167,7 +159,7 @@ def handle_events(svc: services.Services, conn: Connection, events: list[codec.E
         )
     except d.ResponseError as exc:
         log.error("closing %s: %s; body starts %r", conn.id, exc, reply.body[:200])
-        _close_quietly(svc, conn.endpoint, conn.id)
+        outbound.close_quietly(svc, conn.endpoint, conn.id)
         return
     apply(svc, conn, decided)
 
@@ -175,22 +167,18 @@ def handle_events(svc: services.Services, conn: Connection, events: list[codec.E
 def apply(svc: services.Services, conn: Connection, decided: list[d.Decision]) -> None:
     for decision in decided:
         if isinstance(decision, d.Send):
-            content = decision.content
-            data = content if decision.binary else content.decode("utf-8", "replace")
-            post = transfers.Outgoing(svc, data).to(conn.envelope)
-            if post is None:
-                log.warning("connection %s: message too large for it, not sent", conn.id)
-                continue
             try:
-                svc.sockets.send(conn.endpoint, conn.id, post)
+                outbound.send(svc, conn, decision.payload)
+            except TooLarge as exc:
+                log.warning("connection %s: message not sent: %s", conn.id, exc)
             except Gone:
                 # The client left while the backend answered: its $disconnect is on
                 # the way and tells the backend how it closed.
                 log.info("connection %s is gone", conn.id)
                 return
         elif isinstance(decision, d.Close | d.Disconnect):
-            # @connections DELETE carries no close code: the client sees 1000/1005.
-            _close_quietly(svc, conn.endpoint, conn.id)
+            # @connections DELETE carries no close code: the client sees 1000 or 1005.
+            outbound.close_quietly(svc, conn.endpoint, conn.id)
             return
         else:
             try:
@@ -217,36 +205,13 @@ def _apply_state(svc: services.Services, conn: Connection, decision: d.Decision)
         settings = None
         if decision.content is not None:
             settings = {
-                **to_frame(decision.content, decision.binary),
+                **Payload.of_bytes(decision.content, decision.binary).to_fields(),
                 "timeout": decision.timeout,
                 "mode": decision.mode,
             }
         store.set_keep_alive(conn.id, settings)
     elif isinstance(decision, d.Dropped):
         log.info("connection %s: %s", conn.id, decision.reason)
-
-
-def _close_quietly(svc: services.Services, endpoint: str, cid: str) -> None:
-    try:
-        svc.sockets.close(endpoint, cid)
-    except Gone:
-        pass  # closed already: $disconnect cleans up
-
-
-def forget(svc: services.Services, cid: str) -> None:
-    """A post found the connection gone (410) outside any event of its own: remove
-    its rows now and tell the backend, which may otherwise never hear of it."""
-    conn = svc.store.remove_connection(cid)
-    if conn is not None and not conn.detached:
-        _farewell(svc, conn, codec.Event("DISCONNECT"))
-
-
-def _farewell(svc: services.Services, conn: Connection, event: codec.Event) -> None:
-    try:
-        # The client is gone: one attempt, and what the backend answers has no one to reach.
-        call_backend(svc, conn, [event], retry=False)
-    except BackendUnreachable as exc:
-        log.warning("could not tell the backend that %s closed: %s", conn.id, exc)
 
 
 # -- $disconnect ------------------------------------------------------------
@@ -259,15 +224,6 @@ def disconnect(event: dict[str, Any]) -> None:
         log.exception("disconnect handling failed")
 
 
-def closing_event(status: int | None, reason: str) -> codec.Event:
-    """CLOSE with the client's code when API Gateway reports one, DISCONNECT otherwise."""
-    if status is None or status in _ABNORMAL or not 1000 <= status <= 4999:
-        return codec.Event("DISCONNECT")
-    if status == _NO_CODE:
-        return codec.Event("CLOSE")
-    return codec.Event("CLOSE", codec.close_content(status, reason))
-
-
 def _disconnect(event: dict[str, Any]) -> None:
     svc = services.current()
     ctx = event["requestContext"]
@@ -276,9 +232,9 @@ def _disconnect(event: dict[str, Any]) -> None:
     if conn is None or conn.detached:
         return
     if conn.close_code is not None:  # closed through the control API, with a code
-        ws_event = closing_event(conn.close_code, conn.close_reason)
+        ws_event = codec.closing_event(conn.close_code, conn.close_reason)
     else:
         status = ctx.get("disconnectStatusCode")
         reason = ctx.get("disconnectReason") or ""
-        ws_event = closing_event(int(status) if status is not None else None, reason)
-    _farewell(svc, conn, ws_event)
+        ws_event = codec.closing_event(int(status) if status is not None else None, reason)
+    farewell.farewell(svc, conn, ws_event)

@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from .grip.errors import ConfigError
+
 log = logging.getLogger("slipway.secrets")
 
 PLAIN = "SLIPWAY_KEY"
@@ -31,7 +33,7 @@ SECRET = "SLIPWAY_KEY_SECRET"
 ClientFactory = Callable[[str], Any]
 
 
-class SecretError(RuntimeError):
+class SecretError(ConfigError):
     """The key could not be read; the message names the variable and what to do."""
 
 

@@ -1,7 +1,8 @@
 """The adapters of one Lambda container, each built at its first use.
 
 Lazily: a boto3 client costs 40-90 ms to build, and most events need only some
-of them (a message never touches SQS or S3).
+of them (a client's message builds the DynamoDB client, and S3's only in
+envelope mode when the message is large; never SQS's).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Services:
             cfg.backend_connect_timeout,
             cfg.backend_read_timeout,
             cfg.backend_attempts,
+            cfg.key,
         )
 
     @cached_property

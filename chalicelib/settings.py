@@ -12,9 +12,11 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 
 from . import secrets
+from .grip.errors import ConfigError
+from .grip.limits import MAX_CHANNELS, QUEUE_MESSAGE
 
 
-class SettingsError(RuntimeError):
+class SettingsError(ConfigError):
     """A setting is missing or malformed; the message names the variable."""
 
 
@@ -52,7 +54,7 @@ def flag(raw: str) -> bool:
     raise ValueError(raw)
 
 
-# variable name -> (field, default, converter); default None + required=True fails loudly.
+# variable name -> (field, default, converter); a name in _REQUIRED has no default.
 _VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     "TARGET_URL": ("target_url", None, str),
     "SLIPWAY_KEY": ("key", None, str),
@@ -61,7 +63,7 @@ _VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     "SLIPWAY_BUCKET": ("bucket", None, str),
     "SLIPWAY_CONNECTIONS_ENDPOINT": ("connections_endpoint", None, str),
     "SLIPWAY_CONTROL_ISS": ("control_iss", None, str),
-    "SLIPWAY_MAX_CHANNELS": ("max_channels", 20, int),
+    "SLIPWAY_MAX_CHANNELS": ("max_channels", MAX_CHANNELS, int),
     # API Gateway's 2 h lifetime plus a margin: a safety net for missed $disconnects.
     "SLIPWAY_CONNECTION_TTL": ("connection_ttl", 7800, int),
     "SLIPWAY_BACKEND_CONNECT_TIMEOUT": ("backend_connect_timeout", 3.0, float),
@@ -69,7 +71,7 @@ _VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     "SLIPWAY_BACKEND_ATTEMPTS": ("backend_attempts", 3, int),
     "SLIPWAY_OPEN_DELIVERY_DEADLINE": ("open_delivery_deadline", 60, int),
     # SQS's classic limit; accounts with the 1 MiB limit may raise it.
-    "SLIPWAY_QUEUE_MESSAGE_LIMIT": ("queue_message_limit", 262_144, int),
+    "SLIPWAY_QUEUE_MESSAGE_LIMIT": ("queue_message_limit", QUEUE_MESSAGE, int),
     "SLIPWAY_FANOUT_PAGE": ("fanout_page", 1000, int),
     "SLIPWAY_FANOUT_CONCURRENCY": ("fanout_concurrency", 32, int),
     # Envelope mode (SPEC §3) for every connection, not only those asking with ?envelope=1.

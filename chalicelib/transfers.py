@@ -1,9 +1,9 @@
-"""Envelope mode (SPEC §3): a client's frames in, and every message out in the
-form its connection needs, through S3 when it is too large for API Gateway.
+"""Envelope mode's frames from clients (docs/envelope.md): a message, a request
+for an upload URL, an announced upload.
 
 The frames themselves are read and written by `grip.envelope` (pure); this
-module presigns, fetches and stores through the S3 adapter and answers the
-client over @connections.
+module presigns and fetches through the S3 adapter and answers the client over
+@connections. Messages to clients leave through `outbound`.
 """
 
 from __future__ import annotations
@@ -11,26 +11,16 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-import uuid
-from typing import Any
 
 from . import services
 from .aws.blobs import Blobs, NoSuchBlob
-from .aws.sockets import Gone
-from .aws.store import Connection
 from .grip import codec
 from .grip import envelope as env
 from .grip.envelope import Code, Refused
+from .grip.errors import Gone
+from .grip.model import Connection
 
 log = logging.getLogger("slipway.transfers")
-
-_UNSET: Any = object()
-
-
-def wants_envelope(settings_all: bool, event: dict[str, Any]) -> bool:
-    """Envelope mode: for every connection, or for one that asks with `?envelope=1`."""
-    query = event.get("queryStringParameters") or {}
-    return settings_all or str(query.get("envelope", "")).lower() in ("1", "true")
 
 
 # -- client -> gateway ------------------------------------------------------------
@@ -105,67 +95,6 @@ def _take_upload(svc: services.Services, conn: Connection, frame: env.Uploaded) 
 
 def _reply(svc: services.Services, conn: Connection, frame: str) -> None:
     try:
-        svc.sockets.send(conn.endpoint, conn.id, frame)
+        svc.sockets.send(conn.endpoint, conn.id, frame.encode("utf-8"))
     except Gone:
         log.info("connection %s is gone", conn.id)  # its $disconnect is on the way
-
-
-# -- gateway -> client ------------------------------------------------------------
-
-
-class Outgoing:
-    """One message on its way to any number of connections, in the form each needs:
-    as it is for a raw connection (None when over API Gateway's 128 KB: never
-    truncated), `[1, 0, data]` for an envelope one, or, when that is too large,
-    `[4, -1, url, "GET", {}]` pointing every recipient at one S3 object.
-
-    `stored`: the key of an object that holds the message in `envelope.download_form`
-    already; else `name` names the one written when needed, so that a retried
-    publish overwrites it rather than writing another.
-    """
-
-    def __init__(
-        self,
-        svc: services.Services,
-        data: bytes | str,
-        name: str | None = None,
-        stored: str | None = None,
-    ) -> None:
-        self._svc = svc
-        self.data = data
-        self.binary = isinstance(data, bytes)
-        self._name = name
-        self.key = stored
-        self._frame: Any = _UNSET
-
-    def to(self, envelope: bool) -> bytes | str | None:
-        return self.enveloped() if envelope else self.raw()
-
-    def raw(self) -> bytes | str | None:
-        data = self.data
-        if isinstance(data, bytes) or len(data) > env.MAX_POST // 4:  # else: 4 bytes a char at most
-            size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8"))
-            if size > env.MAX_POST:
-                return None
-        return data
-
-    def enveloped(self) -> str | None:
-        if self._frame is _UNSET:
-            self._frame = self._wrap()
-        return self._frame
-
-    def _wrap(self) -> str | None:
-        text = env.as_text(self.data)
-        if len(text) <= env.MAX_INLINE:  # a longer one cannot fit, however wrapped
-            frame = env.wrap(text)
-            if env.fits(frame):
-                return frame
-        blobs = self._svc.blobs
-        if blobs is None:
-            log.error("a message of %d characters needs SLIPWAY_BUCKET: not sent", len(text))
-            return None
-        if self.key is None:
-            key = f"{env.DOWNLOAD_PREFIX}{self._name or uuid.uuid4().hex}.json"
-            blobs.put(key, env.download_form(text))
-            self.key = key
-        return env.download(blobs.download_url(self.key, self._svc.settings.download_expiry))

@@ -8,6 +8,7 @@ import boto3
 import pytest
 
 from chalicelib import services
+from chalicelib.grip import jobs
 from slipway_dev.connections import RecordingSink
 from tests.harness import Gateway, configure
 
@@ -87,8 +88,9 @@ def test_a_large_channel_is_split_into_parts(gateway: Gateway, monkeypatch) -> N
         QueueUrl=gateway.queue_url, ReceiptHandle=publish["ReceiptHandle"]
     )
     queued = gateway.queued()
-    parts = [json.loads(m["Body"]) for m in queued]
-    assert sorted(sum(len(ids) for ids in p["targets"].values()) for p in parts) == [2, 3, 3]
+    parts = [jobs.decode(m["Body"]) for m in queued]
+    assert all(isinstance(p, jobs.Part) for p in parts)
+    assert sorted(len(p.members) for p in parts) == [2, 3, 3]
     assert all(sink.frames == [] for _, sink in room)  # the parts have not run yet
     assert gateway.run_worker(queued) == {"batchItemFailures": []}
     assert all(sink.frames == [b"to all"] for _, sink in room)
@@ -143,7 +145,8 @@ def test_a_publish_over_the_queue_limit_rides_in_s3(gateway: Gateway, monkeypatc
     status, _ = gateway.publish({"items": [item("room", content=big)]})
     assert status == 200
     [queued] = gateway.queued()
-    assert "blob" in json.loads(queued["Body"]) and len(queued["Body"]) < 4096
+    job = jobs.decode(queued["Body"])
+    assert isinstance(job.action, jobs.Stored) and len(queued["Body"]) < 4096
     gateway.run_worker([queued])
     assert all(sink.frames == [big.encode()] for _, sink in room)
 
@@ -187,3 +190,60 @@ def test_a_message_over_128k_is_dropped_not_retried(gateway: Gateway, caplog) ->
         assert gateway.run_worker(gateway.queued()) == {"batchItemFailures": []}
     assert all(sink.frames == [] for _, sink in room)
     assert "too large" in caplog.text
+
+
+def _send_raw_body(gateway: Gateway, body: str, group: str) -> None:
+    boto3.client("sqs").send_message(
+        QueueUrl=gateway.queue_url,
+        MessageBody=body,
+        MessageGroupId=group,
+        MessageDeduplicationId=body[-40:].encode().hex()[:128],
+    )
+
+
+def test_a_deploy_drains_what_the_previous_one_queued(gateway: Gateway) -> None:
+    """Queue bodies from before jobs had versions are still delivered."""
+    room = members(gateway, "room", 2)
+    [(cid, sink)] = members(gateway, "solo", 1)
+    endpoint = services.current().settings.connections_endpoint
+    old = [
+        {"kind": "publish", "item": {"channel": "room", "action": "send", "content": "old"}},
+        {"kind": "publish", "item": {"channel": "room", "action": "send", "content-bin": "AAE="}},
+        {
+            "kind": "deliver",
+            "connection": cid,
+            "endpoint": endpoint,
+            "frames": [{"content": "hi"}],
+            "envelope": False,
+            "close": False,
+            "deadline": 9_999_999_999,
+        },
+        {
+            "kind": "part",
+            "item": {"channel": "room", "action": "close", "code": None, "reason": ""},
+            "targets": {endpoint: [room[0][0]]},
+            "wrapped": {},
+        },
+    ]
+    for body in old:
+        _send_raw_body(gateway, json.dumps(body), "g")
+    gateway.drain()
+    assert all(s.frames[:2] == [b"old", b"\x00\x01"] for _, s in room)
+    assert sink.frames == [b"hi"]
+    assert room[0][1].closed and not room[1][1].closed
+
+
+def test_a_job_of_a_newer_deploy_is_handed_back_and_nonsense_is_dropped(gateway: Gateway) -> None:
+    room = members(gateway, "room", 1)
+    _send_raw_body(gateway, '{"v": 2, "job": "publish", "channel": "room"}', "a")
+    _send_raw_body(gateway, '{"v": 1, "job": "teleport"}', "b")
+    _send_raw_body(gateway, "not json", "c")
+    queued = gateway.queued()
+    assert len(queued) == 3
+    at = next(k for k, m in enumerate(queued) if '"v": 2' in m["Body"])
+    failed = gateway.run_worker(queued)["batchItemFailures"]
+    # A newer job stops its batch: it and what follows it go back to SQS; the
+    # unreadable ones before it are done with (dropped, and logged).
+    assert failed == [{"itemIdentifier": m["MessageId"]} for m in queued[at:]]
+    assert room[0][1].frames == []
+    assert gateway.run_worker(queued[:at] + queued[at + 1 :]) == {"batchItemFailures": []}

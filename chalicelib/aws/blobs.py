@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..grip.errors import NotFound
 
-class NoSuchBlob(Exception):
+
+class NoSuchBlob(NotFound):
     """No object under that key (never uploaded, or already taken)."""
 
 

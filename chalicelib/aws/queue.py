@@ -2,33 +2,35 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ..grip.errors import Unavailable
+from ..grip.limits import QUEUE_MESSAGE
 
-class QueueError(Exception):
-    """SQS did not take every message, even after retries."""
+
+class QueueError(Unavailable):
+    """SQS did not take every message, even after retries: nothing was lost, retry."""
 
 
 @dataclass(frozen=True)
 class Message:
-    body: dict[str, Any]
+    body: str  # ASCII (`jobs.encode`): its length is its size, as SQS counts it
     group: str  # on a FIFO queue, messages that share a group keep their order
     dedup: str | None = None  # FIFO deduplication id; a fresh one when None
 
 
 class Queue:
-    def __init__(self, client: Any, url: str, batch_bytes: int = 262_144) -> None:
+    def __init__(self, client: Any, url: str, batch_bytes: int = QUEUE_MESSAGE) -> None:
         self._sqs = client
         self._url = url
         self._fifo = url.endswith(".fifo")
         self._batch_bytes = batch_bytes
 
-    def send(self, body: dict[str, Any], group: str) -> None:
-        self.send_all([Message(body, group)])
+    def send(self, message: Message) -> None:
+        self.send_all([message])
 
     def send_all(self, messages: list[Message]) -> None:
         """Queue every message, in order, in as few calls as SQS allows."""
@@ -36,7 +38,7 @@ class Queue:
         size = 0
         for msg in messages:
             entry = self._entry(len(batch), msg)
-            entry_size = len(entry["MessageBody"].encode())
+            entry_size = len(msg.body)
             if batch and (len(batch) == 10 or size + entry_size > self._batch_bytes):
                 self._send_batch(batch)
                 batch, size = [], 0
@@ -47,7 +49,7 @@ class Queue:
             self._send_batch(batch)
 
     def _entry(self, index: int, msg: Message) -> dict[str, Any]:
-        entry: dict[str, Any] = {"Id": str(index), "MessageBody": json.dumps(msg.body)}
+        entry: dict[str, Any] = {"Id": str(index), "MessageBody": msg.body}
         if self._fifo:
             entry["MessageGroupId"] = msg.group
             entry["MessageDeduplicationId"] = msg.dedup or uuid.uuid4().hex
@@ -63,4 +65,6 @@ class Queue:
             ids = {f["Id"] for f in failed}
             entries = [e for e in entries if e["Id"] in ids]
             time.sleep(0.1 * 2**attempt)
-        raise QueueError(f"SQS refused {len(entries)} messages: {failed[0].get('Message')}")
+        raise QueueError(
+            f"not queued, retry: SQS refused {len(entries)} messages: {failed[0].get('Message')}"
+        )

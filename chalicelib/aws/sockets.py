@@ -27,20 +27,18 @@ from urllib.parse import SplitResult, quote, urlsplit
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
+from ..grip.errors import BadGateway, Gone
+
 log = logging.getLogger("slipway.sockets")
 _RETRYABLE = {429, 500, 502, 503, 504}
 
 
-class Gone(Exception):
-    """The connection is closed, unknown, or not open yet (API Gateway's 410)."""
-
-
-class SocketError(Exception):
+class SocketError(BadGateway):
     """@connections refused a call for another reason (status and body say why)."""
 
     def __init__(self, status: int, body: bytes) -> None:
         super().__init__(f"@connections answered {status}: {body[:200]!r}")
-        self.status = status
+        self.upstream_status = status
 
 
 def _url(endpoint: str, cid: str) -> str:
@@ -123,9 +121,8 @@ class Sockets:
             time.sleep(random.uniform(0, 0.05 * 2**attempt))  # jittered backoff
         raise AssertionError("unreachable")
 
-    def send(self, endpoint: str, connection_id: str, data: bytes | str) -> None:
-        payload = data.encode("utf-8") if isinstance(data, str) else data
-        self._call("POST", endpoint, connection_id, payload)
+    def send(self, endpoint: str, connection_id: str, data: bytes) -> None:
+        self._call("POST", endpoint, connection_id, data)
 
     def close(self, endpoint: str, connection_id: str) -> None:
         self._call("DELETE", endpoint, connection_id)
@@ -139,13 +136,12 @@ class Sockets:
     def send_many(
         self,
         targets: list[tuple[str, str]],
-        data: bytes | str | None,
+        data: bytes | None,
         concurrency: int,
     ) -> Outcome:
         """POST `data` to every (endpoint, connection id), or DELETE each when
         `data` is None, over at most `concurrency` connections at a time."""
-        payload = data.encode("utf-8") if isinstance(data, str) else data
-        return asyncio.run(self._many(deque(targets), payload, concurrency))
+        return asyncio.run(self._many(deque(targets), data, concurrency))
 
     async def _many(
         self, todo: deque[tuple[str, str]], payload: bytes | None, concurrency: int

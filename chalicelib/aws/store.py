@@ -10,45 +10,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from ..grip.errors import TooManyChannels, UnknownConnection
+from ..grip.model import Connection, Member
+
 _CONN = "conn"
 _ser, _de = TypeSerializer(), TypeDeserializer()
-
-
-class TooManyChannels(Exception):
-    """The connection is already in the maximum number of channels."""
-
-
-class UnknownConnection(Exception):
-    """No record of this connection (never stored, or already removed)."""
-
-
-@dataclass
-class Connection:
-    id: str
-    endpoint: str
-    headers: dict[str, str] = field(default_factory=dict)
-    query: str = ""
-    meta: dict[str, str] = field(default_factory=dict)
-    grip_prefix: str | None = None
-    detached: bool = False
-    created_at: int = 0  # epoch milliseconds
-    channels: frozenset[str] = frozenset()
-    keep_alive: dict[str, Any] | None = None
-    close_code: int | None = None  # set by a control API close, for the backend's CLOSE
-    close_reason: str = ""
-    envelope: bool = False  # speaks SPEC §3's frames
-
-
-@dataclass(frozen=True)
-class Member:
-    connection_id: str
-    endpoint: str
-    envelope: bool = False
 
 
 def _conn_key(connection_id: str) -> dict[str, Any]:

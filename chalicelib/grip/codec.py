@@ -9,9 +9,13 @@ import re
 import struct
 from dataclasses import dataclass
 
+from .limits import FIRST_CLOSE_CODE, LAST_CLOSE_CODE, CloseCode
+
 CONTENT_TYPE = "application/websocket-events"
 EVENT_TYPES = frozenset({"OPEN", "TEXT", "BINARY", "PING", "PONG", "CLOSE", "DISCONNECT"})
 _HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
+# Codes API Gateway reports for a connection that ended without a close frame.
+_DROPPED = frozenset({CloseCode.ABNORMAL, CloseCode.TLS_FAILURE})
 
 
 class CodecError(ValueError):
@@ -90,3 +94,14 @@ def parse_close(content: bytes | None) -> tuple[int | None, str]:
     (code,) = struct.unpack(">H", content[:2])
     reason = content[2:].decode("utf-8", errors="replace")
     return (code or None), reason
+
+
+def closing_event(status: int | None, reason: str = "") -> Event:
+    """What the backend is told of a client's close that API Gateway reported:
+    CLOSE with the client's code, CLOSE without content for a close frame that
+    carried none, DISCONNECT for a connection that dropped without one."""
+    if status is None or status in _DROPPED or not FIRST_CLOSE_CODE <= status <= LAST_CLOSE_CODE:
+        return Event("DISCONNECT")
+    if status == CloseCode.NO_STATUS:
+        return Event("CLOSE")
+    return Event("CLOSE", close_content(status, reason))

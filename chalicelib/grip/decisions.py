@@ -10,15 +10,16 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import codec
+from .limits import MAX_CHANNEL_LENGTH
+from .payload import Payload
 
 DEFAULT_PREFIX = "m:"
 CONTROL_PREFIX = b"c:"
-MAX_CHANNEL_LENGTH = 512
 # Handshake headers a backend may hand back to the client on accept.
 _HANDSHAKE_HEADERS = ("sec-websocket-protocol", "set-cookie")
 _META_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
@@ -44,16 +45,21 @@ class ResponseError(ValueError):
     """The backend answered something that is not a usable response."""
 
 
+# Response headers passed on to the client: a header the backend repeated
+# (several Set-Cookie) is a list of its values, in order.
+Headers = dict[str, str | list[str]]
+
+
 @dataclass(frozen=True)
 class Accept:
-    headers: dict[str, str]
+    headers: Headers
     grip_prefix: str | None  # None: GRIP mode off, messages pass verbatim
 
 
 @dataclass(frozen=True)
 class Reject:
     status: int
-    headers: dict[str, str]
+    headers: Headers
     body: bytes
 
 
@@ -61,6 +67,10 @@ class Reject:
 class Send:
     content: bytes
     binary: bool = False
+
+    @property
+    def payload(self) -> Payload:
+        return Payload.of_bytes(self.content, self.binary)
 
 
 @dataclass(frozen=True)
@@ -126,8 +136,30 @@ Decision = (
 
 
 def lower_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    return dict(_lower_pairs(headers))
+
+
+def _lower_pairs(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+) -> list[tuple[str, str]]:
     items = headers.items() if isinstance(headers, Mapping) else headers
-    return {name.lower(): value for name, value in items}
+    return [(name.lower(), value) for name, value in items]
+
+
+def _passed(pairs: list[tuple[str, str]], keep: Callable[[str], bool]) -> Headers:
+    """The headers `keep` lets through; a repeated one keeps every value."""
+    out: Headers = {}
+    for name, value in pairs:
+        if not keep(name):
+            continue
+        seen = out.get(name)
+        if seen is None:
+            out[name] = value
+        elif isinstance(seen, list):
+            seen.append(value)
+        else:
+            out[name] = [seen, value]
+    return out
 
 
 def grip_prefix_of(extensions: str | None) -> str | None:
@@ -160,7 +192,8 @@ def read_response(
     For the OPEN request a bad response becomes a Reject; after open it raises
     ResponseError (Pushpin drops the client, and so does the caller).
     """
-    hdrs = lower_headers(headers)
+    pairs = _lower_pairs(headers)
+    hdrs = dict(pairs)
     problem = _problem(status, hdrs)
     if problem is None:
         try:
@@ -172,8 +205,7 @@ def read_response(
             raise ResponseError(problem)
         # A 2xx from $connect would accept the socket: only a non-2xx status can reject.
         if not 200 <= status < 300:
-            passed = {k: v for k, v in hdrs.items() if k not in _REJECT_DROP}
-            return [Reject(status, passed, body)]
+            return [Reject(status, _passed(pairs, lambda k: k not in _REJECT_DROP), body)]
         return [Reject(502, {}, b"Bad Gateway: " + problem.encode())]
 
     decisions: list[Decision] = []
@@ -184,8 +216,7 @@ def read_response(
             ]
         events = events[1:]
         grip_prefix = grip_prefix_of(hdrs.get("sec-websocket-extensions"))
-        accepted = {k: hdrs[k] for k in _HANDSHAKE_HEADERS if k in hdrs}
-        decisions.append(Accept(accepted, grip_prefix))
+        decisions.append(Accept(_passed(pairs, _HANDSHAKE_HEADERS.__contains__), grip_prefix))
     decisions.extend(_meta_headers(hdrs))
     for event in events:
         decisions.extend(_event(event, grip_prefix))

@@ -9,20 +9,17 @@ headers]` "there", `[4, id, url, method, headers]` "the message is at url",
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from enum import StrEnum
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
+from .limits import MAX_INLINE, UTF8_MAX_BYTES_PER_CHAR
+
 MESSAGE, UPLOAD_REQUEST, UPLOAD_TARGET, DOWNLOAD, FAILURE = 1, 2, 3, 4, 5
 PUSH_ID = 0  # the id of a message the gateway sends
 DOWNLOAD_ID = -1  # the id of a download the gateway announces
-# A frame over this many characters (or UTF-8 bytes) goes through S3 instead.
-MAX_INLINE = 32_000
-# API Gateway refuses an @connections post over 128 KB.
-MAX_POST = 128 * 1024
 UPLOAD_PREFIX = "uploads/"
 DOWNLOAD_PREFIX = "downloads/"
 # What the aux client sends with its PUT; the presigned URL is signed for them.
@@ -145,11 +142,6 @@ def unwrapped(frame: str) -> bytes:
     return frame[len(f"[{MESSAGE},{PUSH_ID},") : -1].encode("utf-8")
 
 
-def as_text(data: bytes | str) -> str:
-    """A message as envelope clients get it: a binary one as its base64 text."""
-    return base64.b64encode(data).decode("ascii") if isinstance(data, bytes) else data
-
-
 def download_form(text: str) -> bytes:
     """A message as an envelope client downloads it: the JSON text of its data."""
     return unwrapped(wrap(text))
@@ -164,7 +156,7 @@ def from_download_form(body: bytes) -> str:
 
 def fits(frame: str) -> bool:
     """Whether a frame may go to the client as it is."""
-    if len(frame) <= MAX_INLINE // 4:  # UTF-8 takes at most 4 bytes a character
+    if len(frame) <= MAX_INLINE // UTF8_MAX_BYTES_PER_CHAR:
         return True
     return len(frame) <= MAX_INLINE and len(frame.encode("utf-8")) <= MAX_INLINE
 

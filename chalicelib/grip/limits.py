@@ -18,8 +18,6 @@ MAX_POST = 128 * 1024
 MAX_INLINE = 32_000
 # SQS: the classic message limit (accounts with 1 MiB may raise the setting).
 QUEUE_MESSAGE = 262_144
-# Room kept in a queue message for the job's own fields around a payload.
-QUEUE_OVERHEAD = 1024
 # GRIP: the longest channel name accepted in a publish or a subscribe.
 MAX_CHANNEL_LENGTH = 512
 # How many channels one connection may join (default of SLIPWAY_MAX_CHANNELS).

@@ -1,4 +1,4 @@
-"""GRIP publish bodies (SPEC §2): validation and the items they carry. Pure.
+"""GRIP publish bodies (docs/control-api.md): validation and the items they carry. Pure.
 
 Imports marshmallow, so only the control routes import this module: the
 WebSocket handlers' cold start doesn't pay for it.
@@ -6,8 +6,6 @@ WebSocket handlers' cold start doesn't pay for it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -22,48 +20,40 @@ from marshmallow import (
     validates_schema,
 )
 
-from .frames import to_frame
+from .errors import BadRequest
+from .jobs import Action, CloseAll, Inline, Publish
+from .limits import FIRST_CLOSE_CODE, LAST_CLOSE_CODE, MAX_CHANNEL_LENGTH, MAX_CLOSE_REASON
+from .payload import Payload, PayloadError
 
-MAX_CHANNEL_LENGTH = 512
 
-
-class PublishError(ValueError):
+class PublishError(BadRequest):
     """A publish body is invalid; `fields` maps a dotted path to what is wrong there."""
-
-    def __init__(self, fields: dict[str, list[str]]) -> None:
-        self.fields = fields
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()))
 
 
 @dataclass(frozen=True)
 class PublishItem:
     channel: str
-    action: str = "send"  # send | close
-    content: bytes = b""
-    binary: bool = False
-    code: int | None = None
-    reason: str = ""
-    id: str | None = None
+    action: Action  # Inline(payload) to send, CloseAll(code, reason) to close
+    id: str | None = None  # validated, not used for delivery
     prev_id: str | None = None
 
-    def to_message(self) -> dict[str, Any]:
-        """The item as the queue carries it: GRIP's own ws-message shape."""
-        out: dict[str, Any] = {"channel": self.channel, "action": self.action}
-        if self.action == "send":
-            out.update(to_frame(self.content, self.binary))
-        else:
-            out.update({"code": self.code, "reason": self.reason})
-        if self.id is not None:
-            out["id"] = self.id
-        return out
+    @property
+    def payload(self) -> Payload | None:
+        return self.action.payload if isinstance(self.action, Inline) else None
+
+    def to_job(self) -> Publish:
+        return Publish(self.channel, self.action)
 
 
-class _Base64(fields.String):
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bytes:
-        text = super()._deserialize(value, attr, data, **kwargs)
+class _Base64(fields.Field[Payload]):
+    """Binary content as base64 text, checked and kept as a Payload."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Payload:
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid string.")
         try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
+            return Payload.from_base64(value)
+        except PayloadError:
             raise ValidationError("Not valid base64.") from None
 
 
@@ -74,8 +64,8 @@ class WsMessageSchema(Schema):
     content = fields.String()
     content_bin = _Base64(data_key="content-bin")
     action = fields.String(load_default="send", validate=validate.OneOf(["send", "close"]))
-    code = fields.Integer(strict=True, validate=validate.Range(1000, 4999))
-    reason = fields.String(validate=validate.Length(max=123))
+    code = fields.Integer(strict=True, validate=validate.Range(FIRST_CLOSE_CODE, LAST_CLOSE_CODE))
+    reason = fields.String(validate=validate.Length(max=MAX_CLOSE_REASON))
 
     @validates_schema
     def _content(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -96,8 +86,8 @@ class CloseSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    code = fields.Integer(strict=True, validate=validate.Range(1000, 4999))
-    reason = fields.String(load_default="", validate=validate.Length(max=123))
+    code = fields.Integer(strict=True, validate=validate.Range(FIRST_CLOSE_CODE, LAST_CLOSE_CODE))
+    reason = fields.String(load_default="", validate=validate.Length(max=MAX_CLOSE_REASON))
 
 
 class ItemSchema(Schema):
@@ -145,9 +135,10 @@ def load_json(body: bytes | str | None, schema: Schema) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PublishError({"body": ["Must be a JSON object."]})
     try:
-        return schema.load(data)
+        loaded: dict[str, Any] = schema.load(data)
     except ValidationError as exc:
         raise PublishError(_flatten(exc.messages)) from None
+    return loaded
 
 
 def parse_publish(body: bytes | str | None) -> list[PublishItem]:
@@ -167,26 +158,21 @@ def parse_publish(body: bytes | str | None) -> list[PublishItem]:
 
 
 def _item(channel: str, msg: dict[str, Any], id_: str | None, prev: str | None) -> PublishItem:
+    action: Action
     if msg["action"] == "close":
-        return PublishItem(
-            channel,
-            "close",
-            code=msg.get("code"),
-            reason=msg.get("reason", ""),
-            id=id_,
-            prev_id=prev,
-        )
-    if "content_bin" in msg:
-        return PublishItem(channel, content=msg["content_bin"], binary=True, id=id_, prev_id=prev)
-    return PublishItem(channel, content=msg["content"].encode("utf-8"), id=id_, prev_id=prev)
+        action = CloseAll(msg.get("code"), msg.get("reason", ""))
+    else:
+        action = Inline(_payload(msg))
+    return PublishItem(channel, action, id_, prev)
 
 
-def parse_send(body: bytes | str | None) -> tuple[bytes, bool]:
-    """(content, binary) of a message to one connection."""
-    msg = load_json(body, SendSchema())
-    if "content_bin" in msg:
-        return msg["content_bin"], True
-    return msg["content"].encode("utf-8"), False
+def _payload(msg: dict[str, Any]) -> Payload:
+    return msg["content_bin"] if "content_bin" in msg else Payload.of_text(msg["content"])
+
+
+def parse_send(body: bytes | str | None) -> Payload:
+    """The message of a send to one connection."""
+    return _payload(load_json(body, SendSchema()))
 
 
 def parse_close(body: bytes | str | None) -> tuple[int | None, str]:

@@ -1,8 +1,10 @@
-"""What the gateway sends the backend: the request headers of SPEC §1. Pure."""
+"""What the gateway sends the backend: the request headers (docs/backend-protocol.md)
+and the query string of a connection. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlencode
 
 from . import codec
 
@@ -74,3 +76,15 @@ def backend_headers(
     if grip_sig is not None:
         headers["Grip-Sig"] = grip_sig
     return headers
+
+
+def query_string(multi: Mapping[str, list[str]] | None, single: Mapping[str, str] | None) -> str:
+    """The client's query string from an API Gateway event, for the backend URL."""
+    if multi:
+        return urlencode([(k, v) for k, vs in multi.items() for v in vs])
+    return urlencode(single or {})
+
+
+def wants_envelope(envelope_all: bool, query: Mapping[str, str] | None) -> bool:
+    """Envelope mode: for every connection, or for one that asks with `?envelope=1`."""
+    return envelope_all or str((query or {}).get("envelope", "")).lower() in ("1", "true")

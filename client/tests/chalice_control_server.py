@@ -25,7 +25,7 @@ import app  # noqa: E402
 from chalice.config import Config  # noqa: E402
 from chalice.local import create_local_server  # noqa: E402
 from chalicelib import services  # noqa: E402
-from chalicelib.aws.store import Connection  # noqa: E402
+from chalicelib.grip.model import Connection  # noqa: E402
 
 KNOWN = "known+id="
 
@@ -37,7 +37,7 @@ def emit(kind: str, value: Any) -> None:
 class Queue:
     def send_all(self, messages: list[Any]) -> None:
         for message in messages:
-            emit("queued", message.body)
+            emit("queued", json.loads(message.body))
 
 
 class Store:
@@ -58,9 +58,11 @@ class Store:
 
 
 class Sockets:
-    def send(self, endpoint: str, cid: str, data: bytes | str) -> None:
-        kind = "text" if isinstance(data, str) else "binary"
-        emit("sent", {"id": cid, kind: data if isinstance(data, str) else data.hex()})
+    def send(self, endpoint: str, cid: str, data: bytes) -> None:
+        try:  # @connections posts bytes: as API Gateway does, valid UTF-8 shows as text
+            emit("sent", {"id": cid, "text": data.decode("utf-8")})
+        except UnicodeDecodeError:
+            emit("sent", {"id": cid, "binary": data.hex()})
 
     def close(self, endpoint: str, cid: str) -> None:
         emit("closed", {"id": cid})
@@ -74,7 +76,9 @@ def main() -> None:
     settings = SimpleNamespace(
         key=key, control_iss=None if iss == "-" else iss, queue_message_limit=262_144
     )
-    svc = SimpleNamespace(settings=settings, store=Store(), queue=Queue(), sockets=Sockets())
+    svc = SimpleNamespace(
+        settings=settings, store=Store(), queue=Queue(), sockets=Sockets(), blobs=None
+    )
     services.current = lambda: svc  # type: ignore[assignment]
     server = create_local_server(app.app, Config(), "127.0.0.1", 0)
     print(f"listening {server.server.server_address[1]}", flush=True)

@@ -270,22 +270,14 @@ def test_real_routes_accept_our_publishes(real_routes: RealRoutes) -> None:
     control = ControlClient(real_routes.url, KEY, iss="backend")
     control.publish("room", "hello", id="1")
     assert real_routes.next_event() == {
-        "queued": {
-            "kind": "publish",
-            "item": {"channel": "room", "action": "send", "content": "hello", "id": "1"},
-        }
+        "queued": {"v": 1, "job": "publish", "channel": "room", "content": "hello"}
     }
     control.publish("room", binary=b"\x00\x01")
-    assert real_routes.next_event()["queued"]["item"]["content-bin"] == "AAE="
+    assert real_routes.next_event()["queued"]["content-bin"] == "AAE="
     control.publish_close("room", 4000, "bye")
-    assert real_routes.next_event()["queued"]["item"] == {
-        "channel": "room",
-        "action": "close",
-        "code": 4000,
-        "reason": "bye",
-    }
+    assert real_routes.next_event()["queued"]["close"] == {"code": 4000, "reason": "bye"}
     control.publish_many([PublishItem("a", text="1"), PublishItem("b", text="2")])
-    assert [real_routes.next_event()["queued"]["item"]["channel"] for _ in range(2)] == ["a", "b"]
+    assert [real_routes.next_event()["queued"]["channel"] for _ in range(2)] == ["a", "b"]
 
 
 def test_real_routes_one_connection(real_routes: RealRoutes) -> None:

@@ -1,0 +1,29 @@
+"""Telling the backend that a connection ended."""
+
+from __future__ import annotations
+
+import logging
+
+from . import services
+from .backend import BackendUnreachable
+from .grip import codec
+from .grip.model import Connection
+
+log = logging.getLogger("slipway.farewell")
+
+
+def farewell(svc: services.Services, conn: Connection, event: codec.Event) -> None:
+    """Send the backend a connection's CLOSE or DISCONNECT: one attempt, and what
+    it answers has no one to reach."""
+    try:
+        svc.backend.call(conn, [event], retry=False)
+    except BackendUnreachable as exc:
+        log.warning("could not tell the backend that %s closed: %s", conn.id, exc)
+
+
+def forget(svc: services.Services, cid: str) -> None:
+    """A post found the connection gone (410) outside any event of its own: remove
+    its rows now and tell the backend, which may otherwise never hear of it."""
+    conn = svc.store.remove_connection(cid)
+    if conn is not None and not conn.detached:
+        farewell(svc, conn, codec.Event("DISCONNECT"))

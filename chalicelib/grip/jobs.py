@@ -1,0 +1,229 @@
+"""The worker's jobs: every kind of queue message, as a frozen class. Pure.
+
+A job is turned into JSON only at the SQS edge (`encode`, `decode`); the rest
+of the code passes the typed value. Every body carries a version `v`, so that a
+deploy can drain the messages an older one queued: `decode` reads the current
+version and the unversioned bodies that came before it.
+
+- `Publish`: one GRIP publish item, group `chan#<channel>`. A channel that fits
+  in one page of members is delivered by the worker that takes it; a larger one
+  is split into `Part`s.
+- `Part`: one page of a channel's members for a publish, group
+  `chan#<channel>#p<page>`, so parts are delivered in parallel.
+- `Deliver`: what a backend's OPEN response held for its connection, group
+  `conn#<id>`: API Gateway refuses posts until `$connect` has returned.
+
+What a publish does to each member is its `action`: send a payload carried in
+the job (`Inline`), send a message kept in S3 because it was too large for the
+queue (`Stored`: its key, in the form envelope clients download), or close the
+member (`CloseAll`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .model import Member
+from .payload import Payload, PayloadError
+
+VERSION = 1
+
+
+class JobError(ValueError):
+    """A queue body is not a job this code can read, and never will be."""
+
+
+class NewerJob(JobError):
+    """A job of a later version: a worker of the deploy that queued it can read it."""
+
+
+class Inline(NamedTuple):
+    payload: Payload
+
+
+class Stored(NamedTuple):
+    key: str
+    binary: bool
+
+
+class CloseAll(NamedTuple):
+    code: int | None = None
+    reason: str = ""
+
+
+Action = Inline | Stored | CloseAll
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    channel: str
+    action: Action
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    channel: str
+    action: Action
+    page: int
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    connection: str
+    endpoint: str
+    envelope: bool
+    payloads: tuple[Payload, ...]
+    close: bool
+    deadline: int  # epoch seconds: after it, a connection that never opened is given up
+
+
+Job = Publish | Part | Deliver
+
+
+def group(job: Job) -> str:
+    """The FIFO message group: what must keep its order shares one."""
+    if isinstance(job, Publish):
+        return f"chan#{job.channel}"
+    if isinstance(job, Part):
+        return f"chan#{job.channel}#p{job.page}"
+    return f"conn#{job.connection}"
+
+
+# -- to JSON --------------------------------------------------------------------
+
+
+def encode(job: Job) -> str:
+    """The queue body: ASCII JSON, so its length is its size in bytes."""
+    body: dict[str, Any]
+    if isinstance(job, Publish):
+        body = {"v": VERSION, "job": "publish", "channel": job.channel, **_action(job.action)}
+    elif isinstance(job, Part):
+        body = {
+            "v": VERSION,
+            "job": "part",
+            "channel": job.channel,
+            "page": job.page,
+            **_action(job.action),
+            **_members(job.members),
+        }
+    else:
+        body = {
+            "v": VERSION,
+            "job": "deliver",
+            "connection": job.connection,
+            "endpoint": job.endpoint,
+            "envelope": job.envelope,
+            "messages": [p.to_fields() for p in job.payloads],
+            "close": job.close,
+            "deadline": job.deadline,
+        }
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _action(action: Action) -> dict[str, Any]:
+    if isinstance(action, Inline):
+        return action.payload.to_fields()
+    if isinstance(action, Stored):
+        return {"stored": action.key, "binary": action.binary}
+    return {"close": {"code": action.code, "reason": action.reason}}
+
+
+def _members(members: tuple[Member, ...]) -> dict[str, dict[str, list[str]]]:
+    """Ids grouped by endpoint and mode: a page of 1,000 fits a queue message."""
+    found: dict[str, dict[str, list[str]]] = {"raw": {}, "envelope": {}}
+    for m in members:
+        found["envelope" if m.envelope else "raw"].setdefault(m.endpoint, []).append(
+            m.connection_id
+        )
+    return found
+
+
+# -- from JSON ------------------------------------------------------------------
+
+
+def decode(text: str | bytes) -> Job:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise JobError("a queue body must be JSON") from None
+    if not isinstance(body, dict):
+        raise JobError("a queue body must be a JSON object")
+    if "v" not in body:
+        body = _from_unversioned(body)
+    version = body.get("v")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise NewerJob(f"job version {version} is newer than this worker's {VERSION}")
+    if version != VERSION:
+        raise JobError(f"unknown job version {version!r}")
+    try:
+        return _job(body)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise JobError(f"a {body.get('job')!r} job is malformed: {exc!r}") from None
+
+
+def _job(body: dict[str, Any]) -> Job:
+    kind = body["job"]
+    if kind == "publish":
+        return Publish(body["channel"], _read_action(body))
+    if kind == "part":
+        members = [
+            Member(cid, endpoint, mode == "envelope")
+            for mode in ("raw", "envelope")
+            for endpoint, ids in body.get(mode, {}).items()
+            for cid in ids
+        ]
+        return Part(body["channel"], _read_action(body), int(body["page"]), tuple(members))
+    if kind == "deliver":
+        return Deliver(
+            str(body["connection"]),
+            str(body["endpoint"]),
+            bool(body["envelope"]),
+            tuple(Payload.from_fields(m) for m in body["messages"]),
+            bool(body["close"]),
+            int(body["deadline"]),
+        )
+    raise JobError(f"unknown job {kind!r}")
+
+
+def _read_action(body: dict[str, Any]) -> Action:
+    if "close" in body:
+        close = body["close"]
+        code = close.get("code")
+        return CloseAll(int(code) if code is not None else None, str(close.get("reason") or ""))
+    if "stored" in body:
+        return Stored(str(body["stored"]), bool(body["binary"]))
+    try:
+        return Inline(Payload.from_fields(body))
+    except PayloadError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _from_unversioned(body: dict[str, Any]) -> dict[str, Any]:
+    """The bodies queued before jobs had versions (`kind`, `item`/`blob`,
+    `targets`/`wrapped`, `frames`), in the current shape."""
+    kind = body.get("kind")
+    out: dict[str, Any] = {"v": VERSION, "job": kind}
+    if kind in ("publish", "part"):
+        if "blob" in body:
+            out.update(channel=body["channel"], stored=body["blob"], binary=body["binary"])
+        else:
+            item = body["item"]
+            out["channel"] = item["channel"]
+            if item.get("action") == "close":
+                out["close"] = {"code": item.get("code"), "reason": item.get("reason", "")}
+            else:
+                out.update({k: item[k] for k in ("content", "content-bin") if k in item})
+        if kind == "part":
+            out.update(page=0, raw=body.get("targets", {}), envelope=body.get("wrapped", {}))
+        return out
+    if kind == "deliver":
+        out.update(
+            {k: body[k] for k in ("connection", "endpoint", "close", "deadline")},
+            envelope=bool(body.get("envelope")),
+            messages=body["frames"],
+        )
+        return out
+    raise JobError(f"unknown queue message kind {kind!r}")

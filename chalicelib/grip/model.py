@@ -1,0 +1,34 @@
+"""The gateway's domain types: a connection and a channel's member. Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Connection:
+    """What the gateway keeps of one client connection (a row in the store)."""
+
+    id: str
+    endpoint: str  # the @connections API it is reached through
+    headers: dict[str, str] = field(default_factory=dict)  # the handshake's, replayed
+    query: str = ""
+    meta: dict[str, str] = field(default_factory=dict)
+    grip_prefix: str | None = None  # None: GRIP mode off
+    detached: bool = False
+    created_at: int = 0  # epoch milliseconds
+    channels: frozenset[str] = frozenset()
+    keep_alive: dict[str, Any] | None = None
+    close_code: int | None = None  # set by a control API close, for the backend's CLOSE
+    close_reason: str = ""
+    envelope: bool = False  # speaks envelope mode's frames (docs/envelope.md)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One connection of a channel, with what a sender needs to reach it."""
+
+    connection_id: str
+    endpoint: str
+    envelope: bool = False

@@ -1,0 +1,122 @@
+"""Messages out to clients: carries out what `grip.plan` decides for each
+connection's mode, over @connections, storing a large message in S3 at most once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from . import services
+from .aws.sockets import Outcome
+from .grip import envelope, jobs, plan
+from .grip.errors import Gone, TooLarge
+from .grip.model import Connection, Member
+from .grip.payload import Payload
+
+log = logging.getLogger("slipway.outbound")
+
+
+class Outbound:
+    """One message on its way to any number of connections.
+
+    `stored`: the message is in S3 already, in its download form (a publish too
+    large for the queue); it is read only if a raw connection needs it. Otherwise
+    `name` names the object written when an envelope connection needs one, so a
+    retried job overwrites it rather than writing another.
+    """
+
+    def __init__(
+        self,
+        svc: services.Services,
+        payload: Payload | None,
+        *,
+        name: str | None = None,
+        stored: jobs.Stored | None = None,
+    ) -> None:
+        if payload is None and stored is None:
+            raise ValueError("an outbound message needs its payload or its stored object")
+        self._svc = svc
+        self._payload = payload
+        self._name = name
+        self.stored = stored
+        self._bodies: dict[bool, bytes | plan.Undeliverable] = {}
+
+    @property
+    def payload(self) -> Payload:
+        if self._payload is None:
+            assert self.stored is not None and self._svc.blobs is not None
+            text = envelope.from_download_form(self._svc.blobs.get(self.stored.key))
+            self._payload = Payload(None, self.stored.binary, text)
+        return self._payload
+
+    def body(self, envelope_mode: bool) -> bytes | plan.Undeliverable:
+        """What to post a connection in this mode, or why nothing can be."""
+        if envelope_mode not in self._bodies:
+            self._bodies[envelope_mode] = self._carry_out(envelope_mode)
+        return self._bodies[envelope_mode]
+
+    def _carry_out(self, envelope_mode: bool) -> bytes | plan.Undeliverable:
+        stored = self.stored is not None
+        payload = None if envelope_mode and stored else self.payload
+        decided = plan.plan(payload, envelope_mode, self._svc.blobs is not None, stored)
+        if isinstance(decided, plan.Raw):
+            return decided.body
+        if isinstance(decided, plan.Wrapped):
+            return decided.frame
+        if isinstance(decided, plan.Undeliverable):
+            return decided
+        blobs = self._svc.blobs
+        assert blobs is not None
+        key = self.store().key
+        url = blobs.download_url(key, self._svc.settings.download_expiry)
+        return envelope.download(url).encode("utf-8")
+
+    def store(self, prefix: str = envelope.DOWNLOAD_PREFIX) -> jobs.Stored:
+        """The message's one S3 object, written now if it is not yet."""
+        if self.stored is None:
+            blobs = self._svc.blobs
+            if blobs is None:
+                raise TooLarge(plan.Undeliverable(plan.Why.NO_BUCKET).explain())
+            payload = self.payload
+            key = f"{prefix}{self._name or uuid.uuid4().hex}.json"
+            blobs.put(key, envelope.download_form(payload.text))
+            self.stored = jobs.Stored(key, payload.binary)
+        return self.stored
+
+
+def send(svc: services.Services, conn: Connection, message: Outbound | Payload) -> None:
+    """Post one connection a message in the form its mode needs; TooLarge when it
+    cannot take it (nothing is sent), Gone when it has left."""
+    outbound = message if isinstance(message, Outbound) else Outbound(svc, message)
+    body = outbound.body(conn.envelope)
+    if isinstance(body, plan.Undeliverable):
+        raise TooLarge(body.explain())
+    svc.sockets.send(conn.endpoint, conn.id, body)
+
+
+def send_many(svc: services.Services, members: list[Member], outbound: Outbound) -> Outcome:
+    """Post every member the message concurrently, in the form each mode needs;
+    members that cannot take it are counted as too large."""
+    outcome = Outcome()
+    for envelope_mode in (False, True):
+        group = [(m.endpoint, m.connection_id) for m in members if m.envelope == envelope_mode]
+        if not group:
+            continue
+        body = outbound.body(envelope_mode)
+        if isinstance(body, plan.Undeliverable):
+            outcome.too_large += [cid for _, cid in group]
+            continue
+        done = svc.sockets.send_many(group, body, svc.settings.fanout_concurrency)
+        outcome.gone += done.gone
+        outcome.failed += done.failed
+        outcome.too_large += done.too_large
+    return outcome
+
+
+def close_quietly(svc: services.Services, endpoint: str, cid: str) -> None:
+    """Close a connection (@connections DELETE: no close code reaches the client)."""
+    try:
+        svc.sockets.close(endpoint, cid)
+    except Gone:
+        pass  # closed already: $disconnect cleans up
