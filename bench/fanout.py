@@ -9,7 +9,7 @@ SQS requests per publish. The last line is one machine-readable summary.
 
 `deliveries/s` counts from the first @connections call to the last answer: the
 sending itself. `end-to-end/s` counts from the publish request to the end, so it
-also pays for moto, which is far slower than DynamoDB and SQS (SPEC §5).
+also pays for moto, which is far slower than DynamoDB and SQS (docs/local-stack.md).
 
     .venv/bin/python -m bench.fanout --members 1000 10000 --latency-ms 20
 """

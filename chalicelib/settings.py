@@ -74,7 +74,7 @@ _VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     "SLIPWAY_QUEUE_MESSAGE_LIMIT": ("queue_message_limit", QUEUE_MESSAGE, int),
     "SLIPWAY_FANOUT_PAGE": ("fanout_page", 1000, int),
     "SLIPWAY_FANOUT_CONCURRENCY": ("fanout_concurrency", 32, int),
-    # Envelope mode (SPEC §3) for every connection, not only those asking with ?envelope=1.
+    # Envelope mode (docs/envelope.md) for every connection, not only those asking with ?envelope=1.
     "SLIPWAY_ENVELOPE_ALL": ("envelope_all", False, flag),
     # Seconds a presigned upload URL (PUT) and download URL (GET) stay valid.
     "SLIPWAY_UPLOAD_EXPIRY": ("upload_expiry", 300, int),

@@ -7,7 +7,7 @@ For each client it does what API Gateway does around the Lambda functions:
 - registers the connection with the @connections API only once the 101 is out,
   so a post made during `$connect` gets 410, as on AWS;
 - runs `$default` for each text message, one at a time in arrival order;
-- enforces the limits of SPEC §4: a frame over 32 KB or a message over 128 KB
+- enforces the limits of docs/limits.md: a frame over 32 KB or a message over 128 KB
   closes with 1009, a binary frame with 1003, idle timeout and maximum lifetime
   with 1001 "Going away";
 - unregisters the connection as soon as it closes, then runs `$disconnect`

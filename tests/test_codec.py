@@ -1,4 +1,4 @@
-"""chalicelib/grip/codec.py: the application/websocket-events codec (SPEC §1)."""
+"""chalicelib/grip/codec.py: the application/websocket-events codec (docs/backend-protocol.md)."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def test_event_refuses_an_unknown_type() -> None:
         Event("text")
 
 
-# --- SPEC §1 reference bytes (django-grip echo backend) -----------------------------
+# --- docs/backend-protocol.md reference bytes (django-grip echo backend) ------------
 
 
 def test_reference_open_request() -> None:

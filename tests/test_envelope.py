@@ -1,4 +1,4 @@
-"""chalicelib/grip/envelope.py: the gateway's side of SPEC §3's frames. Pure."""
+"""chalicelib/grip/envelope.py: the gateway's side of docs/envelope.md's frames. Pure."""
 
 from __future__ import annotations
 

@@ -201,7 +201,7 @@ def test_a_close_reads_the_same_across(code: int | None, reason: str) -> None:
 
 
 def test_django_grips_code_zero_is_no_code_on_both_sides() -> None:
-    body = b"CLOSE 2\r\n\x00\x00\r\n"  # SPEC §1's reference bytes from a django-grip backend
+    body = b"CLOSE 2\r\n\x00\x00\r\n"  # from a django-grip backend (docs/backend-protocol.md)
     (gw_event,) = gw_codec.decode(body)
     (cl_event,) = cl_codec.decode(body)
     assert gw_codec.parse_close(gw_event.content) == cl_codec.parse_close(cl_event.content)

@@ -1,4 +1,5 @@
-"""chalicelib/grip/request.py: the headers the gateway sends the backend (SPEC §1)."""
+"""chalicelib/grip/request.py: the headers the gateway sends the backend
+(docs/backend-protocol.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Envelope frames (SPEC §3), the gateway's side: what a client's frame asks for,
+"""Envelope frames (docs/envelope.md), the gateway's side: what a client's frame asks for,
 the frames the gateway answers with, and the S3 keys of uploads. Pure.
 
 The frames are those of `@casual-simulation/aux-websocket-aws`:

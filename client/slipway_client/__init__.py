@@ -4,7 +4,7 @@
   requests and build the responses, in any web framework.
 - `ControlClient`: publish to channels and act on one connection.
 - `WebSocketClient` / `connect`: an asyncio WebSocket client for messages of
-  any size (the envelope of SPEC §3), with reconnection.
+  any size (the envelope of docs/envelope.md), with reconnection.
 """
 
 from .backend import Closed, Disconnected, Response, WebSocketContext

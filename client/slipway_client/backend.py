@@ -1,4 +1,5 @@
-"""Backend helpers: read a WebSocket-over-HTTP request, build the response (SPEC §1).
+"""Backend helpers: read a WebSocket-over-HTTP request, build the response
+(docs/backend-protocol.md).
 
 Framework-neutral: hand in the request body and headers, get back
 `(status, headers, body)` for whatever web framework you use. A modern take on

@@ -1,4 +1,4 @@
-"""WebSocket-over-HTTP events (`application/websocket-events`, SPEC §1). Pure.
+"""WebSocket-over-HTTP events (`application/websocket-events`, docs/backend-protocol.md). Pure.
 
 Each event is `TYPE\\r\\n` or `TYPE <hex length>\\r\\n<bytes>\\r\\n`. Decoding is
 strict: anything else raises `CodecError` saying where.

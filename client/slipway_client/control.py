@@ -1,4 +1,4 @@
-"""The control API client: publish to channels, act on one connection (SPEC §2).
+"""The control API client: publish to channels, act on one connection (docs/control-api.md).
 
     control = ControlClient("https://abc.execute-api.eu-west-1.amazonaws.com/api", KEY)
     control.publish("room", "hello")
@@ -53,7 +53,8 @@ class PublishItem:
             raise ValueError("a publish item needs exactly one of text or binary")
 
     def to_json(self) -> dict[str, Any]:
-        """The item as SPEC §2 spells it: `{"channel", "formats": {"ws-message": ...}}`."""
+        """The item as docs/control-api.md spells it:
+        `{"channel", "formats": {"ws-message": ...}}`."""
         message: dict[str, Any]
         if self.close:
             message = {"action": "close"}
@@ -122,7 +123,7 @@ class ControlClient:
         self.publish_many([PublishItem(channel, close=True, code=code, reason=reason)])
 
     def publish_many(self, items: Iterable[PublishItem | Mapping[str, Any]]) -> None:
-        """Publish several items in order. Plain dicts are sent as they are (SPEC §2
+        """Publish several items in order. Plain dicts are sent as they are (docs/control-api.md
         item shape). More than 100 items go in several requests, one after the
         other: each request is all-or-nothing, the whole call is not."""
         body = [item.to_json() if isinstance(item, PublishItem) else dict(item) for item in items]

@@ -1,4 +1,4 @@
-"""Envelope frames between client and gateway (SPEC §3), as in
+"""Envelope frames between client and gateway (docs/envelope.md), as in
 `@casual-simulation/aux-websocket-aws`. Pure: no I/O.
 
 | frame                              | meaning                                         |

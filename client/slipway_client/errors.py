@@ -10,7 +10,7 @@ class SlipwayError(Exception):
 
 
 class CodecError(SlipwayError, ValueError):
-    """A body is not valid `application/websocket-events` (SPEC §1)."""
+    """A body is not valid `application/websocket-events` (docs/backend-protocol.md)."""
 
 
 class GripSigError(SlipwayError):
@@ -44,7 +44,7 @@ class UnknownConnection(ControlError):
 
 
 class EnvelopeError(SlipwayError, ValueError):
-    """A text frame is not a valid envelope frame (SPEC §3)."""
+    """A text frame is not a valid envelope frame (docs/envelope.md)."""
 
 
 class RemoteError(SlipwayError):

@@ -1,4 +1,4 @@
-"""The WebSocket client (asyncio): messages of any size through slipway (SPEC §3).
+"""The WebSocket client (asyncio): messages of any size through slipway (docs/envelope.md).
 
     async with WebSocketClient("wss://abc.execute-api.eu-west-1.amazonaws.com/ws") as ws:
         await ws.send({"any": "JSON value", "of": "any size"})
@@ -103,7 +103,7 @@ def with_envelope(url: str) -> str:
 class WebSocketClient:
     """A connection to a slipway gateway that survives drops and carries any size.
 
-    - `envelope`: speak SPEC §3 frames (default); `False` passes frames unchanged.
+    - `envelope`: speak docs/envelope.md frames (default); `False` passes frames unchanged.
     - `reconnect`: a `Backoff`, or None to stay closed after a drop.
     - `on_state(state)`: called on every state change; `RECONNECTING` once per attempt.
     - `on_error(exc)`: errors not tied to a `send()` call: `[5]` frames for

@@ -1,6 +1,6 @@
 """A fake slipway gateway for the socket client's tests, all on 127.0.0.1.
 
-A `websockets` server that speaks SPEC §3's envelope frames, and a small HTTP
+A `websockets` server that speaks docs/envelope.md's envelope frames, and a small HTTP
 server standing in for S3 presigned URLs (objects kept in a dict). What the
 client sends decides what the gateway does:
 

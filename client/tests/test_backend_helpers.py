@@ -1,4 +1,5 @@
-"""Backend helpers: SPEC §1 reference bytes, gripcontrol interop, Grip-Sig checks."""
+"""Backend helpers: the reference bytes of docs/backend-protocol.md, gripcontrol
+interop, Grip-Sig checks."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def request(body: bytes, **headers: str) -> WebSocketContext:
     return WebSocketContext.from_request(body, {k.replace("_", "-"): v for k, v in hdrs.items()})
 
 
-# -- SPEC §1 reference bytes (django-grip echo backend) --------------------------
+# -- docs/backend-protocol.md reference bytes (django-grip echo backend) --------------------------
 
 
 def test_reference_open_accept_subscribe() -> None:

@@ -1,4 +1,4 @@
-"""The WebSocket client against a fake gateway speaking SPEC §3 (see client_fakes)."""
+"""The WebSocket client against a fake gateway speaking docs/envelope.md (see client_fakes)."""
 
 from __future__ import annotations
 

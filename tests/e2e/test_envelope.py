@@ -1,4 +1,4 @@
-"""Envelope mode end to end (SPEC §3): messages of any size through S3, between
+"""Envelope mode end to end (docs/envelope.md): messages of any size through S3, between
 real clients (the slipway_client library, and bare websockets for the frames
 themselves), `slipway local` and the gripcontrol test backend."""
 
