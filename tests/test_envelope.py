@@ -169,3 +169,20 @@ def test_a_key_under_the_prefix_never_issued_is_not_found() -> None:
     with pytest.raises(Refused) as caught:
         env.check_upload_key(1, "uploads/abc/made-up.json", "abc")
     assert caught.value.code == Code.UPLOAD_NOT_FOUND
+
+
+@pytest.mark.parametrize("kind", ["true", "1.0", '"1"', "null"])
+def test_a_frame_type_must_be_a_whole_number(kind: str) -> None:
+    with pytest.raises(Refused) as caught:
+        env.read(f'[{kind}, 5, "x"]')
+    assert (caught.value.id, caught.value.code) == (5, Code.UNKNOWN_TYPE)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_what_javascript_cannot_parse_is_neither_read_nor_embedded(constant: str) -> None:
+    with pytest.raises(Refused) as caught:
+        env.read(f"[1, 5, {constant}]")
+    assert caught.value.code == Code.NOT_AN_ARRAY
+    # a backend's text that only Python would read as JSON goes out as a string
+    frame = env.wrap(f"[{constant}]")
+    assert json.loads(frame) == [1, 0, f"[{constant}]"]

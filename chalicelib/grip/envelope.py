@@ -76,7 +76,16 @@ ClientFrame = Text | UploadRequest | Uploaded
 
 def dumps(value: Any) -> str:
     """JSON as JavaScript's `JSON.stringify` writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON as JavaScript's `JSON.parse` reads it: no NaN or Infinity."""
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def _is_int(value: Any) -> bool:
@@ -86,12 +95,14 @@ def _is_int(value: Any) -> bool:
 def read(text: str) -> ClientFrame:
     """What a client's text frame asks for; `Refused` saying what is wrong otherwise."""
     try:
-        value = json.loads(text)
+        value = loads(text)
     except ValueError:
         raise Refused(PUSH_ID, Code.NOT_AN_ARRAY, "a frame must be a JSON array") from None
     if not isinstance(value, list) or len(value) < 2 or not _is_int(value[1]):
         raise Refused(PUSH_ID, Code.NOT_AN_ARRAY, "a frame must be a JSON array [type, id, ...]")
     kind, mid = value[0], value[1]
+    if not _is_int(kind):  # true == 1 and 1.0 == 1 in Python, not in a frame
+        raise Refused(mid, Code.UNKNOWN_TYPE, f"unknown frame type {kind!r}: expected 1, 2 or 4")
     if kind == MESSAGE and len(value) == 3:
         return Text(mid, to_content(value[2]))
     if kind == UPLOAD_REQUEST and len(value) == 2:
@@ -113,7 +124,7 @@ def to_content(data: Any) -> bytes:
 def uploaded_content(id: int, body: bytes) -> bytes:
     """The TEXT content of an uploaded message (the JSON text of its data)."""
     try:
-        data = json.loads(body)
+        data = loads(body)
     except ValueError:
         raise Refused(id, Code.INVALID_UPLOAD, "the uploaded message is not JSON") from None
     # Anything but a string goes on as it was uploaded, byte for byte.
@@ -128,7 +139,7 @@ def wrap(content: str) -> str:
     embedded as JSON (byte for byte), anything else as a string."""
     if content.lstrip()[:1] in ("{", "["):
         try:
-            value = json.loads(content)
+            value = loads(content)
         except ValueError:
             pass
         else:
