@@ -34,17 +34,18 @@ S3_WRITES = ("PutObject",)
 
 
 def run_per_recipient(channel: str, text: str) -> None:
-    from chalicelib import services
-    from chalicelib.transfers import Outgoing
+    from chalicelib import outbound, services
+    from chalicelib.grip.model import Connection
+    from chalicelib.grip.payload import Payload
 
     svc = services.current()
     cursor = None
     while True:
         members, cursor = svc.store.members(channel, start=cursor)
         for m in members:
-            frame = Outgoing(svc, text).to(True)  # a fresh object for each recipient
-            assert frame is not None
-            svc.sockets.send(m.endpoint, m.connection_id, frame)
+            conn = Connection(m.connection_id, m.endpoint, envelope=True)
+            # a fresh message for each recipient: one stored object each
+            outbound.send(svc, conn, outbound.Outbound(svc, Payload.of_text(text)))
         if cursor is None:
             return
 

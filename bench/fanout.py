@@ -288,7 +288,7 @@ def run_naive(channel: str, endpoint: str) -> None:
     while True:
         members, cursor = svc.store.members(channel, start=cursor)
         for m in members:
-            svc.sockets.send(endpoint, m.connection_id, "hello")
+            svc.sockets.send(endpoint, m.connection_id, b"hello")
         if cursor is None:
             return
 
@@ -301,10 +301,10 @@ def round_trip(endpoint: str, calls: int = 100) -> float:
 
     sockets = Sockets(boto3.session.Session())
     for _ in range(10):
-        sockets.send(endpoint, "warm=", "x")
+        sockets.send(endpoint, "warm=", b"x")
     started = time.perf_counter()
     for _ in range(calls):
-        sockets.send(endpoint, "probe=", "x")
+        sockets.send(endpoint, "probe=", b"x")
     return (time.perf_counter() - started) / calls
 
 

@@ -5,7 +5,6 @@ and dispatched on its type.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Any, TypeVar
@@ -84,7 +83,7 @@ def _fitted(svc: services.Services, job: _Queued) -> tuple[str, _Queued]:
                 "needs SLIPWAY_BUCKET, and none is configured"
             )
         stored = Outbound(svc, job.action.payload).store(_BLOB_PREFIX)
-        job = dataclasses.replace(job, action=stored)
+        job = job._replace(action=stored)
         body = jobs.encode(job)
     return body, job
 

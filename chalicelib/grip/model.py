@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass
@@ -25,8 +25,7 @@ class Connection:
     envelope: bool = False  # speaks envelope mode's frames (docs/envelope.md)
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(NamedTuple):
     """One connection of a channel, with what a sender needs to reach it."""
 
     connection_id: str
