@@ -57,20 +57,20 @@ class NotFound(SlipwayError):
     status = 404
 
 
-class UnknownConnection(NotFound):
+class NoConnection(NotFound):
+    """A connection the caller named is not there."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"no connection {connection_id}")
+        self.connection_id = connection_id
+
+
+class UnknownConnection(NoConnection):
     """No record of this connection (never stored, or already removed)."""
 
-    def __init__(self, connection_id: str) -> None:
-        super().__init__(f"no connection {connection_id}")
-        self.connection_id = connection_id
 
-
-class Gone(NotFound):
+class Gone(NoConnection):
     """API Gateway's 410: the connection is closed, unknown, or not open yet."""
-
-    def __init__(self, connection_id: str) -> None:
-        super().__init__(f"no connection {connection_id}")
-        self.connection_id = connection_id
 
 
 class TooManyChannels(SlipwayError):
