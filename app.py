@@ -3,9 +3,9 @@
 import os
 from urllib.parse import unquote
 
-from chalice import Chalice
+from chalice import Chalice, Rate
 
-from chalicelib import control, fanout, handlers
+from chalicelib import control, fanout, handlers, keepalive
 
 app = Chalice(app_name="slipway")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -33,6 +33,13 @@ def ws_disconnect(event):
 )
 def worker(event):
     return fanout.handle_batch(event.to_dict()["Records"])
+
+
+@app.schedule(Rate(keepalive.PERIOD // 60, unit=Rate.MINUTES))
+def keepalive_scheduler(event):
+    """Keep-alives due in this minute, each at its second (docs/keepalive.md)."""
+    remaining = event.context.get_remaining_time_in_millis() / 1000
+    return keepalive.run_scheduled(event.to_dict().get("time"), remaining)
 
 
 # -- control API (GRIP publish, one connection) ----------------------------------

@@ -14,6 +14,7 @@ from .aws.queue import Message
 from .grip import jobs
 from .grip.errors import Gone, TooLarge
 from .grip.model import Connection, Member
+from .grip.payload import Payload
 from .outbound import Outbound
 
 log = logging.getLogger("slipway.fanout")
@@ -57,7 +58,9 @@ def run(svc: services.Services, job: jobs.Job, message_id: str) -> bool:
     if isinstance(job, jobs.Publish):
         return _publish(svc, job, message_id)
     if isinstance(job, jobs.Part):
-        return deliver(svc, job.action, list(job.members))
+        return deliver(svc, job.action, list(job.members), channel=job.channel)
+    if isinstance(job, jobs.KeepAlive):
+        return _keep_alive(svc, job)
     return _deliver_open(svc, job, message_id)
 
 
@@ -92,7 +95,7 @@ def _publish(svc: services.Services, job: jobs.Publish, message_id: str) -> bool
     page_size = svc.settings.fanout_page
     members, cursor = svc.store.members(job.channel, limit=page_size)
     if cursor is None:
-        return deliver(svc, job.action, members, message_id)
+        return deliver(svc, job.action, members, message_id, channel=job.channel)
     # Large channel: one part per page, delivered by parallel invocations.
     pages = [members]
     while cursor is not None:
@@ -120,9 +123,11 @@ def deliver(
     action: jobs.Action,
     members: list[Member],
     name: str | None = None,
+    channel: str | None = None,
 ) -> bool:
     """Send (or close) to every member concurrently, to each in the form its
-    connection needs; False if any needs a retry."""
+    connection needs; False if any needs a retry. When every member of the
+    `channel` was sent the message, that is recorded for idle keep-alives."""
     if not members:
         return True
     if isinstance(action, jobs.CloseAll):
@@ -135,12 +140,29 @@ def deliver(
     for cid in outcome.gone:
         farewell.forget(svc, cid)
     if outcome.too_large:
-        # Over API Gateway's 128 KB (raw), or no bucket (envelope): a retry cannot help.
-        log.error(
+        # Over API Gateway's 128 KB (raw), or no bucket (envelope): documented, and a
+        # retry cannot help.
+        log.warning(
             "publish: message too large for %d connection(s): not sent to them",
             len(outcome.too_large),
         )
+    elif channel is not None and not isinstance(action, jobs.CloseAll) and not outcome.failed:
+        svc.store.delivered(channel, time.time())
     return not outcome.failed
+
+
+def _keep_alive(svc: services.Services, job: jobs.KeepAlive) -> bool:
+    """Send each connection its keep-alive: one concurrent send per distinct content."""
+    by_content: dict[Payload, list[Member]] = {}
+    for member, payload in job.targets:
+        by_content.setdefault(payload, []).append(member)
+    failed = False
+    for payload, members in by_content.items():
+        outcome = outbound.send_many(svc, members, Outbound(svc, payload))
+        for cid in outcome.gone:
+            farewell.forget(svc, cid)
+        failed = failed or bool(outcome.failed)
+    return not failed
 
 
 # -- deliveries deferred from $connect ------------------------------------------

@@ -14,7 +14,9 @@ from .aws.queue import Message
 from .backend import BackendUnreachable
 from .grip import codec, jobs, request
 from .grip import decisions as d
-from .grip.errors import Gone, TooLarge, TooManyChannels, UnknownConnection
+from .grip import keepalive as ka
+from .grip.errors import Gone, TooLarge, TooManyChannels, TooManyTimeouts, UnknownConnection
+from .grip.limits import MAX_INLINE
 from .grip.model import Connection
 from .grip.payload import Payload
 
@@ -202,16 +204,35 @@ def _apply_state(svc: services.Services, conn: Connection, decision: d.Decision)
     elif isinstance(decision, d.Detach):
         store.set_detached(conn.id)
     elif isinstance(decision, d.KeepAlive):
-        settings = None
-        if decision.content is not None:
-            settings = {
-                **Payload.of_bytes(decision.content, decision.binary).to_fields(),
-                "timeout": decision.timeout,
-                "mode": decision.mode,
-            }
-        store.set_keep_alive(conn.id, settings)
+        _keep_alive(svc, conn, decision)
     elif isinstance(decision, d.Dropped):
         log.info("connection %s: %s", conn.id, decision.reason)
+
+
+def _keep_alive(svc: services.Services, conn: Connection, decision: d.KeepAlive) -> None:
+    """Replace the connection's keep-alive (docs/keepalive.md): a new one, or none."""
+    settings = None
+    if decision.control_frame is not None:
+        log.warning(
+            "connection %s: keep-alive of message-type %s turned off: @connections cannot "
+            "send ping or pong frames (send text or binary content instead)",
+            conn.id,
+            decision.control_frame,
+        )
+    elif decision.content is not None:
+        payload = Payload.of_bytes(decision.content, decision.binary)
+        if not payload.at_most(MAX_INLINE):
+            log.warning(
+                "connection %s: keep-alive refused: its content is over %d bytes",
+                conn.id,
+                MAX_INLINE,
+            )
+            return
+        settings = ka.started(time.time(), payload, decision.timeout, decision.mode)
+    try:
+        svc.store.set_keep_alive(conn.id, settings)
+    except TooManyTimeouts as exc:
+        log.warning("connection %s: keep-alive refused: %s", conn.id, exc)
 
 
 # -- $disconnect ------------------------------------------------------------

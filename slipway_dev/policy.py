@@ -29,7 +29,10 @@ TABLE_ACTIONS = (
     "dynamodb:DeleteItem",
     "dynamodb:Query",
     "dynamodb:BatchWriteItem",
+    "dynamodb:BatchGetItem",
 )
+# The keep-alive scheduler queries the table's one index (slipway_dev/resources.py).
+TABLE_INDEX = "keepalive"
 QUEUE_ACTIONS = (
     "sqs:SendMessage",
     # the worker's event source mapping polls with the function's role:
@@ -104,6 +107,12 @@ def document(scope: Scope) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": list(TABLE_ACTIONS),
                 "Resource": scope.arn("dynamodb", f"table/{scope.table}"),
+            },
+            {
+                "Sid": "TableIndex",
+                "Effect": "Allow",
+                "Action": ["dynamodb:Query"],
+                "Resource": scope.arn("dynamodb", f"table/{scope.table}/index/{TABLE_INDEX}"),
             },
             {
                 "Sid": "PublishQueue",

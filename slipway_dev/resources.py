@@ -45,15 +45,27 @@ def _error_code(exc: Exception) -> str:
 
 # The one table's shape (chalicelib/aws/store.py): pk/sk strings, on demand,
 # items expire on `expires_at` (epoch seconds). Encrypted at rest by default.
+# The `keepalive` index finds the connections whose keep-alive is due at a
+# second (chalicelib/grip/keepalive.py), with what sending needs.
+KEEPALIVE_INDEX = {
+    "IndexName": "keepalive",
+    "KeySchema": [{"AttributeName": "ka_slot", "KeyType": "HASH"}],
+    "Projection": {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["endpoint", "envelope", "keep_alive", "channels"],
+    },
+}
 TABLE_SCHEMA: dict[str, Any] = {
     "AttributeDefinitions": [
         {"AttributeName": "pk", "AttributeType": "S"},
         {"AttributeName": "sk", "AttributeType": "S"},
+        {"AttributeName": "ka_slot", "AttributeType": "S"},
     ],
     "KeySchema": [
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ],
+    "GlobalSecondaryIndexes": [KEEPALIVE_INDEX],
     "BillingMode": "PAY_PER_REQUEST",
 }
 TTL_ATTRIBUTE = "expires_at"
@@ -85,6 +97,16 @@ def ensure_table(ddb: Any, name: str, report: Report = _log, *, correct: bool = 
     if not (created or correct):
         log.debug("table %s exists: left as it is", name)
         return
+    indexes = (
+        {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])} if not created else set()
+    )
+    if not created and KEEPALIVE_INDEX["IndexName"] not in indexes:
+        ddb.update_table(
+            TableName=name,
+            AttributeDefinitions=TABLE_SCHEMA["AttributeDefinitions"],
+            GlobalSecondaryIndexUpdates=[{"Create": KEEPALIVE_INDEX}],
+        )
+        report(f"added the {KEEPALIVE_INDEX['IndexName']} index to {name}")
     ttl = {} if created else ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
     if ttl.get("TimeToLiveStatus", "DISABLED") in ("ENABLED", "ENABLING"):
         if ttl.get("AttributeName") != TTL_ATTRIBUTE:

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any], Any], Any]
 
 _cold_start = threading.Lock()
-_warm = False
+_warm: set[str] = set()  # functions whose container has initialised
+_first_locks: dict[str, threading.Lock] = {}
 
 
 class InvocationError(Exception):
@@ -40,21 +41,24 @@ class LambdaFunction:
         self.handler = handler
         self.timeout = timeout
         self.memory_mb = memory_mb
+        with _cold_start:
+            self._first = _first_locks.setdefault(name, threading.Lock())
 
     def __call__(self, event: dict[str, Any]) -> Any:
         """Invoke synchronously; raises InvocationError as Lambda reports a failure."""
-        global _warm
-        if not _warm:
+        if self.name not in _warm:
             # A Lambda container initialises before it takes events, and then takes
-            # one at a time. Here many invocations share one process: the first runs
-            # alone, so lazily built module state (cached boto3 clients) is built
-            # once instead of by every thread of the first burst at the same time.
-            with _cold_start:
-                if not _warm:
+            # one at a time. Here many invocations share one process: the first of
+            # each function runs alone, so lazily built module state (cached boto3
+            # clients) is built once instead of by every thread of the first burst
+            # at the same time. Per function: a long-running one (a scheduled
+            # function's minute) must not hold up the others.
+            with self._first:
+                if self.name not in _warm:
                     try:
                         return self._invoke(event)
                     finally:
-                        _warm = True
+                        _warm.add(self.name)
         return self._invoke(event)
 
     def _invoke(self, event: dict[str, Any]) -> Any:

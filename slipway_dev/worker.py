@@ -1,6 +1,7 @@
 """The publish queue's Lambda function in a process of its own, behind the SQS
-event source: `python -m slipway_dev.worker ...` (the stack starts it; it prints
-`ready`, and stops on SIGTERM after the batches in flight).
+event source, and the app's scheduled functions (EventBridge: slipway_dev/schedule.py):
+`python -m slipway_dev.worker ...` (the stack starts it; it prints `ready`, and
+stops on SIGTERM after the batches in flight).
 
 Lambda runs the SQS worker in containers apart from the WebSocket functions, so
 nothing a $connect leaves in memory can reach it; here neither. It also puts
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 
 from . import aws, logs
 from .functions import load_app, project_dir, sqs_function
+from .schedule import Schedules
 from .sqs import SqsEventSource
 
 log = logging.getLogger("slipway_dev.worker")
@@ -45,11 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     app = load_app(args.app, project_dir(args.project_dir))
+    schedules = Schedules(app, args.stage, aws.REGION).start()
     found = sqs_function(app, args.stage, args.queue, args.queue_arn)
     if found is None:
         log.warning("the app has no SQS handler for %s: nothing polls it", args.queue)
         print("ready", flush=True)
         stop.wait()
+        schedules.stop()
         return 0
     function, source = found
     if args.visibility_timeout < function.timeout:
@@ -72,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ).start()
     print("ready", flush=True)
     stop.wait()
+    schedules.stop()
     poller.stop()
     return 0
 

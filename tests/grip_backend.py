@@ -87,6 +87,10 @@ class Backend:
                 ctx.meta[name] = value
             if "welcome" in query:
                 send(query["welcome"])
+            if "keepalive" in query:
+                ctx.send_control(
+                    websocket_control_message("keep-alive", _keep_alive(query["keepalive"]))
+                )
             if query.get("closeopen") == "1":
                 ctx.close(4000)
         while ctx.can_recv():
@@ -153,12 +157,19 @@ class Backend:
             pub.publish(channel, _item(text))
             send("published")
         elif word == "keepalive":
-            ctx.send_control(
-                websocket_control_message("keep-alive", {"content": rest, "timeout": 30})
-            )
+            ctx.send_control(websocket_control_message("keep-alive", _keep_alive(rest)))
         else:
             send(message)
         return None
+
+
+def _keep_alive(spec: str) -> dict:
+    """`keepalive {"content": ..., "timeout": ...}` as JSON; plain text: that content, 30 s."""
+    try:
+        params = json.loads(spec)
+    except ValueError:
+        return {"content": spec, "timeout": 30}
+    return params if isinstance(params, dict) else {"content": spec, "timeout": 30}
 
 
 def _item(text: str):

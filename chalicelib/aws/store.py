@@ -3,7 +3,13 @@
 Rows (partition key `pk`, sort key `sk`, both strings):
 - `conn#<id>` / `conn`: the connection record; its `channels` set mirrors membership.
 - `chan#<channel>` / `<id>`: one member of a channel, with what a sender needs.
-Every row carries `expires_at` (DynamoDB TTL) as a safety net for missed $disconnects.
+- `chanmeta#<channel>` / `meta`: when the worker last delivered to the channel
+  (idle keep-alives: docs/keepalive.md).
+- `keepalive` / `timeouts`: the keep-alive timeouts in use; `keepalive` /
+  `tick#<second>`: which scheduler took that second.
+A connection with keep-alive carries `ka_slot`, the key of the `keepalive` index
+(`grip.keepalive`). Every row carries `expires_at` (DynamoDB TTL) as a safety net
+for missed $disconnects.
 """
 
 from __future__ import annotations
@@ -14,10 +20,17 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from ..grip.errors import TooManyChannels, UnknownConnection
+from ..grip import keepalive as ka
+from ..grip.errors import TooManyChannels, TooManyTimeouts, UnknownConnection
+from ..grip.limits import MAX_KEEPALIVE_TIMEOUTS
 from ..grip.model import Connection, Member
+from ..grip.payload import Payload
+
+KEEPALIVE_INDEX = "keepalive"
+_REGISTRY = {"pk": {"S": "keepalive"}, "sk": {"S": "timeouts"}}
 
 _CONN = "conn"
+
 _ser, _de = TypeSerializer(), TypeDeserializer()
 
 
@@ -110,12 +123,139 @@ class Store:
     def set_detached(self, connection_id: str) -> None:
         self._update(connection_id, "SET #d = :t", {"#d": "detached"}, {":t": {"BOOL": True}})
 
-    def set_keep_alive(self, connection_id: str, settings: dict[str, Any] | None) -> None:
+    def set_keep_alive(self, connection_id: str, settings: ka.Settings | None) -> None:
+        """Schedule (or, with None, stop) a connection's keep-alive; TooManyTimeouts
+        when the deployment already uses the most distinct timeouts it may."""
         if settings is None:
-            self._update(connection_id, "REMOVE #k", {"#k": "keep_alive"}, None)
-        else:
-            value = {":k": {"S": json.dumps(settings)}}
-            self._update(connection_id, "SET #k = :k", {"#k": "keep_alive"}, value)
+            self._update(
+                connection_id, "REMOVE #k, #s", {"#k": "keep_alive", "#s": "ka_slot"}, None
+            )
+            return
+        self._register_timeout(settings.timeout)
+        self._update(
+            connection_id,
+            "SET #k = :k, #s = :s",
+            {"#k": "keep_alive", "#s": "ka_slot"},
+            {":k": {"S": json.dumps(settings.to_fields())}, ":s": {"S": settings.slot()}},
+        )
+
+    def _register_timeout(self, timeout: int) -> None:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_REGISTRY,
+                UpdateExpression="ADD #t :ts",
+                ConditionExpression="attribute_not_exists(#t) OR contains(#t, :t) "
+                "OR size(#t) < :max",
+                ExpressionAttributeNames={"#t": "timeouts"},
+                ExpressionAttributeValues={
+                    ":ts": {"NS": [str(timeout)]},
+                    ":t": {"N": str(timeout)},
+                    ":max": {"N": str(MAX_KEEPALIVE_TIMEOUTS)},
+                },
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            raise TooManyTimeouts(
+                f"keep-alive timeout {timeout}: this deployment already uses "
+                f"{MAX_KEEPALIVE_TIMEOUTS} distinct timeouts; use one of them"
+            ) from None
+
+    def keepalive_timeouts(self) -> list[int]:
+        item = self._db.get_item(TableName=self._table, Key=_REGISTRY).get("Item", {})
+        return sorted(int(t) for t in item.get("timeouts", {}).get("NS", []))
+
+    def due(self, slot: str) -> list[ka.Target]:
+        """The connections in a keep-alive slot (every page of the index)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": KEEPALIVE_INDEX,
+            "KeyConditionExpression": "ka_slot = :s",
+            "ExpressionAttributeValues": {":s": {"S": slot}},
+        }
+        found = []
+        while True:
+            page = self._db.query(**kwargs)
+            for item in page.get("Items", []):
+                fields = json.loads(item["keep_alive"]["S"])
+                timeout, phase = (int(x) for x in item["ka_slot"]["S"].split("#")[1:])
+                settings = ka.Settings(
+                    Payload.from_fields(fields),
+                    timeout,
+                    fields.get("mode", ka.IDLE),
+                    phase,
+                    int(fields.get("since", 0)),
+                )
+                found.append(
+                    ka.Target(
+                        item["pk"]["S"][len("conn#") :],
+                        item["endpoint"]["S"],
+                        item.get("envelope", {}).get("BOOL", False),
+                        settings,
+                        frozenset(item.get("channels", {}).get("SS", [])),
+                    )
+                )
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def rephase(self, connection_id: str, old: str, new: str) -> None:
+        """Move a keep-alive to another slot, unless it was replaced meanwhile."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_conn_key(connection_id),
+                UpdateExpression="SET ka_slot = :new",
+                ConditionExpression="ka_slot = :old",
+                ExpressionAttributeValues={":new": {"S": new}, ":old": {"S": old}},
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass  # replaced, stopped or gone: nothing to move
+
+    def claim_tick(self, second: int) -> bool:
+        """Whether this scheduler is the first to take `second` (overlapping
+        invocations share the work without sending anything twice)."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": "keepalive"},
+                    "sk": {"S": f"tick#{second}"},
+                    "expires_at": {"N": str(second + 3600)},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def delivered(self, channel: str, when: float) -> None:
+        """Record that the channel's members were all sent something at `when`."""
+        self._db.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"chanmeta#{channel}"}, "sk": {"S": "meta"}},
+            UpdateExpression="SET sent_at = :t, expires_at = :e",
+            ExpressionAttributeValues={":t": {"N": repr(when)}, ":e": self._expires()},
+        )
+
+    def last_delivered(self, channels: set[str]) -> dict[str, float]:
+        """When each channel was last delivered to (absent: not recently)."""
+        out: dict[str, float] = {}
+        names = sorted(channels)
+        for start in range(0, len(names), 100):
+            keys = [
+                {"pk": {"S": f"chanmeta#{c}"}, "sk": {"S": "meta"}}
+                for c in names[start : start + 100]
+            ]
+            request: dict[str, Any] = {self._table: {"Keys": keys}}
+            for attempt in range(8):
+                reply = self._db.batch_get_item(RequestItems=request)
+                for item in reply.get("Responses", {}).get(self._table, []):
+                    out[item["pk"]["S"][len("chanmeta#") :]] = float(item["sent_at"]["N"])
+                request = reply.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+        return out
 
     def set_close(self, connection_id: str, code: int, reason: str) -> None:
         self._update(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import codec
+from .keepalive import DEFAULT_TIMEOUT, IDLE, INTERVAL
 from .limits import MAX_CHANNEL_LENGTH
 from .payload import Payload
 
@@ -103,8 +104,10 @@ class Detach:
 class KeepAlive:
     content: bytes | None  # None turns keep-alive off
     binary: bool = False
-    timeout: int = 55
-    mode: str = "idle"
+    timeout: int = DEFAULT_TIMEOUT
+    mode: str = IDLE
+    # "ping" or "pong": a control frame, which @connections cannot send
+    control_frame: str | None = None
 
 
 @dataclass(frozen=True)
@@ -291,21 +294,32 @@ def _control(raw: bytes) -> Decision:
 
 
 def _keep_alive(msg: dict[str, Any]) -> Decision:
-    timeout = msg.get("timeout", 55)
-    mode = msg.get("mode", "idle")
+    """Pushpin's keep-alive (`src/handler/wscontrolmessage.cpp`): no content turns
+    it off; `message-type` defaults to the content's own kind."""
+    timeout = msg.get("timeout", DEFAULT_TIMEOUT)
+    mode = msg.get("mode", IDLE)
+    kind = msg.get("message-type")
     if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
         return Dropped("keep-alive timeout must be a positive integer")
-    if mode not in ("idle", "interval"):
+    if mode not in (IDLE, INTERVAL):
         return Dropped(f"keep-alive mode {mode!r} is not idle or interval")
+    if kind not in (None, "text", "binary", "ping", "pong"):
+        return Dropped(f"keep-alive message-type {kind!r} is not text, binary, ping or pong")
     if "content-bin" in msg:
         try:
             data = base64.b64decode(msg["content-bin"], validate=True)
         except (binascii.Error, TypeError, ValueError):
             return Dropped("keep-alive content-bin is not base64")
-        return KeepAlive(data, True, timeout, mode)
-    content = msg.get("content")
-    if content is None:
-        return KeepAlive(None)
-    if not isinstance(content, str):
-        return Dropped("keep-alive content must be a string")
-    return KeepAlive(content.encode("utf-8"), False, timeout, mode)
+        binary = True
+    else:
+        content = msg.get("content")
+        if content is None:
+            return KeepAlive(None)
+        if not isinstance(content, str):
+            return Dropped("keep-alive content must be a string")
+        data, binary = content.encode("utf-8"), False
+    if kind in ("ping", "pong"):
+        return KeepAlive(data, binary, timeout, mode, control_frame=kind)
+    if kind is not None:
+        binary = kind == "binary"
+    return KeepAlive(data, binary, timeout, mode)

@@ -79,6 +79,12 @@ class TooManyChannels(SlipwayError):
     status = 409
 
 
+class TooManyTimeouts(SlipwayError):
+    """The deployment uses the most distinct keep-alive timeouts it may."""
+
+    status = 409
+
+
 class TooLarge(SlipwayError):
     """A message is larger than the way it must take allows (no retry can help)."""
 

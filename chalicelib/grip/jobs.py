@@ -15,6 +15,8 @@ version and the unversioned bodies that came before it.
   `chan#<channel>#p<page>`, so parts are delivered in parallel.
 - `Deliver`: what a backend's OPEN response held for its connection, group
   `conn#<id>`: API Gateway refuses posts until `$connect` has returned.
+- `KeepAlive`: keep-alives due at one second, for a chunk of connections, each
+  with its own content; group `ka#<second>#<chunk>`, so chunks go in parallel.
 
 What a publish does to each member is its `action`: send a payload carried in
 the job (`Inline`), send a message kept in S3 because it was too large for the
@@ -79,7 +81,13 @@ class Deliver(NamedTuple):
     deadline: int  # epoch seconds: after it, a connection that never opened is given up
 
 
-Job = Publish | Part | Deliver
+class KeepAlive(NamedTuple):
+    second: int
+    chunk: int
+    targets: tuple[tuple[Member, Payload], ...]
+
+
+Job = Publish | Part | Deliver | KeepAlive
 
 
 def group(job: Job) -> str:
@@ -88,6 +96,8 @@ def group(job: Job) -> str:
         return f"chan#{job.channel}"
     if isinstance(job, Part):
         return f"chan#{job.channel}#p{job.page}"
+    if isinstance(job, KeepAlive):
+        return f"ka#{job.second}#{job.chunk}"
     return f"conn#{job.connection}"
 
 
@@ -107,6 +117,16 @@ def encode(job: Job) -> str:
             "page": job.page,
             **_action(job.action),
             **_members(job.members),
+        }
+    elif isinstance(job, KeepAlive):
+        body = {
+            "v": VERSION,
+            "job": "keepalive",
+            "second": job.second,
+            "chunk": job.chunk,
+            "targets": [
+                [m.connection_id, m.endpoint, m.envelope, p.to_fields()] for m, p in job.targets
+            ],
         }
     else:
         body = {
@@ -184,6 +204,12 @@ def _job(body: dict[str, Any]) -> Job:
             bool(body["close"]),
             int(body["deadline"]),
         )
+    if kind == "keepalive":
+        targets = tuple(
+            (Member(str(cid), str(endpoint), bool(envelope)), Payload.from_fields(fields))
+            for cid, endpoint, envelope, fields in body["targets"]
+        )
+        return KeepAlive(int(body["second"]), int(body["chunk"]), targets)
     raise JobError(f"unknown job {kind!r}")
 
 

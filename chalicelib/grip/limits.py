@@ -22,6 +22,9 @@ QUEUE_MESSAGE = 262_144
 MAX_CHANNEL_LENGTH = 512
 # How many channels one connection may join (default of SLIPWAY_MAX_CHANNELS).
 MAX_CHANNELS = 20
+# Distinct keep-alive timeouts one deployment may use: the scheduler makes one
+# index query a second for each.
+MAX_KEEPALIVE_TIMEOUTS = 32
 # A WebSocket close reason is at most 123 bytes (125 less the 2-byte code).
 MAX_CLOSE_REASON = 123
 # UTF-8 takes at most this many bytes a character: a text this much under a

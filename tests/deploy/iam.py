@@ -115,7 +115,7 @@ def grants(document: Mapping[str, Any]) -> dict[str, list[str]]:
 # Where a `*` may stand in each kind of ARN's resource part: the end of an object key,
 # connection id, log group or stream, and (only until the API exists) the API id.
 _RESOURCE = {
-    "dynamodb": re.compile(r"table/[A-Za-z0-9_.-]+"),
+    "dynamodb": re.compile(r"table/[A-Za-z0-9_.-]+(/index/[A-Za-z0-9_.-]+)?"),
     "sqs": re.compile(r"[A-Za-z0-9_-]+(\.fifo)?"),
     "s3": re.compile(r"[a-z0-9.-]+/[A-Za-z0-9_.-]+/\*"),
     "execute-api": re.compile(

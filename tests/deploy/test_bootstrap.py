@@ -56,7 +56,11 @@ def test_creates_everything_and_writes_the_stage_config(moto, session, config):
     assert {(a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]} == {
         ("pk", "S"),
         ("sk", "S"),
+        ("ka_slot", "S"),
     }
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "keepalive"
+    assert index["KeySchema"] == [{"AttributeName": "ka_slot", "KeyType": "HASH"}]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     ttl = ddb.describe_time_to_live(TableName=prefix)["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}

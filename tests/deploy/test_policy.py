@@ -105,7 +105,8 @@ def test_resources_are_this_stages(packaged):
     for stage in STAGES:
         granted = iam.grants(rendered(stage, "a1b2c3d4e5"))
         prefix = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:"
-        assert granted["dynamodb:Query"] == [prefix.format("dynamodb") + f"table/slipway-{stage}"]
+        table = prefix.format("dynamodb") + f"table/slipway-{stage}"
+        assert granted["dynamodb:Query"] == [table, f"{table}/index/keepalive"]
         assert granted["sqs:SendMessage"] == [
             prefix.format("sqs") + f"slipway-{stage}-publish.fifo"
         ]
@@ -122,7 +123,8 @@ def test_resources_are_this_stages(packaged):
             assert arn.startswith(prefix.format("execute-api") + "a1b2c3d4e5/api/")
 
         granted = iam.grants(stack_policy(packaged, stage, True))
-        assert granted["dynamodb:Query"] == [ATTRIBUTES["Table.Arn"]]
+        table = ATTRIBUTES["Table.Arn"]
+        assert granted["dynamodb:Query"] == [table, f"{table}/index/keepalive"]
         assert granted["sqs:SendMessage"] == [ATTRIBUTES["PublishQueue.Arn"]]
         assert granted["ssm:GetParameter"] == [
             prefix.format("ssm") + "parameter" + REFS["KeyParameterName"]

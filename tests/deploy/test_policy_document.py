@@ -58,8 +58,13 @@ def test_every_statement_for_a_deployed_stage():
                 "dynamodb:DeleteItem",
                 "dynamodb:Query",
                 "dynamodb:BatchWriteItem",
+                "dynamodb:BatchGetItem",
             ],
             f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/shop-prod",
+        ),
+        "TableIndex": (
+            ["dynamodb:Query"],
+            f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/shop-prod/index/keepalive",
         ),
         "PublishQueue": (
             [

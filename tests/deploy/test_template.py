@@ -24,6 +24,7 @@ FUNCTIONS = {
     "WebsocketDisconnect": "app.ws_disconnect",
     "APIHandler": "app.app",
     "Worker": "app.worker",
+    "KeepaliveScheduler": "app.keepalive_scheduler",
 }
 API_STAGE = "api"
 # Stand-in values for what CloudFormation fills in at deploy time.
@@ -176,7 +177,7 @@ def test_queues_tables_and_bucket(packaged, stage):
     resources = packaged[stage]["Resources"]
     worker_timeout = resources["Worker"]["Properties"]["Timeout"]
     for name in FUNCTIONS:
-        if name != "Worker":
+        if name not in ("Worker", "KeepaliveScheduler"):  # the others answer API Gateway
             assert resources[name]["Properties"]["Timeout"] < worker_timeout
             assert resources[name]["Properties"]["Timeout"] <= 29  # API Gateway's limit
 
@@ -199,7 +200,9 @@ def test_queues_tables_and_bucket(packaged, stage):
     assert {(a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]} == {
         ("pk", "S"),
         ("sk", "S"),
+        ("ka_slot", "S"),
     }
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["keepalive"]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
     bucket = resources["BlobBucket"]["Properties"]

@@ -1,0 +1,113 @@
+"""The keep-alive scheduler: a scheduled function that, once a minute, handles
+each second of its minute as it comes (docs/keepalive.md).
+
+For each second it finds the connections whose keep-alive is due (one index
+query per timeout in use: `grip.keepalive`), and queues their keep-alives as
+`KeepAlive` jobs, which the SQS worker sends like any other message. Its window
+overlaps the next invocation's by OVERLAP seconds, so a late start never leaves a
+second out; each second is claimed once, so none is handled twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from . import services
+from .aws.queue import Message
+from .grip import jobs
+from .grip import keepalive as ka
+from .grip.model import Member
+from .grip.payload import Payload
+
+log = logging.getLogger("slipway.keepalive")
+
+PERIOD = 60  # the schedule's rate, in seconds: app.py's Rate(1, MINUTES)
+OVERLAP = 20
+# A KeepAlive job holds at most this many connections, and this much content.
+_CHUNK = 200
+_CHUNK_BYTES = 64 * 1024
+
+
+def run_scheduled(iso_time: str | None, remaining: float) -> dict[str, int]:
+    """The scheduled function: the window of the EventBridge event's `time` (now
+    if absent), stopping a little before the invocation's time runs out."""
+    now = time.time()
+    start = datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp() if iso_time else now
+    queued = run(services.current(), start, now + remaining - 2.0)
+    return {"queued": queued}
+
+
+def run(
+    svc: services.Services,
+    scheduled_at: float,
+    stop_at: float,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Handle the seconds of the window that starts at `scheduled_at`, until the
+    window ends or `stop_at` comes; the number of keep-alives queued."""
+    second = int(scheduled_at)
+    end = second + PERIOD + OVERLAP
+    queued = 0
+    while second < end:
+        wait = second - ka.LEAD - clock()
+        if clock() + max(wait, 0) >= stop_at:
+            break
+        if wait > 0:
+            sleep(wait)
+        # Read every second: a keep-alive with a new timeout is due a timeout later.
+        timeouts = svc.store.keepalive_timeouts()
+        if timeouts and svc.store.claim_tick(second):
+            try:
+                queued += tick(svc, second, timeouts)
+            except Exception:
+                # Another second must not wait for this one: log, and go on.
+                log.exception("keep-alives due at %d failed", second)
+        second += 1
+    return queued
+
+
+def tick(svc: services.Services, second: int, timeouts: list[int]) -> int:
+    """Queue the keep-alives due at `second`; the number queued."""
+    targets = [t for slot in ka.due_slots(second, timeouts) for t in svc.store.due(slot)]
+    if not targets:
+        return 0
+    idle_channels = {c for t in targets if t.settings.mode == ka.IDLE for c in t.channels}
+    sent_at = svc.store.last_delivered(idle_channels) if idle_channels else {}
+    due: list[ka.Target] = []
+    for target in targets:
+        last = max((sent_at[c] for c in target.channels if c in sent_at), default=None)
+        decided = ka.decide(target, second, last)
+        if isinstance(decided, ka.Send):
+            due.append(target)
+            continue
+        if isinstance(decided, ka.Wait):
+            continue
+        old, new = target.settings.slot(), ka.slot(target.settings.timeout, decided.phase)
+        if new != old:
+            svc.store.rephase(target.connection_id, old, new)
+    svc.queue.send_all([_message(job) for job in _jobs(second, due)])
+    return len(due)
+
+
+def _jobs(second: int, due: list[ka.Target]) -> list[jobs.KeepAlive]:
+    out: list[jobs.KeepAlive] = []
+    chunk: list[tuple[Member, Payload]] = []
+    size = 0
+    for t in due:
+        payload = t.settings.payload
+        if chunk and (len(chunk) == _CHUNK or size + payload.size > _CHUNK_BYTES):
+            out.append(jobs.KeepAlive(second, len(out), tuple(chunk)))
+            chunk, size = [], 0
+        chunk.append((Member(t.connection_id, t.endpoint, t.envelope), payload))
+        size += payload.size
+    if chunk:
+        out.append(jobs.KeepAlive(second, len(out), tuple(chunk)))
+    return out
+
+
+def _message(job: jobs.KeepAlive) -> Message:
+    return Message(jobs.encode(job), jobs.group(job))
