@@ -30,6 +30,12 @@ job_values = st.one_of(
         st.lists(members, max_size=8, unique_by=lambda m: m.connection_id).map(tuple),
     ),
     st.builds(
+        jobs.KeepAlive,
+        st.integers(0, 2**40),
+        st.integers(0, 100),
+        st.lists(st.tuples(members, payloads), max_size=4).map(tuple),
+    ),
+    st.builds(
         jobs.Deliver,
         names,
         names,
