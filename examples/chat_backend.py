@@ -35,6 +35,7 @@ from gripcontrol import (
     encode_websocket_events,
     parse_grip_uri,
     validate_sig,
+    websocket_control_message,
 )
 from pubcontrol import Item
 
@@ -67,6 +68,11 @@ class Chat:
             query = parse_qs(urlsplit(path).query)
             name = (query.get("name") or [""])[0] or f"guest-{(ctx.id or 'anon')[:4]}"
             ctx.meta["user"] = name
+            # API Gateway drops a connection after 10 minutes without data: have the
+            # gateway send an empty message after 5 quiet minutes (Pushpin does the same).
+            ctx.send_control(
+                websocket_control_message("keep-alive", {"content": "", "timeout": 300})
+            )
             ctx.send(f"welcome, {name}! {HELP}")
         while ctx.can_recv():
             try:

@@ -23,6 +23,8 @@ SHOWN = 120  # characters of a long message shown
 
 def show(message: object) -> None:
     text = message if isinstance(message, str) else repr(message)
+    if not text:
+        return  # the gateway's keep-alive (examples/chat_backend.py): nothing to show
     if len(text) > SHOWN:
         text = f"{text[:SHOWN]}… ({len(text):,} characters)"
     print(text, flush=True)

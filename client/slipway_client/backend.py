@@ -34,6 +34,8 @@ from .errors import GripSigError
 
 DEFAULT_PREFIX = "m:"
 CONTROL_PREFIX = b"c:"
+# Under API Gateway's 10-minute idle timeout, with room to spare (docs/keepalive.md).
+KEEP_ALIVE_TIMEOUT = 300
 _META_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 
 __all__ = [
@@ -171,14 +173,23 @@ class WebSocketContext:
 
     # -- building the response -------------------------------------------------
 
-    def accept(self, protocol: str | None = None) -> None:
+    def accept(
+        self, protocol: str | None = None, keep_alive: int | None = KEEP_ALIVE_TIMEOUT
+    ) -> None:
         """Accept the connection (only on the opening request), in GRIP mode
         unless the context was made with `message_prefix=None`. `protocol` is
-        the subprotocol to answer in `Sec-WebSocket-Protocol`."""
+        the subprotocol to answer in `Sec-WebSocket-Protocol`.
+
+        `keep_alive`: API Gateway closes a connection after 10 minutes without
+        data, so by default the gateway sends the client an empty text message
+        after this many seconds without one (idle mode; GRIP mode only). None
+        leaves keep-alive off; `keep_alive()` sets another."""
         if not self.is_opening:
             raise RuntimeError("accept() only applies to the opening request (OPEN)")
         self._accepted = True
         self._protocol = protocol
+        if keep_alive is not None and self._prefix is not None:
+            self.keep_alive("", timeout=keep_alive)
 
     def reject(self, status: int = 403, reason: str = "") -> None:
         """Refuse the connection (only on the opening request): the client's

@@ -35,7 +35,7 @@ def request(body: bytes, **headers: str) -> WebSocketContext:
 def test_reference_open_accept_subscribe() -> None:
     ctx = request(b"OPEN\r\n")
     assert ctx.is_opening and ctx.connection_id == "conn-1"
-    ctx.accept()
+    ctx.accept(keep_alive=None)
     ctx.subscribe("test")
     assert ctx.response() == (
         200,
@@ -135,7 +135,7 @@ def test_malformed_bodies_raise_codec_error(body: bytes) -> None:
 
 def test_every_response_event() -> None:
     ctx = request(b"OPEN\r\n")
-    ctx.accept(protocol="chat.v1")
+    ctx.accept(protocol="chat.v1", keep_alive=None)
     ctx.send("hi")
     ctx.send_binary(b"\x01\x02")
     ctx.unsubscribe("old")
@@ -169,14 +169,14 @@ def test_every_response_event() -> None:
 
 def test_custom_prefix_and_grip_off() -> None:
     ctx = WebSocketContext.from_request(b"OPEN\r\n", {}, message_prefix='x"')
-    ctx.accept()
+    ctx.accept(keep_alive=None)
     ctx.send("a")
     status, headers, body = ctx.response()
     assert headers["Sec-WebSocket-Extensions"] == 'grip; message-prefix="x\\""'
     assert body == b'OPEN\r\nTEXT 3\r\nx"a\r\n'
 
     plain = WebSocketContext.from_request(b"OPEN\r\n", {}, message_prefix=None)
-    plain.accept()
+    plain.accept(keep_alive=None)
     plain.send("a")
     assert plain.response() == (200, {"Content-Type": CT}, b"OPEN\r\nTEXT 1\r\na\r\n")
     with pytest.raises(RuntimeError, match="GRIP mode"):
@@ -189,7 +189,7 @@ def test_reject_and_misuse() -> None:
     assert ctx.response() == (401, {"Content-Type": "text/plain; charset=utf-8"}, b"who are you?")
     later = request(b"TEXT 1\r\nx\r\n")
     with pytest.raises(RuntimeError, match="opening request"):
-        later.accept()
+        later.accept(keep_alive=None)
     with pytest.raises(TypeError):
         later.send(b"bytes")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
@@ -205,7 +205,7 @@ def test_reject_and_misuse() -> None:
 
 def test_gripcontrol_decodes_what_we_build() -> None:
     ctx = request(b"OPEN\r\n")
-    ctx.accept()
+    ctx.accept(keep_alive=None)
     ctx.subscribe("room")
     ctx.send("héllo")
     ctx.send_binary(b"\x00\r\n\x01")
@@ -235,7 +235,7 @@ def test_same_bytes_as_a_gripcontrol_backend() -> None:
     out.append(WebSocketEvent("CLOSE", theirs.out_close_code.to_bytes(2, "big")))
 
     ours = WebSocketContext.from_request(incoming, {"Connection-Id": "c"})
-    ours.accept()
+    ours.accept(keep_alive=None)
     ours.subscribe("a")
     ours.send("one")
     ours.send_binary(b"two")
@@ -274,7 +274,7 @@ def test_the_gateway_reads_our_response_as_intended() -> None:
     """The gateway's own response reader, when the gateway code is importable."""
     decisions = pytest.importorskip("chalicelib.grip.decisions")
     ctx = request(b"OPEN\r\n")
-    ctx.accept()
+    ctx.accept(keep_alive=None)
     ctx.subscribe("room")
     ctx.set_meta("user", "bob")
     ctx.keep_alive("ping", timeout=20)
@@ -343,3 +343,18 @@ def test_grip_sig_issuer_checked_when_asked() -> None:
     sig = token.sign({"iss": "someone", "exp": int(time.time()) + 60}, KEY)
     with pytest.raises(GripSigError, match="issuer"):
         WebSocketContext.from_request(b"OPEN\r\n", {"grip-sig": sig}, key=KEY, iss="slipway")
+
+
+def test_accept_keeps_the_connection_alive_by_default() -> None:
+    """API Gateway drops a connection after 10 minutes of quiet: by default the
+    gateway is told to send an empty message after 5 minutes without one."""
+    from chalicelib.grip import decisions as d
+
+    ctx = request(b"OPEN\r\n")
+    ctx.accept()
+    status, headers, body = ctx.response()
+    decided = d.read_response(status, headers, body, opening=True)
+    assert d.KeepAlive(b"", False, 300, "idle") in decided
+    plain = WebSocketContext.from_request(b"OPEN\r\n", {}, message_prefix=None)
+    plain.accept()  # no GRIP mode, no control messages: nothing to send
+    assert plain.response().body == b"OPEN\r\n"
