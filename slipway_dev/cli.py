@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     add("--ws-port", type=int, default=8000, help="WebSocket port, 0 for any (default 8000)")
     add("--http-port", type=int, default=8001, help="control API port, 0 for any (default 8001)")
+    add(
+        "--demo-port",
+        type=int,
+        default=8002,
+        help="demo chat page port, 0 for any (default 8002; with the demo backend only)",
+    )
     add("--key", default=DEV_KEY, help="the control API / Grip-Sig key (a dev default)")
     add("--aws-endpoint", help="use this AWS-compatible endpoint instead of an in-process moto")
     add("--app", default="app:app", help="the Chalice app, module:attribute (default app:app)")
@@ -90,6 +96,7 @@ def options(args: argparse.Namespace) -> Options:
         host=args.host,
         ws_port=args.ws_port,
         http_port=args.http_port,
+        demo_port=args.demo_port,
         target=args.target,
         key=args.key,
         aws_endpoint=args.aws_endpoint,
@@ -143,11 +150,14 @@ async def run(opts: Options) -> int:
     print(f"connections: {urls.connections}")
     print(f"aws: {urls.aws}")
     print(f"target: {urls.target}")
+    if urls.demo:
+        print(f"demo: {urls.demo}")
     print("ready", flush=True)
     if opts.target is None:
         log.info(
             "try it: python -m websockets %s in two terminals, then /join lobby", urls.websocket
         )
+        log.info("or open %s in two browser tabs", urls.demo)
     stopped = asyncio.ensure_future(stop.wait())
     died = asyncio.ensure_future(stack.child_exit())
     await asyncio.wait([stopped, died], return_when=asyncio.FIRST_COMPLETED)

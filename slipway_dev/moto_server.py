@@ -9,10 +9,11 @@ message sent at the same moment. So requests run one at a time; under the GIL
 that costs little. No request may wait inside moto, so SQS long polls are
 answered at once (the stack's own poller short-polls).
 
-Two more fixes, both to moto in this process only:
+Three more fixes, all to moto in this process only:
 - routing lists moto's package directory on every request (~150 stat calls
   under a global lock): the list is cached;
-- FIFO redelivery order (see fix_fifo_redelivery).
+- FIFO redelivery order (see fix_fifo_redelivery);
+- browsers' CORS preflights of presigned URLs (see _bare_preflight).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class _OneAtATime:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         _no_long_poll(environ)
+        _bare_preflight(environ)
         with self._lock:
             result = self._app(environ, start_response)
             try:
@@ -43,6 +45,18 @@ class _OneAtATime:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+
+
+def _bare_preflight(environ: dict[str, Any]) -> None:
+    """A browser's CORS preflight (OPTIONS with Access-Control-Request-Method) of a
+    presigned URL. S3 answers it from the bucket's CORS rules alone; moto 5 first
+    checks the URL's signed `content-type` against the request's Content-Type,
+    which a preflight never has, and answers 403: no page could PUT an upload.
+    Without the query string moto answers from the CORS rules, as S3 does."""
+    if environ.get("REQUEST_METHOD") == "OPTIONS" and environ.get(
+        "HTTP_ACCESS_CONTROL_REQUEST_METHOD"
+    ):
+        environ["QUERY_STRING"] = ""
 
 
 def _no_long_poll(environ: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from . import aws
 from .apigw import Limits, WebSocketGateway
 from .child import Child, python
 from .connections import AsyncConnectionsServer, Registry
+from .demo import DemoServer
 from .functions import load_app, project_dir, websocket_routes
 from .http import ChaliceHttpServer
 from .moto_server import MotoServer
@@ -42,6 +43,7 @@ class Options:
     host: str = "127.0.0.1"
     ws_port: int = 8000
     http_port: int = 8001
+    demo_port: int = 8002  # the demo page's server (with the demo backend only)
     target: str | None = None  # None: start the demo backend
     key: str = DEV_KEY
     aws_endpoint: str | None = None  # None: an in-process moto server
@@ -62,6 +64,7 @@ class Urls:
     connections: str
     aws: str
     target: str
+    demo: str | None = None  # the demo chat page, with the demo backend
 
 
 def _public(host: str) -> str:
@@ -97,6 +100,7 @@ class Stack:
         self.backend: Child | None = None
         self.worker: Child | None = None
         self.gateway: WebSocketGateway | None = None
+        self.demo: DemoServer | None = None
         self.urls: Urls | None = None
 
     async def start(self) -> Urls:
@@ -196,6 +200,9 @@ class Stack:
         await self.gateway.start()
         self.http.start()
 
+        if self.backend is not None:  # the page is a client of the demo backend
+            self.demo = DemoServer(opts.host, opts.demo_port, self.gateway.port).start()
+
         self.urls = Urls(
             websocket=f"ws://{host}:{self.gateway.port}/",
             control=control,
@@ -203,6 +210,7 @@ class Stack:
             connections=connections_url,
             aws=endpoint,
             target=target,
+            demo=self.demo.url(host) if self.demo is not None else None,
         )
         return self.urls
 
@@ -226,6 +234,8 @@ class Stack:
             steps.append(("HTTP server", self.http.stop))
         if self.connections is not None:
             steps.append(("@connections server", self.connections.stop))
+        if self.demo is not None:
+            steps.append(("demo page server", self.demo.stop))
         if self.backend is not None:
             steps.append(("demo backend", self.backend.stop))
         if self.moto is not None:
@@ -239,6 +249,7 @@ class Stack:
                 log.exception("stopping the %s failed", name)
         self.gateway = self.http = self.connections = None
         self.worker = self.backend = self.moto = None
+        self.demo = None
 
 
 def _check_settings() -> None:

@@ -119,7 +119,7 @@ class LocalStack(Process):
         cwd: Path = ROOT,
     ) -> None:
         argv = list(command or [sys.executable, "-m", "slipway_dev.cli"])
-        local = [*argv, "local", "--ws-port", "0", "--http-port", "0", *args]
+        local = [*argv, "local", "--ws-port", "0", "--http-port", "0", "--demo-port", "0", *args]
         super().__init__(local, env, cwd=cwd)
         try:
             printed = self.lines.until(lambda line: line == "ready", START_TIMEOUT)

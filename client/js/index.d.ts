@@ -1,0 +1,241 @@
+// Type declarations for slipway's browser client (hand-written; the code is index.js).
+
+export type State = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+export declare const State: {
+  readonly IDLE: "idle";
+  readonly CONNECTING: "connecting";
+  readonly OPEN: "open";
+  readonly RECONNECTING: "reconnecting";
+  readonly CLOSED: "closed";
+};
+
+/** Any value JSON can carry. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/** How to reconnect: attempt n (0-based) waits a random time in
+ * [0, min(maxDelay, initialDelay * factor^n)) ms: full jitter. */
+export interface BackoffOptions {
+  /** ms, the cap of the first attempt's delay. Default 500. */
+  initialDelay?: number;
+  /** ms, the largest cap. Default 30000. */
+  maxDelay?: number;
+  /** Growth of the cap per attempt. Default 2. */
+  factor?: number;
+  /** Attempts before the client gives up and closes. Default Infinity. */
+  maxAttempts?: number;
+}
+
+export declare const DEFAULT_BACKOFF: Readonly<Required<BackoffOptions>>;
+export declare function backoffDelay(
+  attempt: number,
+  options?: BackoffOptions,
+  random?: () => number,
+): number;
+
+/** What the resume extension point is handed (see ResumeHooks). */
+export interface ResumeContext {
+  /** False for the first connection. */
+  readonly reconnected: boolean;
+  /** Reconnections that succeeded so far. */
+  readonly reconnects: number;
+  /** Send one text frame on this connection as it is (no envelope). */
+  sendFrame(text: string): void;
+}
+
+/**
+ * The extension point for resume-after-reconnect. slipway has no resume protocol
+ * yet: these hooks let one be added later without changing the client's API. No
+ * frame format is defined here; leave `resume` unset.
+ */
+export interface ResumeHooks {
+  /** The URL to dial for each connection (the first included); default: unchanged. */
+  url?(url: string, info: { reconnects: number; attempt: number }): string;
+  /** Called when a connection opens, before "open" is dispatched and before queued
+   * messages are sent; the client waits for the promise it returns. */
+  opened?(context: ResumeContext): void | Promise<void>;
+  /** Called with an envelope frame of a type the client does not know (not 1-5);
+   * return true when it was handled, false to report it as an EnvelopeError. */
+  frame?(frame: unknown[], context: ResumeContext): boolean;
+}
+
+export interface SlipwayClientOptions {
+  /** Speak envelope frames (docs/envelope.md). Default true: `envelope=1` is added to
+   * the URL. False: raw mode, frames go and come as they are. */
+  envelope?: boolean;
+  /** Reconnection backoff, or false never to reconnect. */
+  reconnect?: BackoffOptions | false;
+  /** At most this many messages wait for the connection; send() rejects with
+   * QueueFullError beyond. Default 100. */
+  maxQueue?: number;
+  /** ms to wait for each connection's handshake. Default 10000. */
+  openTimeout?: number;
+  /** ms to wait for the gateway's upload URL. Default 30000. */
+  uploadTimeout?: number;
+  /** ms for each upload (PUT) or download (GET). Default 60000. */
+  httpTimeout?: number;
+  /** WebSocket subprotocols. */
+  protocols?: string | string[];
+  /** The resume-after-reconnect extension point: not used by slipway yet. */
+  resume?: ResumeHooks;
+  /** Stand-ins for tests; default the global WebSocket and fetch. */
+  WebSocket?: typeof WebSocket;
+  fetch?: typeof fetch;
+}
+
+export declare class SlipwayStateEvent extends Event {
+  readonly type: "statechange";
+  readonly state: State;
+  readonly previous: State;
+  /** While reconnecting: the attempt (1-based). */
+  readonly attempt: number;
+  /** While reconnecting: ms before the attempt is made. */
+  readonly delay: number;
+  /** The close code and reason that caused the change (0 and "" when none). */
+  readonly code: number;
+  readonly reason: string;
+}
+
+export declare class SlipwayMessageEvent<T = unknown> extends Event {
+  readonly type: "message";
+  /** Envelope mode: the JSON value. Raw mode: a string, or an ArrayBuffer. */
+  readonly data: T;
+}
+
+export declare class SlipwayErrorEvent extends Event {
+  readonly type: "error";
+  readonly error: SlipwayError | Error;
+  readonly message: string;
+}
+
+export declare class SlipwayOpenEvent extends Event {
+  readonly type: "open";
+  /** False for the first connection. */
+  readonly reconnected: boolean;
+}
+
+export declare class SlipwayCloseEvent extends Event {
+  readonly type: "close";
+  readonly code: number;
+  readonly reason: string;
+}
+
+export interface SlipwayClientEventMap {
+  statechange: SlipwayStateEvent;
+  message: SlipwayMessageEvent;
+  error: SlipwayErrorEvent;
+  open: SlipwayOpenEvent;
+  close: SlipwayCloseEvent;
+}
+
+export declare class SlipwayClient extends EventTarget {
+  constructor(url: string, options?: SlipwayClientOptions);
+  /** The URL dialled (with `envelope=1` in envelope mode). */
+  readonly url: string;
+  readonly envelope: boolean;
+  readonly state: State;
+  /** Reconnections that succeeded since connect(). */
+  readonly reconnects: number;
+  /** The reconnection attempt in progress (1-based), 0 when none. */
+  readonly attempt: number;
+  /** Messages waiting for the connection. */
+  readonly queued: number;
+  /** Close code and reason of the last connection that ended. */
+  closeCode: number;
+  closeReason: string;
+
+  /** Resolves when the first connection is open; rejects (SocketClosedError,
+   * code "connect_failed") if it cannot be opened: the first attempt is not retried. */
+  connect(): Promise<void>;
+  /** Envelope mode: any JSON value, of any size; resolves with the message id.
+   * Raw mode: a string or binary data; resolves with undefined. */
+  send(data: unknown): Promise<number | undefined>;
+  /** Close for good; queued messages are rejected. */
+  close(code?: number, reason?: string): Promise<void>;
+
+  addEventListener<K extends keyof SlipwayClientEventMap>(
+    type: K,
+    listener: (event: SlipwayClientEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  removeEventListener<K extends keyof SlipwayClientEventMap>(
+    type: K,
+    listener: (event: SlipwayClientEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+}
+
+/** A client whose first connection is open. */
+export declare function connect(url: string, options?: SlipwayClientOptions): Promise<SlipwayClient>;
+/** `url` with `envelope=1` in its query string. */
+export declare function withEnvelope(url: string): string;
+
+// -- errors ------------------------------------------------------------------------
+
+export declare class SlipwayError extends Error {
+  /** What went wrong: "queue_full", "closed", "connect_failed", "transfer_failed",
+   * "bad_frame", or for RemoteError the gateway's errorCode. */
+  readonly code: string;
+}
+/** The gateway answered [5, id, {success: false, errorCode, errorMessage}]. */
+export declare class RemoteError extends SlipwayError {
+  readonly id: number;
+  readonly remoteMessage: string;
+}
+/** An upload or download failed, or no upload URL came in time. */
+export declare class TransferError extends SlipwayError {
+  readonly code: "transfer_failed";
+  readonly id: number;
+  readonly method: string;
+  /** The HTTP status; 0 when there was no answer. */
+  readonly status: number;
+}
+/** A frame from the gateway this client cannot read. */
+export declare class EnvelopeError extends SlipwayError {
+  readonly code: "bad_frame";
+  readonly frame: unknown[] | undefined;
+}
+/** send() while maxQueue messages are already waiting. */
+export declare class QueueFullError extends SlipwayError {
+  readonly code: "queue_full";
+  readonly limit: number;
+}
+/** The client is closed, could not connect, or the connection dropped mid-send. */
+export declare class SocketClosedError extends SlipwayError {
+  readonly code: "closed" | "connect_failed";
+}
+
+// -- envelope frames (pure) ----------------------------------------------------------
+
+export declare namespace envelope {
+  const MESSAGE: 1;
+  const UPLOAD_REQUEST: 2;
+  const UPLOAD_TARGET: 3;
+  const DOWNLOAD: 4;
+  const FAILURE: 5;
+  const MAX_INLINE_BYTES: 32000;
+  type MessageFrame = { type: 1; id: number; data: unknown };
+  type UploadRequestFrame = { type: 2; id: number };
+  type UploadTargetFrame = { type: 3; id: number; url: string; method: string; headers: Record<string, string> };
+  type DownloadFrame = { type: 4; id: number; url: string; method: string; headers: Record<string, string> };
+  type FailureFrame = { type: 5; id: number; code: string; message: string };
+  type Frame = MessageFrame | UploadRequestFrame | UploadTargetFrame | DownloadFrame | FailureFrame;
+  function utf8Length(text: string): number;
+  function dataText(data: unknown): string;
+  function messageFrame(id: number, json: string): string;
+  function encodeMessage(id: number, data: unknown): string;
+  function encodeUploadRequest(id: number): string;
+  function encodeDownload(id: number, url: string): string;
+  function fitsInline(frameText: string): boolean;
+  function stripQuery(url: string): string;
+  function decode(text: string): Frame;
+}

@@ -1,0 +1,12 @@
+// slipway's browser client: import { SlipwayClient } from "./client/js/index.js".
+export { SlipwayClient, State, SlipwayStateEvent, SlipwayMessageEvent, SlipwayErrorEvent, SlipwayOpenEvent, SlipwayCloseEvent, connect, withEnvelope } from "./client.js";
+export { DEFAULT_BACKOFF, backoffDelay } from "./backoff.js";
+export {
+  SlipwayError,
+  RemoteError,
+  TransferError,
+  EnvelopeError,
+  QueueFullError,
+  SocketClosedError,
+} from "./errors.js";
+export * as envelope from "./envelope.js";
