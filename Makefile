@@ -9,9 +9,13 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.txt client/pyproject.toml
+	@echo "make install: creating $(VENV) and installing slipway's dependencies (boto3, chalice, moto,"
+	@echo "  websockets, pytest, ruff, mypy...): about 1-3 minutes the first time, quiet while pip works."
+	@echo "  Later runs do nothing until pyproject.toml or requirements.txt change."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[dev]' -e './client[test]'
 	touch $(STAMP)
+	@echo "make install: done. Next: make local (or .venv/bin/chalice local), see README.md"
 
 # Lint first: CI runs `make test` (.ci/run), so it checks both.
 test: install lint

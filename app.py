@@ -66,3 +66,26 @@ def close_connection(connection_id):
 @app.route("/connections/{connection_id}", methods=["GET"])
 def inspect_connection(connection_id):
     return control.inspect(app.current_request.headers, unquote(connection_id))
+
+
+@app.route("/", methods=["GET"])
+def index():
+    return control.index(app.routes)
+
+
+@app.middleware("http")
+def json_errors(event, get_response):
+    """Chalice's own answers (405, 415, ...) in the control API's `{"error": ...}` shape."""
+    return control.json_errors(get_response(event))
+
+
+# -- local development: `chalice local` runs the whole local stack ---------------
+# The Chalice CLI sets AWS_CHALICE_CLI_MODE; Lambda never does, and slipway_dev is
+# not in the deployment package. attach() acts only inside `chalice local`.
+if os.environ.get("AWS_CHALICE_CLI_MODE") == "true":
+    try:
+        from slipway_dev.chalice_local import attach
+    except ImportError:
+        pass
+    else:
+        attach(app)

@@ -47,11 +47,15 @@ def guarded(headers: Mapping[str, str], action: Handler) -> Response:
 def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
     def run(svc: services.Services) -> Response:
         # marshmallow's import is paid only by the control routes, never by the ws handlers.
-        from .grip.publish import parse_publish
+        from .grip.publish import parse_items, skipped_warning
 
-        items = parse_publish(body)
+        items, skipped = parse_items(body)
         svc.queue.send_all([fanout.queued(svc, item.to_job()) for item in items])
         result: dict[str, Any] = {"message": "Published"}
+        warnings = []
+        if skipped:
+            result["skipped"] = list(skipped)
+            warnings.append(skipped_warning(skipped))
         oversize = [
             k
             for k, item in enumerate(items)
@@ -61,10 +65,12 @@ def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
         if oversize:
             # Raw connections cannot take them: the worker skips those and logs the count.
             result["too_large_for_raw"] = oversize
-            result["warning"] = (
+            warnings.append(
                 f"items {oversize} are over API Gateway's {MAX_POST} bytes: only "
                 "connections in envelope mode (?envelope=1) receive them"
             )
+        if warnings:
+            result["warning"] = " ".join(warnings)
         return _json(200, result)
 
     return guarded(headers, run)
@@ -140,3 +146,32 @@ def inspect(headers: Mapping[str, str], cid: str) -> Response:
         )
 
     return _on_connection(headers, cid, act)
+
+
+# -- the API's own answers ------------------------------------------------------
+
+
+def index(routes: Mapping[str, Mapping[str, Any]]) -> Response:
+    """`GET /`: the routes, so a lost caller finds its way; no key needed."""
+    listed = sorted(
+        f"{method} {path}" for path, methods in routes.items() for method in methods if path != "/"
+    )
+    return _json(
+        200,
+        {
+            "service": "slipway control API",
+            "routes": listed,
+            "auth": "Authorization: Bearer <key or JWT signed with it>",
+            "docs": "docs/control-api.md",
+        },
+    )
+
+
+def json_errors(response: Response) -> Response:
+    """Chalice's own error bodies (`{"Code": ..., "Message": ...}`: 405, 415, 400
+    and 500) as `{"error": ...}`, like every other answer of the control API."""
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        response.body = {"error": body["Message"]}
+        response.headers = {**(response.headers or {}), "Content-Type": "application/json"}
+    return response

@@ -21,6 +21,7 @@ from .grip.model import Connection
 from .grip.payload import Payload
 
 log = logging.getLogger("slipway.handlers")
+_TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 
 
 # -- $connect ---------------------------------------------------------------
@@ -31,7 +32,7 @@ def connect(event: dict[str, Any]) -> Response | dict[str, Any]:
         return _connect(event)
     except Exception:
         log.exception("connect failed")
-        return Response(body="Internal error in the gateway", status_code=500)
+        return Response(body="Internal error in the gateway", status_code=500, headers=_TEXT)
 
 
 def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
@@ -53,11 +54,21 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
         reply = svc.backend.call(conn, [codec.Event("OPEN")])
     except BackendUnreachable as exc:
         log.error("rejecting %s: backend unreachable: %s", conn.id, exc)
-        return Response(body="Bad Gateway: backend unreachable", status_code=502)
+        return Response(body="Bad Gateway: backend unreachable", status_code=502, headers=_TEXT)
     decided = d.read_response(reply.status, reply.headers, reply.body, opening=True)
     first, rest = decided[0], decided[1:]
     if isinstance(first, d.Reject):
-        log.info("backend rejected %s with %d", conn.id, first.status)
+        if first.problem is not None:
+            log.warning(
+                "rejecting %s with %d: %s (is TARGET_URL %s the backend's "
+                "WebSocket-over-HTTP endpoint?)",
+                conn.id,
+                first.status,
+                first.problem,
+                svc.settings.target_url,
+            )
+        else:
+            log.info("backend rejected %s with %d", conn.id, first.status)
         body = first.body.decode("utf-8", errors="replace")
         return Response(body=body, status_code=first.status, headers=first.headers)
     assert isinstance(first, d.Accept)
@@ -76,6 +87,12 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
         else:
             later.append(decision)
     svc.store.put_connection(conn)
+    log.info(
+        "connect %s from %s, query %r",
+        conn.id,
+        ctx.get("identity", {}).get("sourceIp"),
+        conn.query,
+    )
 
     deferred: list[Payload] = []
     close = False
@@ -195,10 +212,12 @@ def _apply_state(svc: services.Services, conn: Connection, decision: d.Decision)
     if isinstance(decision, d.Subscribe):
         try:
             store.subscribe(conn.id, decision.channel, conn.endpoint, conn.envelope)
+            log.info("subscribe %s to %r", conn.id, decision.channel)
         except TooManyChannels as exc:
             log.warning("subscribe %r refused: %s", decision.channel, exc)
     elif isinstance(decision, d.Unsubscribe):
         store.unsubscribe(conn.id, decision.channel)
+        log.info("unsubscribe %s from %r", conn.id, decision.channel)
     elif isinstance(decision, d.SetMeta):
         store.set_meta(conn.id, decision.name, decision.value)
     elif isinstance(decision, d.Detach):
@@ -249,6 +268,12 @@ def _disconnect(event: dict[str, Any]) -> None:
     svc = services.current()
     ctx = event["requestContext"]
     cid = ctx["connectionId"]
+    log.info(
+        "disconnect %s, code %s %r",
+        cid,
+        ctx.get("disconnectStatusCode"),
+        ctx.get("disconnectReason") or "",
+    )
     conn = svc.store.remove_connection(cid)
     if conn is None or conn.detached:
         return

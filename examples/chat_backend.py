@@ -9,13 +9,15 @@ library, so it runs unchanged behind slipway, Pushpin or Fastly Fanout.
     /join <room>    leave the current room (if any) and enter <room>
     /name <name>    change your name
     /leave          leave the room
-    /who            your name and room
+    /who            who is in your room
     anything else   said to everyone in your room
 
-The backend keeps no state of its own: a connection's name and room live in
-GRIP meta (Set-Meta-* headers, echoed back as Meta-* on later requests), room
-membership in the gateway's channel subscriptions, and what is said is
-published to the room's channel through the GRIP control API.
+A connection's name and room live in GRIP meta (Set-Meta-* headers, echoed back
+as Meta-* on later requests), room membership in the gateway's channel
+subscriptions, and what is said is published to the room's channel through the
+GRIP control API. The one state of its own is the roster /who reads (a GRIP
+gateway does not list a channel's subscribers): in memory, so a restarted
+backend has forgotten who was in each room.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,6 +51,23 @@ class Chat:
         config = parse_grip_uri(grip_url)
         self.key = key if key is not None else config.get("key")
         self.pub = GripPubControl(config)
+        self.rooms: dict[str, dict[str, str]] = {}  # room -> connection id -> name
+        self.lock = threading.Lock()
+
+    def enter(self, room: str, cid: str | None, name: str) -> None:
+        with self.lock:
+            self.rooms.setdefault(room, {})[cid or "?"] = name
+
+    def leave(self, room: str | None, cid: str | None) -> None:
+        with self.lock:
+            if room and room in self.rooms:
+                self.rooms[room].pop(cid or "?", None)
+                if not self.rooms[room]:
+                    del self.rooms[room]
+
+    def who(self, room: str) -> list[str]:
+        with self.lock:
+            return sorted(self.rooms.get(room, {}).values())
 
     # -- one request: a batch of WebSocket events of one connection ----------
 
@@ -73,7 +93,8 @@ class Chat:
             ctx.send_control(
                 websocket_control_message("keep-alive", {"content": "", "timeout": 300})
             )
-            ctx.send(f"welcome, {name}! {HELP}")
+            # The id the control API takes: POST /connections/<id>/message reaches this client.
+            ctx.send(f"welcome, {name}! your connection id is {ctx.id}. {HELP}")
         while ctx.can_recv():
             try:
                 message = ctx.recv()
@@ -112,25 +133,32 @@ class Chat:
                 return
             if room:
                 ctx.unsubscribe(room)
+                self.leave(room, ctx.id)
                 self.say(ctx, room, f"* {user} left #{room}")
             # Announce before subscribing: the joiner gets their own line instead.
             self.say(ctx, rest, f"* {user} joined #{rest}")
             ctx.subscribe(rest)
+            self.enter(rest, ctx.id, user)
             ctx.meta["room"] = rest
             ctx.send(f"you joined #{rest}")
         elif word == "/name" and rest:
             ctx.meta["user"] = rest
             if room:
+                self.enter(room, ctx.id, rest)
                 self.say(ctx, room, f"* {user} is now {rest}")
             else:
                 ctx.send(f"you are now {rest}")
         elif word == "/leave" and room:
             ctx.unsubscribe(room)
+            self.leave(room, ctx.id)
             del ctx.meta["room"]
             self.say(ctx, room, f"* {user} left #{room}")
             ctx.send(f"you left #{room}")
         elif word == "/who":
-            ctx.send(f"you are {user}" + (f" in #{room}" if room else ", in no room"))
+            if room:
+                ctx.send(f"in #{room}: {', '.join(self.who(room))} (you are {user})")
+            else:
+                ctx.send(f"you are {user}, in no room: /join <room> first")
         elif word.startswith("/") or not text:
             ctx.send(HELP)
         elif room:
@@ -141,6 +169,7 @@ class Chat:
     def left(self, ctx: WebSocketContext, how: str) -> None:
         room = ctx.meta.get("room")
         if room:
+            self.leave(room, ctx.id)
             self.say(ctx, room, f"* {ctx.meta.get('user', 'someone')} {how}")
 
     def say(self, ctx: WebSocketContext, room: str, text: str) -> None:

@@ -30,7 +30,8 @@ log = logging.getLogger("slipway_dev.cli")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slipway")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="{bootstrap,local}")
     commands.add_parser(
         "bootstrap", add_help=False, help="create the AWS resources for chalice deploy"
     )
@@ -83,7 +84,38 @@ def _parser() -> argparse.ArgumentParser:
     add("--max-lifetime", type=float, default=7200.0, help="seconds (default 7200, as AWS)")
     add("--pollers", type=int, default=3, help="SQS batches run at once (default 3)")
     add("--log-level", default="INFO", help="DEBUG, INFO, WARNING... (default INFO)")
+    # `chalice local` (slipway_dev/chalice_local.py): Chalice serves the control routes.
+    add("--control-url", help=argparse.SUPPRESS)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("slipway-dev")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def check_port(host: str, port: int, flag: str) -> None:
+    """Fail, naming the flag that picks another port, if `port` is taken: before
+    anything (AWS resources, children) is started."""
+    if port == 0:
+        return
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the servers bind: a port in TIME_WAIT is free to them.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SystemExit(
+                f"port {port} on {host} is in use ({exc.strerror}): pick another with "
+                f"{flag} PORT (0 for any free port)"
+            ) from None
 
 
 def _dead_letter_name(queue: str) -> str:
@@ -114,6 +146,7 @@ def options(args: argparse.Namespace) -> Options:
         app=args.app,
         project_dir=args.project_dir,
         pollers=args.pollers,
+        control_url=args.control_url,
     )
 
 
@@ -147,13 +180,14 @@ async def run(opts: Options) -> int:
     print(f"websocket: {urls.websocket}")
     print(f"control: {urls.control}")
     print(f"grip: {urls.grip}")
+    print(f"key: {opts.key}")
     print(f"connections: {urls.connections}")
     print(f"aws: {urls.aws}")
     print(f"target: {urls.target}")
     if urls.demo:
         print(f"demo: {urls.demo}")
     print("ready", flush=True)
-    if opts.target is None:
+    if opts.target is None and not opts.control_url:  # chalice local says it itself
         log.info(
             "try it: python -m websockets %s in two terminals, then /join lobby", urls.websocket
         )
@@ -178,8 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import bootstrap
 
         return bootstrap.main(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # a bare `slipway`: what it can do
+        parser.print_help()
+        return 0
     logs.configure(args.log_level)
+    try:
+        check_port(args.host, args.ws_port, "--ws-port")
+        if not args.control_url:
+            check_port(args.host, args.http_port, "--http-port")
+    except SystemExit as exc:
+        log.error("%s", exc.code)
+        return 2
     try:
         return asyncio.run(run(options(args)))
     except Exception as exc:

@@ -59,9 +59,12 @@ def _logs_to_stderr(app: Chalice) -> None:
     """Chalice logs the app (and every `<app_name>.*` logger under it) to stdout at
     ERROR, for CloudWatch. Here stdout carries the URLs, so the app logs to stderr,
     at the level of the stack's own log."""
+    ours = next((h.formatter for h in logging.getLogger().handlers if h.formatter), None)
     for handler in app.log.handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
             handler.setStream(sys.stderr)
+        if ours is not None:  # one format, with timestamps, in every process
+            handler.setFormatter(ours)
     if not app.debug:
         app.log.setLevel(logging.getLogger().getEffectiveLevel())
 

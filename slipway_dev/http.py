@@ -4,11 +4,136 @@ as `chalice local`, run on a thread of the stack."""
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+import socket
 import threading
 
 from chalice.app import Chalice
 from chalice.config import Config
-from chalice.local import LocalDevServer, create_local_server
+from chalice.local import (
+    ChaliceRequestHandler,
+    ForbiddenError,
+    LocalDevServer,
+    LocalGatewayException,
+    create_local_server,
+)
+
+log = logging.getLogger("slipway_dev.http")
+
+
+class GatewayRequestHandler(ChaliceRequestHandler):
+    """Chalice's local request handler, plus:
+
+    - an unknown route is 404 `{"error": ...}` (Chalice answers API Gateway's 403
+      "Missing Authentication Token"), like every other control API error;
+    - a WebSocket upgrade goes, byte for byte, to the WebSocket emulator on
+      `websocket_port` (`chalice local`: one port for both), or is refused with a
+      400 that says where WebSocket clients connect (`slipway local`);
+    - the access log goes through `logging`, in the stack's format.
+    """
+
+    websocket_port: int | None = None
+    websocket_url: str | None = None
+
+    def _send_error_response(self, error: LocalGatewayException) -> None:
+        if isinstance(error, ForbiddenError):  # no such route (or method on it)
+            error = _NoRoute(self.command, self.path)
+        super()._send_error_response(error)
+
+    def do_GET(self) -> None:  # noqa: N802 (BaseHTTPRequestHandler's naming)
+        if self.headers.get("Upgrade", "").lower() != "websocket":
+            self._generic_handle()
+        elif self.websocket_port is not None:
+            self._splice(self.websocket_port)
+        else:
+            where = self.websocket_url or "the `websocket:` URL the stack printed"
+            body = json.dumps({"error": f"this is the control API: connect to {where}"})
+            self._send_http_response(400, {"Content-Type": "application/json"}, body)
+
+    def _splice(self, port: int) -> None:
+        """Hand the connection to the emulator: replay the request head, then copy
+        both ways until either side closes."""
+        self.close_connection = True
+        try:
+            upstream = socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError as exc:
+            log.error("WebSocket emulator unreachable on port %d: %s", port, exc)
+            self._send_http_response(502, {"Content-Type": "application/json"}, "{}")
+            return
+        upstream.settimeout(None)
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() != "x-forwarded-for"]
+        forwarded = [v for k, v in self.headers.items() if k.lower() == "x-forwarded-for"]
+        # The emulator would see 127.0.0.1: it takes the client's address from here.
+        headers.append(("X-Forwarded-For", ", ".join([*forwarded, self.client_address[0]])))
+        head = self.raw_requestline + b"".join(
+            f"{k}: {v}\r\n".encode("latin-1") for k, v in headers
+        )
+        upstream.sendall(head + b"\r\n")
+        client = self.connection  # a client sends no frame before the 101: nothing buffered
+
+        def copy(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for sock in (src, dst):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        back = threading.Thread(target=copy, args=(upstream, client), daemon=True)
+        back.start()
+        copy(client, upstream)
+        back.join()
+        upstream.close()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        log.info("%s %s", self.client_address[0], format % args)
+
+
+class _NoRoute(LocalGatewayException):
+    CODE = 404
+
+    def __init__(self, method: str, path: str) -> None:
+        body = {"error": f"no route {method} {path.split('?')[0]}: GET / lists the routes"}
+        super().__init__({"Content-Type": "application/json"}, json.dumps(body).encode())
+
+
+def gateway_server(
+    app: Chalice,
+    config: Config,
+    host: str,
+    port: int,
+    websocket_port: int | None = None,
+    websocket_url: str | None = None,
+) -> LocalDevServer:
+    """Chalice's local server, as `create_local_server` makes it (bound at once),
+    answering with GatewayRequestHandler."""
+    dev = create_local_server(app, config, host, port)
+    use_handler(dev, config, websocket_port, websocket_url)
+    return dev
+
+
+def use_handler(
+    dev: LocalDevServer,
+    config: Config,
+    websocket_port: int | None = None,
+    websocket_url: str | None = None,
+) -> None:
+    """Have `dev` answer with GatewayRequestHandler from its next request on."""
+    handler = type(
+        "Handler",
+        (GatewayRequestHandler,),
+        {"websocket_port": websocket_port, "websocket_url": websocket_url},
+    )
+    dev.server.RequestHandlerClass = functools.partial(  # type: ignore[assignment]
+        handler, app_object=dev.app_object, config=config
+    )
 
 
 class ChaliceHttpServer:
@@ -29,7 +154,7 @@ class ChaliceHttpServer:
         )
         # An app with no routes answers every request 403 "Missing Authentication
         # Token", as API Gateway does for an unknown path.
-        self._dev: LocalDevServer = create_local_server(app, config, host, port)
+        self._dev: LocalDevServer = gateway_server(app, config, host, port)
         self._dev.server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -54,6 +54,8 @@ class Options:
     app: str = "app:app"
     project_dir: Path | None = None  # None: functions.project_dir()
     pollers: int = 3
+    # Set: another server (`chalice local`) serves the control routes there; none started.
+    control_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,11 @@ class Stack:
         log.info("the app: %s in %s", opts.app, project)
         app = load_app(opts.app, project)
 
-        self.http = ChaliceHttpServer(app, opts.host, opts.http_port, opts.stage)
-        control = self.http.url(host)
+        if opts.control_url:
+            control = opts.control_url.rstrip("/")
+        else:
+            self.http = ChaliceHttpServer(app, opts.host, opts.http_port, opts.stage)
+            control = self.http.url(host)
         grip = f"{control}/?key={quote(opts.key, safe='')}"
 
         target = opts.target
@@ -198,7 +203,8 @@ class Stack:
             limits=limits,
         )
         await self.gateway.start()
-        self.http.start()
+        if self.http is not None:
+            self.http.start()
 
         if self.backend is not None:  # the page is a client of the demo backend
             self.demo = DemoServer(opts.host, opts.demo_port, self.gateway.port).start()

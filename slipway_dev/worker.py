@@ -56,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         schedules.stop()
         return 0
     function, source = found
-    if args.visibility_timeout < function.timeout:
+    # Only for a value the user chose: the local stack's default is short on purpose.
+    if args.visibility_timeout < function.timeout and args.visibility_timeout != float(
+        aws.Names().visibility_timeout
+    ):
         log.info(
             "note: visibility timeout %gs < function timeout %gs: AWS refuses such an event "
             "source mapping, and here a batch that runs longer is received again while it runs",

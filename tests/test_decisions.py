@@ -185,9 +185,10 @@ def test_open_200_with_the_wrong_content_type_is_a_502(headers: dict[str, str]) 
     (reject,) = read_response(200, headers, b"OPEN\r\n", opening=True)
     assert isinstance(reject, Reject)
     assert reject.status == 502
-    assert reject.headers == {}
-    assert reject.body.startswith(b"Bad Gateway: ")
-    assert b"Content-Type" in reject.body
+    # The gateway's own answer: plain text, saying what was wrong (also for the log).
+    assert reject.headers == {"content-type": "text/plain; charset=utf-8"}
+    assert reject.body == b"Bad Gateway: " + (reject.problem or "").encode()
+    assert "Content-Type" in (reject.problem or "")
 
 
 @pytest.mark.parametrize("raw", [b"OPEN", b"OPEN\r\nTEXT zz\r\nx\r\n", b"OPEN\r\nTEXT 9\r\nhi\r\n"])

@@ -62,6 +62,14 @@ class Reject:
     status: int
     headers: Headers
     body: bytes
+    # Set when the gateway refuses because the backend's answer is unusable: what is wrong.
+    problem: str | None = None
+
+
+def _unusable(problem: str) -> Reject:
+    """The gateway's own 502: plain text that says what was wrong with the answer."""
+    body = f"Bad Gateway: {problem}".encode()
+    return Reject(502, {"content-type": "text/plain; charset=utf-8"}, body, problem)
 
 
 @dataclass(frozen=True)
@@ -209,14 +217,12 @@ def read_response(
         # A 2xx from $connect would accept the socket: only a non-2xx status can reject.
         if not 200 <= status < 300:
             return [Reject(status, _passed(pairs, lambda k: k not in _REJECT_DROP), body)]
-        return [Reject(502, {}, b"Bad Gateway: " + problem.encode())]
+        return [_unusable(problem)]
 
     decisions: list[Decision] = []
     if opening:
         if not events or events[0].type != "OPEN":
-            return [
-                Reject(502, {}, b"Bad Gateway: backend response to OPEN does not begin with OPEN")
-            ]
+            return [_unusable("backend response to OPEN does not begin with OPEN")]
         events = events[1:]
         grip_prefix = grip_prefix_of(hdrs.get("sec-websocket-extensions"))
         decisions.append(Accept(_passed(pairs, _HANDSHAKE_HEADERS.__contains__), grip_prefix))

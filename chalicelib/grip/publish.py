@@ -90,6 +90,10 @@ class CloseSchema(Schema):
     reason = fields.String(load_default="", validate=validate.Length(max=MAX_CLOSE_REASON))
 
 
+_FORMAT_NAMES = "\0formats"  # a key no JSON item has: set by _unwrap_formats only
+_ITEM_FIELDS = {"channel", "id", "prev-id", _FORMAT_NAMES}
+
+
 class ItemSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # other formats (http-response, http-stream) are not ours
@@ -98,6 +102,9 @@ class ItemSchema(Schema):
     id = fields.String()
     prev_id = fields.String(data_key="prev-id")
     ws_message = fields.Nested(WsMessageSchema, data_key="ws-message")
+    # The names of the item's formats (every key but channel, id, prev-id): for the
+    # warning about an item without ws-message (a typo such as ws_message).
+    format_names = fields.List(fields.String(), data_key=_FORMAT_NAMES, load_default=list)
 
     @pre_load
     def _unwrap_formats(self, data: Any, **kwargs: Any) -> Any:
@@ -105,6 +112,9 @@ class ItemSchema(Schema):
         if isinstance(data, dict) and isinstance(data.get("formats"), dict):
             data = {**data, **data["formats"]}
             data.pop("formats")
+        if isinstance(data, dict):
+            names = sorted(k for k in data if k not in _ITEM_FIELDS)
+            data = {**data, _FORMAT_NAMES: names}
         return data
 
 
@@ -147,14 +157,33 @@ def parse_publish(body: bytes | str | None) -> list[PublishItem]:
     Items without a ws-message format are skipped: a WebSocket gateway has
     nothing to do with them (Pushpin likewise ignores formats it doesn't serve).
     """
+    return parse_items(body)[0]
+
+
+def parse_items(body: bytes | str | None) -> tuple[list[PublishItem], dict[int, list[str]]]:
+    """parse_publish's items, and the items it skipped: index -> their formats' names."""
     data = load_json(body, PublishSchema())
     items = []
-    for raw in data["items"]:
+    skipped: dict[int, list[str]] = {}
+    for index, raw in enumerate(data["items"]):
         msg = raw.get("ws_message")
         if msg is None:
+            skipped[index] = raw["format_names"]
             continue
         items.append(_item(raw["channel"], msg, raw.get("id"), raw.get("prev_id")))
-    return items
+    return items, skipped
+
+
+def skipped_warning(skipped: dict[int, list[str]]) -> str:
+    """What to tell a publisher whose items had no ws-message format."""
+    parts = [
+        f"item {index} ({', '.join(names) if names else 'no format at all'})"
+        for index, names in skipped.items()
+    ]
+    return (
+        f"not published, no ws-message format: {'; '.join(parts)}. slipway serves only "
+        "ws-message and ignores other formats (is one a typo for ws-message?)"
+    )
 
 
 def _item(channel: str, msg: dict[str, Any], id_: str | None, prev: str | None) -> PublishItem:

@@ -1,0 +1,94 @@
+"""The errors and messages a new user meets first, each checked by its text
+(the end-to-end ones through `chalice local` are in tests/e2e/test_chalice_local.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from chalicelib.grip.decisions import Reject, read_response
+from chalicelib.grip.publish import parse_items, skipped_warning
+from slipway_dev import chalice_local, cli
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("slipway 0.")
+
+
+def test_a_bare_slipway_prints_its_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert "bootstrap" in out and "local" in out and "create the AWS resources" in out
+
+
+def test_a_busy_port_names_its_flag() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as refused:
+            cli.check_port("127.0.0.1", port, "--ws-port")
+    assert str(refused.value.code).startswith(f"port {port} on 127.0.0.1 is in use")
+    assert str(refused.value.code).endswith(
+        "pick another with --ws-port PORT (0 for any free port)"
+    )
+
+
+def test_slipway_local_refuses_a_busy_port_before_starting_anything(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["local", "--ws-port", "0", "--http-port", str(port)]) == 2
+    assert "pick another with --http-port PORT" in caplog.text
+    assert "created" not in caplog.text
+
+
+def test_a_publish_without_ws_message_says_which_formats_it_ignored() -> None:
+    body = {
+        "items": [
+            {"channel": "a", "formats": {"ws_message": {"content": "typo"}}},
+            {"channel": "b", "formats": {"ws-message": {"content": "ok"}}},
+            {"channel": "c", "http-stream": {"content": "other"}},
+        ]
+    }
+    items, skipped = parse_items(json.dumps(body))
+    assert [item.channel for item in items] == ["b"]
+    assert skipped == {0: ["ws_message"], 2: ["http-stream"]}
+    assert skipped_warning(skipped) == (
+        "not published, no ws-message format: item 0 (ws_message); item 2 (http-stream). "
+        "slipway serves only ws-message and ignores other formats (is one a typo for ws-message?)"
+    )
+
+
+def test_a_non_grip_200_to_open_is_a_plain_text_502_saying_what_was_wrong() -> None:
+    (reject,) = read_response(200, {"Content-Type": "text/html"}, b"<html>", opening=True)
+    assert isinstance(reject, Reject)
+    problem = "backend answered Content-Type 'text/html', not application/websocket-events"
+    assert reject.problem == problem
+    assert (reject.status, reject.body) == (502, f"Bad Gateway: {problem}".encode())
+    assert reject.headers == {"content-type": "text/plain; charset=utf-8"}
+    # The backend's own refusal is passed on as it is, with no problem of ours.
+    (theirs,) = read_response(403, {"Content-Type": "text/html"}, b"no", opening=True)
+    assert isinstance(theirs, Reject) and theirs.problem is None
+
+
+@pytest.mark.parametrize(
+    "url, placeholder",
+    [
+        ("https://backend.example.com/ws", True),
+        ("http://example.org/", True),
+        ("http://x.invalid/", True),
+        ("http://127.0.0.1:9100/", False),
+        ("https://notexample.com/", False),
+    ],
+)
+def test_the_stage_placeholder_target_means_the_demo_backend(url: str, placeholder: bool) -> None:
+    assert chalice_local._placeholder(url) is placeholder
