@@ -152,8 +152,8 @@ class ChaliceHttpServer:
                 "lambda_memory_size": 128,
             },
         )
-        # An app with no routes answers every request 403 "Missing Authentication
-        # Token", as API Gateway does for an unknown path.
+        # An unknown path is 404 {"error": ...} (GatewayRequestHandler), where API
+        # Gateway answers 403 "Missing Authentication Token".
         self._dev: LocalDevServer = gateway_server(app, config, host, port)
         self._dev.server.daemon_threads = True
         self._thread: threading.Thread | None = None

@@ -111,8 +111,9 @@ def test_an_app_without_routes_against_an_existing_endpoint(external_aws: str) -
     try:
         assert stack.urls["aws"] == external_aws
         reply = requests.get(f"{stack.control}/anything", timeout=TIMEOUT)
-        assert reply.status_code == 403
-        assert reply.json() == {"message": "Missing Authentication Token"}
+        # API Gateway's 403 "Missing Authentication Token", in the control API's shape.
+        assert reply.status_code == 404
+        assert reply.json() == {"error": "no route GET /anything: GET / lists the routes"}
         # No $connect route: API Gateway accepts; no $default: messages go nowhere.
         with connect(stack.websocket, open_timeout=TIMEOUT) as ws:
             ws.send("into the void")
