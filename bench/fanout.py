@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,6 +47,7 @@ def _serve_connections(latency: float, port_out, counts_in, counts_out) -> None:
 
     calls = {"POST": 0, "GET": 0, "DELETE": 0}
     window = [0.0, 0.0]  # first call received, last answer sent
+    posts: list[tuple[str, float]] = []  # (connection id, when it arrived)
     lock = threading.Lock()
 
     class Handler(socketserver.BaseRequestHandler):
@@ -71,10 +73,12 @@ def _serve_connections(latency: float, port_out, counts_in, counts_out) -> None:
                         return
                     buffer += chunk
                 buffer = buffer[length:]
-                method = head.split(b" ", 1)[0].decode()
+                method, path = head.split(b" ", 2)[:2]
                 with lock:
-                    calls[method] = calls.get(method, 0) + 1
+                    calls[method.decode()] = calls.get(method.decode(), 0) + 1
                     window[0] = window[0] or arrived
+                    if method == b"POST":
+                        posts.append((unquote(path.decode().rsplit("/", 1)[-1]), arrived))
                 time.sleep(max(0.0, arrived + latency - time.time()))
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 with lock:
@@ -88,8 +92,12 @@ def _serve_connections(latency: float, port_out, counts_in, counts_out) -> None:
     server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port_out.send(f"http://127.0.0.1:{server.server_address[1]}")
-    while counts_in.recv() != "stop":
+    while (asked := counts_in.recv()) != "stop":
         with lock:
+            if asked == "arrivals":
+                counts_out.send(list(posts))
+                posts.clear()
+                continue
             counts_out.send((calls.get("POST", 0), dict(calls), window[1] - window[0]))
             calls.clear()
             window[:] = [0.0, 0.0]
@@ -112,6 +120,11 @@ class Connections:
         """(deliveries, calls by method, seconds from the first call to the last
         answer) since the last call."""
         self._ask_w.send("count")
+        return self._ans_r.recv()
+
+    def arrivals(self) -> list[tuple[str, float]]:
+        """(connection id, epoch seconds) of every POST since the last call."""
+        self._ask_w.send("arrivals")
         return self._ans_r.recv()
 
     def stop(self) -> None:

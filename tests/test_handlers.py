@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import pytest
 from gripcontrol import validate_sig
@@ -172,8 +173,12 @@ def test_detached_connection_is_no_longer_forwarded(gateway: Gateway, backend_lo
 
 def test_keep_alive_settings_are_stored(gateway: Gateway) -> None:
     cid, _, _ = gateway.connect()
+    before = time.time()
     gateway.send(cid, "keepalive ping")
-    assert gateway.stored(cid).keep_alive == {"content": "ping", "timeout": 30, "mode": "idle"}
+    stored = gateway.stored(cid).keep_alive
+    since = stored.pop("since")
+    assert stored == {"content": "ping", "timeout": 30, "mode": "idle"}
+    assert before <= since <= time.time() + 1  # its timer starts now
 
 
 @pytest.mark.parametrize("command", ["status 500", "malformed", "wrongtype"])
