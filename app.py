@@ -68,6 +68,41 @@ def inspect_connection(connection_id):
     return control.inspect(app.current_request.headers, unquote(connection_id))
 
 
+@app.route("/channels/{channel}", methods=["GET"])
+def channel_info(channel):
+    return control.channel(app.current_request.headers, unquote(channel))
+
+
+@app.route("/channels/{channel}/connections", methods=["GET"])
+def channel_connections(channel):
+    request = app.current_request
+    return control.channel_connections(request.headers, unquote(channel), request.query_params)
+
+
+@app.route("/connections", methods=["GET"])
+def list_connections():
+    request = app.current_request
+    return control.all_connections(request.headers, request.query_params)
+
+
+@app.route("/connections/{connection_id}/channels/{channel}", methods=["PUT"])
+def subscribe_connection(connection_id, channel):
+    request = app.current_request
+    return control.subscribe(request.headers, unquote(connection_id), unquote(channel))
+
+
+@app.route("/connections/{connection_id}/channels/{channel}", methods=["DELETE"])
+def unsubscribe_connection(connection_id, channel):
+    request = app.current_request
+    return control.unsubscribe(request.headers, unquote(connection_id), unquote(channel))
+
+
+@app.route("/connections/{connection_id}/meta", methods=["PATCH"])
+def set_connection_meta(connection_id):
+    request = app.current_request
+    return control.set_meta(request.headers, unquote(connection_id), request.raw_body)
+
+
 @app.route("/", methods=["GET"])
 def index():
     return control.index(app.routes)

@@ -148,6 +148,111 @@ def inspect(headers: Mapping[str, str], cid: str) -> Response:
     return _on_connection(headers, cid, act)
 
 
+# -- channels and connections (issue 15) ------------------------------------------
+
+
+def _listing(conns: list[Connection]) -> list[dict[str, Any]]:
+    return [{"id": c.id, "meta": c.meta, "connected_at": _iso(c.created_at)} for c in conns]
+
+
+def channel(headers: Mapping[str, str], name: str) -> Response:
+    """`GET /channels/{channel}`: its subscriber count, one item read whatever the size."""
+
+    def run(svc: services.Services) -> Response:
+        from .grip import introspection
+
+        name_ = introspection.channel_name(name)
+        return _json(200, {"channel": name_, "subscribers": svc.store.count(name_)})
+
+    return guarded(headers, run)
+
+
+def channel_connections(
+    headers: Mapping[str, str], name: str, params: Mapping[str, str] | None
+) -> Response:
+    """`GET /channels/{channel}/connections`: its members, a page at a time, by id."""
+
+    def run(svc: services.Services) -> Response:
+        from .grip import introspection
+
+        name_ = introspection.channel_name(name)
+        limit = introspection.page_limit((params or {}).get("limit"))
+        _, after = introspection.decode_cursor((params or {}).get("cursor"))
+        members, last = svc.store.members(name_, start=after, limit=limit)
+        found = svc.store.connections([m.connection_id for m in members])
+        listed = [found[m.connection_id] for m in members if m.connection_id in found]
+        cursor = introspection.encode_cursor(0, last) if last is not None else None
+        return _json(200, {"channel": name_, "connections": _listing(listed), "cursor": cursor})
+
+    return guarded(headers, run)
+
+
+def all_connections(headers: Mapping[str, str], params: Mapping[str, str] | None) -> Response:
+    """`GET /connections`: every open connection, a page at a time (sharded index rows)."""
+
+    def run(svc: services.Services) -> Response:
+        from .grip import introspection
+
+        limit = introspection.page_limit((params or {}).get("limit"))
+        shard, after = introspection.decode_cursor(
+            (params or {}).get("cursor"), introspection.CONNECTION_SHARDS
+        )
+        ids, nxt = svc.store.connection_ids(shard, after, limit)
+        found = svc.store.connections(ids)
+        listed = [found[cid] for cid in ids if cid in found]
+        cursor = introspection.encode_cursor(*nxt) if nxt is not None else None
+        return _json(200, {"connections": _listing(listed), "cursor": cursor})
+
+    return guarded(headers, run)
+
+
+def subscribe(headers: Mapping[str, str], cid: str, name: str) -> Response:
+    """`PUT /connections/{id}/channels/{channel}`: idempotent; 409 over the channel limit."""
+
+    def act(svc: services.Services, conn: Connection) -> Response:
+        from .grip import introspection
+
+        name_ = introspection.channel_name(name)
+        svc.store.subscribe(cid, name_, conn.endpoint, conn.envelope)
+        log.info("control: subscribe %s to %r", cid, name_)
+        return _json(200, {"message": "Subscribed", "channel": name_})
+
+    return _on_connection(headers, cid, act)
+
+
+def unsubscribe(headers: Mapping[str, str], cid: str, name: str) -> Response:
+    """`DELETE /connections/{id}/channels/{channel}`: idempotent."""
+
+    def act(svc: services.Services, conn: Connection) -> Response:
+        from .grip import introspection
+
+        name_ = introspection.channel_name(name)
+        svc.store.unsubscribe(cid, name_)
+        log.info("control: unsubscribe %s from %r", cid, name_)
+        return _json(200, {"message": "Unsubscribed", "channel": name_})
+
+    return _on_connection(headers, cid, act)
+
+
+def set_meta(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
+    """`PATCH /connections/{id}/meta` with `{"name": "value" | null}`: the meta after."""
+
+    def act(svc: services.Services, conn: Connection) -> Response:
+        import json
+
+        from .grip import introspection
+        from .grip.errors import BadRequest
+
+        try:
+            data = json.loads(body or b"")
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest({"body": ["not JSON"]}) from None
+        meta = svc.store.update_meta(cid, introspection.meta_changes(data))
+        return _json(200, {"id": cid, "meta": meta})
+
+    return _on_connection(headers, cid, act)
+
+
 # -- the API's own answers ------------------------------------------------------
 
 

@@ -227,3 +227,108 @@ def test_close_one_connection_keeps_the_code_for_the_backend(
     assert sink.closed
     gateway.disconnect(cid, 1005)  # what API Gateway reports for a close without a code
     assert backend_log.requests()[-1]["body"] == b"CLOSE 8\r\n\x10\x04kicked\r\n"
+
+
+# -- channels and connections (issue 15) -------------------------------------------
+
+
+def test_subscribe_count_list_and_unsubscribe_from_outside(gateway: Gateway) -> None:
+    ids = sorted(gateway.connect({"meta": f"user:u{k}"})[0] for k in range(3))
+    assert call("get", "/channels/room") == (200, {"channel": "room", "subscribers": 0})
+    for cid in ids:
+        assert call("put", f"/connections/{cid}/channels/room")[0] == 200
+    assert call("put", f"/connections/{ids[0]}/channels/room")[0] == 200  # idempotent
+    assert call("get", "/channels/room")[1]["subscribers"] == 3
+    status, body = call("get", "/channels/room/connections?limit=2")
+    assert status == 200 and [c["id"] for c in body["connections"]] == ids[:2]
+    assert {"user"} == set(body["connections"][0]["meta"])
+    assert body["connections"][0]["connected_at"].endswith("Z")
+    status, rest = call("get", f"/channels/room/connections?limit=2&cursor={body['cursor']}")
+    assert [c["id"] for c in rest["connections"]] == ids[2:] and rest["cursor"] is None
+    assert call("delete", f"/connections/{ids[1]}/channels/room")[0] == 200
+    assert call("delete", f"/connections/{ids[1]}/channels/room")[0] == 200  # idempotent
+    assert call("get", "/channels/room")[1]["subscribers"] == 2
+    gateway.disconnect(ids[2])
+    assert call("get", "/channels/room")[1]["subscribers"] == 1
+    status, body = call("get", "/connections?limit=1")
+    seen = [c["id"] for c in body["connections"]]
+    while body["cursor"]:
+        body = call("get", f"/connections?limit=1&cursor={body['cursor']}")[1]
+        seen += [c["id"] for c in body["connections"]]
+    assert sorted(seen) == [ids[0], ids[1]]
+
+
+def test_published_after_an_outside_subscribe(gateway: Gateway) -> None:
+    cid, sink, _ = gateway.connect()
+    assert call("put", f"/connections/{cid}/channels/news")[0] == 200
+    assert gateway.publish({"items": [{"channel": "news", "ws-message": {"content": "n1"}}]})[0] == 200
+    gateway.drain()
+    assert sink.frames == [b"n1"]
+
+
+def test_channel_limit_is_409(gateway: Gateway, monkeypatch) -> None:
+    configure(monkeypatch, SLIPWAY_MAX_CHANNELS="1")
+    cid, _, _ = gateway.connect()
+    assert call("put", f"/connections/{cid}/channels/a")[0] == 200
+    status, body = call("put", f"/connections/{cid}/channels/b")
+    assert status == 409 and "1 channels already" in body["error"]
+
+
+def test_meta_from_outside_reaches_the_backend(gateway: Gateway, backend_log: BackendLog) -> None:
+    cid, _, _ = gateway.connect({"meta": "user:alice"})
+    status, body = call("patch", f"/connections/{cid}/meta", {"Room": "r1", "user": None})
+    assert (status, body) == (200, {"id": cid, "meta": {"room": "r1"}})
+    gateway.send(cid, "hello")
+    assert backend_log.requests()[-1]["headers"].get("meta-room") == "r1"
+    assert "meta-user" not in backend_log.requests()[-1]["headers"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("patch", "/connections/{cid}/meta", {"bad name": "x"}, "bad name"),
+        ("patch", "/connections/{cid}/meta", {"a": "x\ny"}, "a"),
+        ("patch", "/connections/{cid}/meta", {"a": 5}, "a"),
+        ("patch", "/connections/{cid}/meta", [], "body"),
+        ("patch", "/connections/{cid}/meta", "{", "body"),
+        ("get", "/connections?limit=0", None, "limit"),
+        ("get", "/channels/c/connections?limit=x", None, "limit"),
+        ("get", "/connections?cursor=nonsense", None, "cursor"),
+        ("get", "/channels/" + "x" * 513, None, "channel"),
+        ("put", "/connections/{cid}/channels/" + "x" * 513, None, "channel"),
+    ],
+)
+def test_introspection_input_is_400_naming_the_field(gateway, method, path, body, field) -> None:
+    cid, _, _ = gateway.connect()
+    status, reply = call(method, path.format(cid=cid), body)
+    assert status == 400 and field in reply["fields"], reply
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("put", "/connections/nobody=/channels/a"),
+        ("delete", "/connections/nobody=/channels/a"),
+        ("patch", "/connections/nobody=/meta"),
+    ],
+)
+def test_introspection_of_an_unknown_connection_is_404(gateway, method, path) -> None:
+    assert call(method, path, {"a": "b"} if method == "patch" else None)[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/channels/a"),
+        ("get", "/channels/a/connections"),
+        ("get", "/connections"),
+        ("put", "/connections/x=/channels/a"),
+        ("delete", "/connections/x=/channels/a"),
+        ("patch", "/connections/x=/meta"),
+    ],
+)
+def test_introspection_needs_the_key(gateway, monkeypatch, method, path) -> None:
+    assert call(method, path, auth=None)[0] == 401
+    monkeypatch.delenv("SLIPWAY_KEY")
+    configure(monkeypatch)
+    assert call(method, path)[0] == 503

@@ -8,6 +8,7 @@ import boto3
 import pytest
 
 from chalicelib.aws.store import Connection, Store, TooManyChannels, UnknownConnection
+from chalicelib.grip.introspection import CONNECTION_SHARDS, shard_of
 
 EP = "http://127.0.0.1:1/dev"
 
@@ -42,7 +43,7 @@ def test_every_row_carries_a_ttl_of_two_hours_ten(store: Store, table: str) -> N
     store.subscribe("c1", "room", EP)
     now = time.time()
     rows = all_rows(table)
-    assert len(rows) == 2
+    assert len(rows) == 4  # connection, its index row, membership, the channel's count
     for row in rows:
         assert 7800 - 5 <= int(row["expires_at"]["N"]) - now <= 7800 + 5
 
@@ -122,5 +123,91 @@ def test_remove_connection_removes_every_row(store: Store, table: str) -> None:
     removed = store.remove_connection("c1")
     assert removed is not None and removed.channels == {"a", "b", "c"}
     rows = {(r["pk"]["S"], r["sk"]["S"]) for r in all_rows(table)}
-    assert rows == {("conn#c2", "conn"), ("chan#a", "c2")}
+    assert {r for r in rows if not r[0].startswith(("conns#", "chanmeta#"))} == {
+        ("conn#c2", "conn"),
+        ("chan#a", "c2"),
+    }
+    assert [r for r in rows if r[0].startswith("conns#")] == [(f"conns#{shard_of('c2')}", "c2")]
+    assert [store.count(ch) for ch in ("a", "b", "c")] == [1, 0, 0]
     assert store.remove_connection("c1") is None
+
+
+# -- counts and listings (issue 15) ----------------------------------------------
+
+
+def test_count_follows_subscribe_unsubscribe_and_removal(store: Store) -> None:
+    for cid in ("c1", "c2", "c3"):
+        store.put_connection(conn(cid))
+        store.subscribe(cid, "room", EP)
+    store.subscribe("c1", "room", EP)  # again: counted once
+    assert store.count("room") == 3 and store.count("nowhere") == 0
+    store.unsubscribe("c2", "room")
+    store.unsubscribe("c2", "room")  # again: nothing
+    assert store.count("room") == 2
+    store.remove_connection("c3")
+    assert store.count("room") == 1
+    store.remove_connection("c1")
+    assert store.count("room") == 0
+
+
+def test_an_expired_count_starts_again_from_zero(store: Store, table: str) -> None:
+    """A counter past its TTL counted only expired members (disconnects lost):
+    it reads 0, and the next change starts it again."""
+    db = boto3.client("dynamodb")
+    key = {"pk": {"S": "chanmeta#room"}, "sk": {"S": "count"}}
+    db.put_item(TableName=table, Item={**key, "n": {"N": "7"}, "expires_at": {"N": "1"}})
+    assert store.count("room") == 0
+    store.put_connection(conn("c1"))
+    store.subscribe("c1", "room", EP)
+    assert store.count("room") == 1
+    db.put_item(TableName=table, Item={**key, "n": {"N": "7"}, "expires_at": {"N": "1"}})
+    store.unsubscribe("c1", "room")
+    assert store.count("room") == 0
+    db.delete_item(TableName=table, Key=key)  # deleted by TTL meanwhile
+    store.put_connection(conn("c2"))
+    store.subscribe("c2", "room", EP)
+    db.delete_item(TableName=table, Key=key)
+    store.remove_connection("c2")  # never below zero
+    assert store.count("room") == 0
+
+
+def test_removal_above_one_transaction_of_channels(table: str) -> None:
+    store = Store(boto3.client("dynamodb"), table, ttl_seconds=7800, max_channels=60)
+    store.put_connection(conn("c1"))
+    channels = [f"ch{k:02d}" for k in range(55)]
+    for ch in channels:
+        store.subscribe("c1", ch, EP)
+    assert store.remove_connection("c1") is not None
+    assert store.get_connection("c1") is None
+    assert all(store.count(ch) == 0 for ch in channels)
+    assert not [r for r in all_rows(table) if r["pk"]["S"].startswith("chan#")]
+
+
+def test_every_connection_page_by_page(store: Store) -> None:
+    ids = sorted(f"id{k:03d}=" for k in range(45))
+    for cid in ids:
+        store.put_connection(conn(cid))
+    seen: list[str] = []
+    shard, after = 0, None
+    while True:
+        page, nxt = store.connection_ids(shard, after, 7)
+        assert len(page) <= 7
+        seen += page
+        if nxt is None:
+            break
+        shard, after = nxt[0], nxt[1] or None
+    assert sorted(seen) == ids and len(seen) == len(set(seen))
+    assert {shard_of(c) for c in ids} <= set(range(CONNECTION_SHARDS))
+    got = store.connections(ids[:3] + ["missing="])
+    assert sorted(got) == ids[:3] and got[ids[0]].created_at == 1_700_000_000_000
+
+
+def test_update_meta_sets_and_clears_at_once(store: Store) -> None:
+    store.put_connection(conn(meta={"user": "ann", "room": "x"}))
+    assert store.update_meta("c1", {"user": "bob", "room": None, "lang": "en"}) == {
+        "user": "bob",
+        "lang": "en",
+    }
+    assert store.get_connection("c1").meta == {"user": "bob", "lang": "en"}
+    with pytest.raises(UnknownConnection):
+        store.update_meta("ghost", {"a": "b"})

@@ -5,6 +5,11 @@ Rows (partition key `pk`, sort key `sk`, both strings):
 - `chan#<channel>` / `<id>`: one member of a channel, with what a sender needs.
 - `chanmeta#<channel>` / `meta`: when the worker last delivered to the channel
   (idle keep-alives: docs/keepalive.md).
+- `chanmeta#<channel>` / `count`: how many members the channel has (`n`), changed
+  in the same transaction as the member rows; `v` counts the changes.
+- `conns#<shard>` / `<id>`: one per open connection, written and deleted with the
+  connection row, so every connection is listed page by page without a scan
+  (`grip.introspection`).
 - `keepalive` / `timeouts`: the keep-alive timeouts in use; `keepalive` /
   `tick#<second>`: which scheduler took that second.
 A connection with keep-alive carries `ka_slot`, the key of the `keepalive` index
@@ -20,6 +25,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from ..grip import introspection
 from ..grip import keepalive as ka
 from ..grip.errors import TooManyChannels, TooManyTimeouts, UnknownConnection
 from ..grip.limits import MAX_KEEPALIVE_TIMEOUTS
@@ -40,6 +46,42 @@ def _conn_key(connection_id: str) -> dict[str, Any]:
 
 def _member_key(channel: str, connection_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"chan#{channel}"}, "sk": {"S": connection_id}}
+
+
+def _count_key(channel: str) -> dict[str, Any]:
+    return {"pk": {"S": f"chanmeta#{channel}"}, "sk": {"S": "count"}}
+
+
+def _index_key(connection_id: str) -> dict[str, Any]:
+    shard = introspection.shard_of(connection_id)
+    return {"pk": {"S": f"conns#{shard}"}, "sk": {"S": connection_id}}
+
+
+# A transaction holds at most 100 items: the connection row, and for each channel
+# its member row and its counter.
+_CHANNELS_PER_TRANSACTION = 49
+_ATTEMPTS = 5
+
+
+def _connection(connection_id: str, item: dict[str, Any]) -> Connection:
+    """A connection row as the domain type."""
+    row = {k: _de.deserialize(v) for k, v in item.items()}
+    keep_alive = row.get("keep_alive")
+    return Connection(
+        id=connection_id,
+        endpoint=row["endpoint"],
+        headers=json.loads(row.get("headers", "{}")),
+        query=row.get("query", ""),
+        meta=dict(row.get("meta", {})),
+        grip_prefix=row.get("grip_prefix"),
+        detached=bool(row.get("detached", False)),
+        created_at=int(row.get("created_at", 0)),
+        channels=frozenset(row.get("channels", ())),
+        keep_alive=json.loads(keep_alive) if keep_alive else None,
+        close_code=int(row["close_code"]) if "close_code" in row else None,
+        close_reason=row.get("close_reason", ""),
+        envelope=bool(row.get("envelope", False)),
+    )
 
 
 class Store:
@@ -68,31 +110,102 @@ class Store:
         }
         if conn.grip_prefix is not None:
             item["grip_prefix"] = {"S": conn.grip_prefix}
-        self._db.put_item(TableName=self._table, Item=item)
+        index = {**_index_key(conn.id), "expires_at": item["expires_at"]}
+        self._db.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": self._table, "Item": item}},
+                {"Put": {"TableName": self._table, "Item": index}},
+            ]
+        )
 
     def get_connection(self, connection_id: str) -> Connection | None:
         item = self._db.get_item(
             TableName=self._table, Key=_conn_key(connection_id), ConsistentRead=True
         ).get("Item")
-        if item is None:
-            return None
-        row = {k: _de.deserialize(v) for k, v in item.items()}
-        keep_alive = row.get("keep_alive")
-        return Connection(
-            id=connection_id,
-            endpoint=row["endpoint"],
-            headers=json.loads(row.get("headers", "{}")),
-            query=row.get("query", ""),
-            meta=dict(row.get("meta", {})),
-            grip_prefix=row.get("grip_prefix"),
-            detached=bool(row.get("detached", False)),
-            created_at=int(row.get("created_at", 0)),
-            channels=frozenset(row.get("channels", ())),
-            keep_alive=json.loads(keep_alive) if keep_alive else None,
-            close_code=int(row["close_code"]) if "close_code" in row else None,
-            close_reason=row.get("close_reason", ""),
-            envelope=bool(row.get("envelope", False)),
+        return None if item is None else _connection(connection_id, item)
+
+    def connections(self, ids: list[str]) -> dict[str, Connection]:
+        """The stored connections among `ids` (BatchGetItem, 100 keys a call)."""
+        out: dict[str, Connection] = {}
+        for start in range(0, len(ids), 100):
+            keys = [_conn_key(cid) for cid in dict.fromkeys(ids[start : start + 100])]
+            request: dict[str, Any] = {self._table: {"Keys": keys}}
+            for attempt in range(8):
+                reply = self._db.batch_get_item(RequestItems=request)
+                for item in reply.get("Responses", {}).get(self._table, []):
+                    cid = item["pk"]["S"][len("conn#") :]
+                    out[cid] = _connection(cid, item)
+                request = reply.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            if request:
+                raise RuntimeError("DynamoDB left connection reads unprocessed")
+        return out
+
+    def connection_ids(
+        self, shard: int, after: str | None, limit: int
+    ) -> tuple[list[str], tuple[int, str] | None]:
+        """A page of every open connection's id, shard after shard, each in id order;
+        and where the next page starts (None at the end)."""
+        ids: list[str] = []
+        while shard < introspection.CONNECTION_SHARDS:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": f"conns#{shard}"}},
+                "Limit": limit - len(ids),
+            }
+            if after is not None:
+                kwargs["ExclusiveStartKey"] = {"pk": {"S": f"conns#{shard}"}, "sk": {"S": after}}
+            page = self._db.query(**kwargs)
+            ids.extend(i["sk"]["S"] for i in page.get("Items", []))
+            if "LastEvaluatedKey" in page:
+                after = page["LastEvaluatedKey"]["sk"]["S"]
+            else:
+                shard, after = shard + 1, None
+            if len(ids) >= limit:
+                break
+        if shard >= introspection.CONNECTION_SHARDS:
+            return ids, None
+        return ids, (shard, after or "")  # "": from the start of that shard
+
+    def update_meta(self, connection_id: str, changes: dict[str, str | None]) -> dict[str, str]:
+        """Set (a value) or clear (None) several meta names at once; the meta after."""
+        names = {"#m": "meta"}
+        values: dict[str, Any] = {}
+        sets, removes = [], []
+        for k, (name, value) in enumerate(sorted(changes.items())):
+            names[f"#n{k}"] = name
+            if value:
+                values[f":v{k}"] = {"S": value}
+                sets.append(f"#m.#n{k} = :v{k}")
+            else:
+                removes.append(f"#m.#n{k}")
+        expression = " ".join(
+            part
+            for part in (
+                "SET " + ", ".join(sets) if sets else "",
+                "REMOVE " + ", ".join(removes) if removes else "",
+            )
+            if part
         )
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _conn_key(connection_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeNames": names,
+            "ReturnValues": "ALL_NEW",
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            reply = self._db.update_item(**kwargs)
+        except self._db.exceptions.ConditionalCheckFailedException:
+            raise UnknownConnection(connection_id) from None
+        meta = reply.get("Attributes", {}).get("meta", {"M": {}})
+        return {k: str(v) for k, v in _de.deserialize(meta).items()}
 
     def _update(
         self, connection_id: str, expression: str, names: dict, values: dict | None
@@ -266,12 +379,74 @@ class Store:
         )
 
     def remove_connection(self, connection_id: str) -> Connection | None:
-        """Delete every row of the connection; returns what was stored, if anything."""
-        conn = self.get_connection(connection_id)
-        keys = [_member_key(ch, connection_id) for ch in (conn.channels if conn else ())]
-        keys.append(_conn_key(connection_id))
-        self._delete_keys(keys)
-        return conn
+        """Delete every row of the connection, and count it out of its channels, in
+        one transaction (several above 49 channels); returns what was stored."""
+        stale: set[str] = set()
+        for _ in range(_ATTEMPTS):
+            conn = self.get_connection(connection_id)
+            if conn is None:
+                self._delete_keys([_conn_key(connection_id), _index_key(connection_id)])
+                return None
+            channels = sorted(conn.channels)
+            try:
+                while len(channels) > _CHANNELS_PER_TRANSACTION:
+                    chunk = channels[:_CHANNELS_PER_TRANSACTION]
+                    self._leave(connection_id, chunk, stale, delete_connection=False)
+                    channels = channels[_CHANNELS_PER_TRANSACTION:]
+                self._leave(connection_id, channels, stale, delete_connection=True)
+                return conn
+            except self._db.exceptions.TransactionCanceledException:
+                stale = {c for c in conn.channels if self._count_stale(c)}
+        raise RuntimeError(f"connection {connection_id} kept changing while being removed")
+
+    def _leave(
+        self, connection_id: str, channels: list[str], stale: set[str], delete_connection: bool
+    ) -> None:
+        """One transaction: out of `channels` (member rows deleted, counters down),
+        and with `delete_connection` the connection's own rows too, provided it is
+        in exactly those channels still."""
+        names = {"#c": "channels"}
+        values: dict[str, Any] = {f":c{k}": {"S": c} for k, c in enumerate(channels)}
+        held = " AND ".join(f"contains(#c, :c{k})" for k in range(len(channels)))
+        items: list[dict[str, Any]] = []
+        if delete_connection:
+            if channels:
+                values[":n"] = {"N": str(len(channels))}
+                condition = f"attribute_exists(pk) AND size(#c) = :n AND {held}"
+            else:
+                condition = "attribute_exists(pk) AND attribute_not_exists(#c)"
+            items.append(
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": _conn_key(connection_id),
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": names,
+                        **({"ExpressionAttributeValues": values} if values else {}),
+                    }
+                }
+            )
+            items.append({"Delete": {"TableName": self._table, "Key": _index_key(connection_id)}})
+        else:
+            values[":cs"] = {"SS": channels}
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _conn_key(connection_id),
+                        "UpdateExpression": "DELETE #c :cs",
+                        "ConditionExpression": f"attribute_exists(pk) AND {held}",
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+        for channel in channels:
+            items.append(
+                {"Delete": {"TableName": self._table, "Key": _member_key(channel, connection_id)}}
+            )
+            items.append(self._count_change(channel, -1, channel in stale))
+        self._db.transact_write_items(TransactItems=items)
 
     def _delete_keys(self, keys: list[dict[str, Any]]) -> None:
         for start in range(0, len(keys), 25):
@@ -289,73 +464,170 @@ class Store:
 
     # -- channels -----------------------------------------------------------
 
+    def _count_change(self, channel: str, delta: int, stale: bool) -> dict[str, Any]:
+        """The counter's part of a membership transaction. The counter expires (TTL)
+        no earlier than any member row it counted: an expired counter counted only
+        expired members, so a `stale` change starts it again from 0 instead. A
+        decrement needs a live counter, an increment a live or absent one: when
+        that does not hold, the transaction fails and is retried with `stale`."""
+        now = {"N": str(int(time.time()))}
+        names = {"#n": "n", "#v": "v", "#e": "expires_at"}
+        if stale:
+            return {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": _count_key(channel),
+                    "UpdateExpression": "SET #n = :n, #e = :e ADD #v :one",
+                    "ConditionExpression": "attribute_not_exists(#e) OR #e <= :now",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": {
+                        ":n": {"N": str(max(delta, 0))},
+                        ":e": self._expires(),
+                        ":one": {"N": "1"},
+                        ":now": now,
+                    },
+                }
+            }
+        live = "#e > :now" if delta < 0 else "attribute_not_exists(#e) OR #e > :now"
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": _count_key(channel),
+                "UpdateExpression": "SET #e = :e ADD #n :d, #v :one",
+                "ConditionExpression": live,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {
+                    ":d": {"N": str(delta)},
+                    ":e": self._expires(),
+                    ":one": {"N": "1"},
+                    ":now": now,
+                },
+            }
+        }
+
+    def _count_stale(self, channel: str) -> bool:
+        """Whether the channel's counter is absent or expired (not yet deleted by TTL)."""
+        item = self._db.get_item(
+            TableName=self._table, Key=_count_key(channel), ConsistentRead=True
+        ).get("Item")
+        return item is None or int(item.get("expires_at", {}).get("N", "0")) <= time.time()
+
+    def count(self, channel: str) -> int:
+        """How many connections the channel has: one item read, whatever the size."""
+        item = self._db.get_item(
+            TableName=self._table, Key=_count_key(channel), ConsistentRead=True
+        ).get("Item")
+        if item is None or int(item.get("expires_at", {}).get("N", "0")) <= time.time():
+            return 0
+        return max(0, int(item.get("n", {}).get("N", "0")))
+
     def subscribe(
         self, connection_id: str, channel: str, endpoint: str, envelope: bool = False
     ) -> None:
-        """Idempotent. Raises TooManyChannels or UnknownConnection."""
-        try:
-            self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _conn_key(connection_id),
-                            "UpdateExpression": "ADD #c :cs",
-                            "ConditionExpression": "attribute_exists(pk) AND "
-                            "(attribute_not_exists(#c) OR contains(#c, :c) OR size(#c) < :max)",
-                            "ExpressionAttributeNames": {"#c": "channels"},
-                            "ExpressionAttributeValues": {
-                                ":cs": {"SS": [channel]},
-                                ":c": {"S": channel},
-                                ":max": {"N": str(self._max_channels)},
-                            },
-                        }
+        """Idempotent: counted once. Raises TooManyChannels or UnknownConnection."""
+        stale = False
+        for _ in range(_ATTEMPTS):
+            member = {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **_member_key(channel, connection_id),
+                        "endpoint": {"S": endpoint},
+                        "envelope": {"BOOL": envelope},
+                        "expires_at": self._expires(),
                     },
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {
-                                **_member_key(channel, connection_id),
-                                "endpoint": {"S": endpoint},
-                                "envelope": {"BOOL": envelope},
-                                "expires_at": self._expires(),
-                            },
-                        }
+                }
+            }
+            values = {":cs": {"SS": [channel]}, ":c": {"S": channel}}
+            join = {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": _conn_key(connection_id),
+                    "UpdateExpression": "ADD #c :cs",
+                    "ConditionExpression": "attribute_exists(pk) AND NOT contains(#c, :c) AND "
+                    "(attribute_not_exists(#c) OR size(#c) < :max)",
+                    "ExpressionAttributeNames": {"#c": "channels"},
+                    "ExpressionAttributeValues": {
+                        **values,
+                        ":max": {"N": str(self._max_channels)},
                     },
-                ]
-            )
-        except self._db.exceptions.TransactionCanceledException:
-            if self.get_connection(connection_id) is None:
+                }
+            }
+            try:
+                self._db.transact_write_items(
+                    TransactItems=[join, member, self._count_change(channel, 1, stale)]
+                )
+                return
+            except self._db.exceptions.TransactionCanceledException:
+                pass
+            conn = self.get_connection(connection_id)
+            if conn is None:
                 raise UnknownConnection(connection_id) from None
-            raise TooManyChannels(
-                f"connection {connection_id} is in {self._max_channels} channels already"
-            ) from None
+            if channel in conn.channels:
+                # A member already: refresh its row (and TTL), counted once.
+                again = {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _conn_key(connection_id),
+                        "UpdateExpression": "ADD #c :cs",
+                        "ConditionExpression": "contains(#c, :c)",
+                        "ExpressionAttributeNames": {"#c": "channels"},
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+                try:
+                    self._db.transact_write_items(TransactItems=[again, member])
+                    return
+                except self._db.exceptions.TransactionCanceledException:
+                    continue
+            if len(conn.channels) >= self._max_channels:
+                raise TooManyChannels(
+                    f"connection {connection_id} is in {self._max_channels} channels already"
+                )
+            stale = self._count_stale(channel)
+        raise RuntimeError(f"subscribe {connection_id} to {channel!r}: too many conflicts")
 
     def unsubscribe(self, connection_id: str, channel: str) -> None:
         """Idempotent: unsubscribing from a channel never joined does nothing."""
-        try:
-            self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _conn_key(connection_id),
-                            "UpdateExpression": "DELETE #c :cs",
-                            "ConditionExpression": "attribute_exists(pk)",
-                            "ExpressionAttributeNames": {"#c": "channels"},
-                            "ExpressionAttributeValues": {":cs": {"SS": [channel]}},
-                        }
-                    },
-                    {
-                        "Delete": {
-                            "TableName": self._table,
-                            "Key": _member_key(channel, connection_id),
-                        }
-                    },
-                ]
-            )
-        except self._db.exceptions.TransactionCanceledException:
-            raise UnknownConnection(connection_id) from None
+        stale = False
+        for _ in range(_ATTEMPTS):
+            try:
+                self._db.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": _conn_key(connection_id),
+                                "UpdateExpression": "DELETE #c :cs",
+                                "ConditionExpression": "attribute_exists(pk) AND contains(#c, :c)",
+                                "ExpressionAttributeNames": {"#c": "channels"},
+                                "ExpressionAttributeValues": {
+                                    ":cs": {"SS": [channel]},
+                                    ":c": {"S": channel},
+                                },
+                            }
+                        },
+                        {
+                            "Delete": {
+                                "TableName": self._table,
+                                "Key": _member_key(channel, connection_id),
+                            }
+                        },
+                        self._count_change(channel, -1, stale),
+                    ]
+                )
+                return
+            except self._db.exceptions.TransactionCanceledException:
+                pass
+            conn = self.get_connection(connection_id)
+            if conn is None:
+                raise UnknownConnection(connection_id) from None
+            if channel not in conn.channels:
+                # Not a member: a stray member row (none, normally) goes, uncounted.
+                self._db.delete_item(TableName=self._table, Key=_member_key(channel, connection_id))
+                return
+            stale = self._count_stale(channel)
+        raise RuntimeError(f"unsubscribe {connection_id} from {channel!r}: too many conflicts")
 
     def members(
         self, channel: str, start: str | None = None, limit: int = 1000
