@@ -2,13 +2,14 @@
 
 - `WebSocketContext` (backend helpers): read the gateway's WebSocket-over-HTTP
   requests and build the responses, in any web framework.
-- `ControlClient`: publish to channels and act on one connection.
+- `ControlClient`: publish to channels, act on one connection, count and list
+  channels' connections.
 - `WebSocketClient` / `connect`: an asyncio WebSocket client for messages of
   any size (the envelope of docs/envelope.md), with reconnection.
 """
 
 from .backend import Closed, Disconnected, Response, WebSocketContext
-from .control import ControlClient, PublishItem
+from .control import ConnectionPage, ConnectionSummary, ControlClient, PublishItem
 from .errors import (
     CodecError,
     ControlError,
@@ -28,6 +29,8 @@ __all__ = [
     "Backoff",
     "Closed",
     "CodecError",
+    "ConnectionPage",
+    "ConnectionSummary",
     "ControlClient",
     "ControlError",
     "Disconnected",

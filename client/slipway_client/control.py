@@ -4,6 +4,8 @@
     control.publish("room", "hello")
     control.send(connection_id, "just for you")
     control.close(connection_id, 4000, "bye")
+    control.subscribe(connection_id, "room"); control.subscribers("room")  # 1
+    for conn in control.iter_channel_connections("room"): print(conn.id, conn.meta)
 
 Synchronous, over `requests`; from asyncio code call it with `asyncio.to_thread`.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +28,40 @@ MAX_ITEMS_PER_REQUEST = 100  # what the gateway accepts in one publish
 TOKEN_LIFETIME = 3600
 _PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"  # RFC 3986 sub-delims, ":" and "@": literal in a segment
 
-__all__ = ["ControlClient", "ControlError", "PublishItem", "UnknownConnection"]
+__all__ = [
+    "ConnectionPage",
+    "ConnectionSummary",
+    "ControlClient",
+    "ControlError",
+    "PublishItem",
+    "UnknownConnection",
+]
+
+
+@dataclass(frozen=True)
+class ConnectionSummary:
+    """One connection of a listing: its id, meta, and when it connected (ISO 8601)."""
+
+    id: str
+    meta: dict[str, str]
+    connected_at: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ConnectionSummary:
+        meta = data.get("meta")
+        return cls(
+            str(data["id"]),
+            {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {},
+            str(data.get("connected_at", "")),
+        )
+
+
+@dataclass(frozen=True)
+class ConnectionPage:
+    """One page of a listing; `cursor` fetches the next (None: this was the last)."""
+
+    connections: list[ConnectionSummary]
+    cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -157,6 +192,50 @@ class ControlClient:
         `meta`, `channels`, `grip`, `detached`."""
         return self._call("GET", self._connection(connection_id), None, connection_id)
 
+    def subscribe(self, connection_id: str, channel: str) -> None:
+        """Subscribe a connection to a channel (idempotent). `ControlError` 409 when it
+        is in the most channels it may be; `UnknownConnection` when it is not there."""
+        self._call("PUT", self._membership(connection_id, channel), None, connection_id)
+
+    def unsubscribe(self, connection_id: str, channel: str) -> None:
+        """Unsubscribe a connection from a channel (idempotent)."""
+        self._call("DELETE", self._membership(connection_id, channel), None, connection_id)
+
+    def set_meta(self, connection_id: str, changes: Mapping[str, str | None]) -> dict[str, str]:
+        """Set meta names (a value) or clear them (None); later backend requests carry
+        `Meta-<name>`. Returns the connection's meta after the change."""
+        body: dict[str, Any] = dict(changes)
+        reply = self._call("PATCH", f"{self._connection(connection_id)}/meta", body, connection_id)
+        meta = reply.get("meta")
+        return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+    # -- channels and every connection -------------------------------------------
+
+    def subscribers(self, channel: str) -> int:
+        """How many connections `channel` has (0 for an unknown channel)."""
+        reply = self._call("GET", self._channel(channel), None)
+        return int(reply.get("subscribers", 0))
+
+    def channel_connections(
+        self, channel: str, limit: int | None = None, cursor: str | None = None
+    ) -> ConnectionPage:
+        """One page of `channel`'s connections, in id order."""
+        return self._page(f"{self._channel(channel)}/connections", limit, cursor)
+
+    def iter_channel_connections(
+        self, channel: str, page_size: int | None = None
+    ) -> Iterator[ConnectionSummary]:
+        """Every connection of `channel`, page after page."""
+        return self._every(f"{self._channel(channel)}/connections", page_size)
+
+    def connections(self, limit: int | None = None, cursor: str | None = None) -> ConnectionPage:
+        """One page of every open connection."""
+        return self._page("/connections", limit, cursor)
+
+    def iter_connections(self, page_size: int | None = None) -> Iterator[ConnectionSummary]:
+        """Every open connection, page after page."""
+        return self._every("/connections", page_size)
+
     # -- internals -------------------------------------------------------------------
 
     def authorization(self) -> str:
@@ -175,18 +254,58 @@ class ControlClient:
         # reach the Lambda still encoded, so "=" and "+" must travel as they are.
         return "/connections/" + quote(connection_id, safe=_PATH_SEGMENT_SAFE)
 
+    @staticmethod
+    def _channel(channel: str) -> str:
+        if not isinstance(channel, str) or not channel:
+            raise ValueError("a channel is a non-empty string")
+        return "/channels/" + quote(channel, safe=_PATH_SEGMENT_SAFE)
+
+    def _membership(self, connection_id: str, channel: str) -> str:
+        return self._connection(connection_id) + self._channel(channel)
+
+    def _page(self, path: str, limit: int | None, cursor: str | None) -> ConnectionPage:
+        params: dict[str, str] = {}
+        if limit is not None:
+            params["limit"] = str(limit)
+        if cursor is not None:
+            params["cursor"] = cursor
+        reply = self._call("GET", path, None, params=params)
+        listed = reply.get("connections")
+        nxt = reply.get("cursor")
+        return ConnectionPage(
+            [ConnectionSummary.from_json(c) for c in listed if isinstance(c, dict)]
+            if isinstance(listed, list)
+            else [],
+            nxt if isinstance(nxt, str) and nxt else None,
+        )
+
+    def _every(self, path: str, page_size: int | None) -> Iterator[ConnectionSummary]:
+        cursor: str | None = None
+        while True:
+            page = self._page(path, page_size, cursor)
+            yield from page.connections
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
     def _call(
         self,
         method: str,
         path: str,
         body: dict[str, Any] | None,
         connection_id: str | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         url = self.base_url + path
         headers = {"Authorization": self.authorization(), "Accept": "application/json"}
         try:
             reply = self._session.request(
-                method, url, json=body, headers=headers, timeout=self._timeout
+                method,
+                url,
+                json=body,
+                headers=headers,
+                timeout=self._timeout,
+                params=dict(params) if params else None,
             )
         except requests.RequestException as exc:
             raise ControlError(None, f"{method} {url} failed: {exc}") from exc

@@ -19,7 +19,15 @@ from typing import Any
 import pytest
 from gripcontrol import validate_sig
 
-from slipway_client import ControlClient, ControlError, PublishItem, UnknownConnection, token
+from slipway_client import (
+    ConnectionPage,
+    ConnectionSummary,
+    ControlClient,
+    ControlError,
+    PublishItem,
+    UnknownConnection,
+    token,
+)
 
 KEY = "test-key-long-enough-for-hs256-0123456789"
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +73,7 @@ def recorder() -> Iterator[Recorder]:
             self.end_headers()
             self.wfile.write(reply)
 
-        do_GET = do_POST = do_DELETE = _any
+        do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _any
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -166,6 +174,48 @@ def test_one_connection_routes(recorder: Recorder) -> None:
         ("DELETE", quoted, b""),
         ("DELETE", quoted, {"reason": "kicked", "code": 4001}),
         ("GET", quoted, b""),
+    ]
+
+
+def test_channel_and_membership_routes(recorder: Recorder) -> None:
+    one = {"id": "a=", "meta": {"user": "ann"}, "connected_at": "2025-01-31T12:00:00.000Z"}
+    two = {"id": "b=", "meta": {}, "connected_at": "2025-01-31T12:00:01.000Z"}
+    ok = (200, "application/json", b'{"message": "ok"}')
+    recorder.answers = [
+        ok,
+        ok,
+        (200, "application/json", b'{"id": "a/b+c=", "meta": {"room": "r1"}}'),
+        (200, "application/json", b'{"channel": "a b", "subscribers": 3}'),
+        (200, "application/json", json.dumps({"connections": [one], "cursor": "K1"}).encode()),
+        (200, "application/json", json.dumps({"connections": [two], "cursor": None}).encode()),
+        (200, "application/json", json.dumps({"connections": [two], "cursor": None}).encode()),
+        (404, "application/json", b'{"error": "no connection x="}'),
+    ]
+    control = ControlClient(recorder.url, KEY)
+    cid = "a/b+c="
+    control.subscribe(cid, "a b")
+    control.unsubscribe(cid, "a b")
+    assert control.set_meta(cid, {"room": "r1", "user": None}) == {"room": "r1"}
+    assert control.subscribers("a b") == 3
+    listed = list(control.iter_channel_connections("a b", page_size=1))
+    assert listed == [
+        ConnectionSummary("a=", {"user": "ann"}, "2025-01-31T12:00:00.000Z"),
+        ConnectionSummary("b=", {}, "2025-01-31T12:00:01.000Z"),
+    ]
+    page = control.connections(limit=5, cursor="K9")
+    assert page == ConnectionPage([listed[1]], None)
+    with pytest.raises(UnknownConnection):
+        control.subscribe("x=", "a")
+    quoted = "/api/connections/a%2Fb+c="
+    assert [(r.method, r.path, r.body and r.json()) for r in recorder.requests] == [
+        ("PUT", quoted + "/channels/a%20b", b""),
+        ("DELETE", quoted + "/channels/a%20b", b""),
+        ("PATCH", quoted + "/meta", {"room": "r1", "user": None}),
+        ("GET", "/api/channels/a%20b", b""),
+        ("GET", "/api/channels/a%20b/connections?limit=1", b""),
+        ("GET", "/api/channels/a%20b/connections?limit=1&cursor=K1", b""),
+        ("GET", "/api/connections?limit=5&cursor=K9", b""),
+        ("PUT", "/api/connections/x=/channels/a", b""),
     ]
 
 
