@@ -261,7 +261,8 @@ def test_subscribe_count_list_and_unsubscribe_from_outside(gateway: Gateway) -> 
 def test_published_after_an_outside_subscribe(gateway: Gateway) -> None:
     cid, sink, _ = gateway.connect()
     assert call("put", f"/connections/{cid}/channels/news")[0] == 200
-    assert gateway.publish({"items": [{"channel": "news", "ws-message": {"content": "n1"}}]})[0] == 200
+    news = {"items": [{"channel": "news", "ws-message": {"content": "n1"}}]}
+    assert gateway.publish(news)[0] == 200
     gateway.drain()
     assert sink.frames == [b"n1"]
 
