@@ -8,7 +8,9 @@ import boto3
 import pytest
 
 from chalicelib.aws.store import Connection, Store, TooManyChannels, UnknownConnection
+from chalicelib.grip import keepalive as ka
 from chalicelib.grip.introspection import CONNECTION_SHARDS, shard_of
+from chalicelib.grip.payload import Payload
 
 EP = "http://127.0.0.1:1/dev"
 
@@ -60,9 +62,17 @@ def test_meta_set_and_delete(store: Store) -> None:
 def test_detach_and_keep_alive(store: Store) -> None:
     store.put_connection(conn())
     store.set_detached("c1")
-    store.set_keep_alive("c1", {"content": "ping", "timeout": 30, "mode": "idle"})
+    store.set_keep_alive("c1", ka.started(1000.5, Payload.of_text("ping"), 30, "idle"))
     got = store.get_connection("c1")
-    assert got.detached and got.keep_alive == {"content": "ping", "timeout": 30, "mode": "idle"}
+    assert got.detached
+    assert got.keep_alive == {"content": "ping", "timeout": 30, "mode": "idle", "since": 1001}
+    [due] = store.due(ka.slot(30, 1001))
+    assert (due.connection_id, due.settings.payload, due.settings.since) == (
+        "c1",
+        due.settings.payload,
+        1001,
+    )
+    assert due.settings.payload == Payload.of_text("ping")
     store.set_keep_alive("c1", None)
     assert store.get_connection("c1").keep_alive is None
 
