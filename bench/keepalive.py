@@ -11,7 +11,7 @@ how late and how early they came against their due time, the AWS requests per
 keep-alive, and the monthly cost projected from those figures. The last line is
 one machine-readable summary.
 
-    .venv/bin/python -m bench.keepalive --connections 10000 --timeout 10 --periods 3
+    .venv/bin/python -m bench.keepalive --connections 10000 --timeout 60 --periods 2
 """
 
 from __future__ import annotations
@@ -132,8 +132,10 @@ def percentile(values: list[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=10_000)
-    parser.add_argument("--timeout", type=int, default=10, help="keep-alive timeout, seconds")
-    parser.add_argument("--periods", type=int, default=3)
+    parser.add_argument(
+        "--timeout", type=int, default=60, help="keep-alive timeout, seconds (moto: see README)"
+    )
+    parser.add_argument("--periods", type=int, default=2)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pollers", type=int, default=4, help="worker invocations at once")

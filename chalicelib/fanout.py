@@ -58,7 +58,9 @@ def run(svc: services.Services, job: jobs.Job, message_id: str) -> bool:
     if isinstance(job, jobs.Publish):
         return _publish(svc, job, message_id)
     if isinstance(job, jobs.Part):
-        return deliver(svc, job.action, list(job.members), channel=job.channel)
+        # Not recorded for idle keep-alives: another part may fail, and its members
+        # must not count as sent (an extra keep-alive is harmless, a missing one not).
+        return deliver(svc, job.action, list(job.members))
     if isinstance(job, jobs.KeepAlive):
         return _keep_alive(svc, job)
     return _deliver_open(svc, job, message_id)

@@ -69,3 +69,23 @@ def test_too_many_distinct_timeouts_are_refused_with_a_warning(gateway: Gateway,
         keep_alive(gateway, cid, content="ka", timeout=fresh[-1])
     assert f"connection {cid}: keep-alive refused" in caplog.text
     assert len(store.keepalive_timeouts()) == MAX_KEEPALIVE_TIMEOUTS
+
+
+def test_a_publish_restarts_idle_timers_only_when_one_job_reached_every_member(
+    gateway: Gateway, monkeypatch
+) -> None:
+    """A channel delivered in parts is not recorded: a part may fail and be retried
+    while another succeeds, and its members must not count as sent."""
+    from tests.harness import configure
+    from tests.test_fanout import item, members
+
+    store = services.current().store
+    members(gateway, "small", 2)
+    gateway.publish({"items": [item("small", content="hi")]})
+    gateway.drain()
+    assert set(store.last_delivered({"small"})) == {"small"}
+    configure(monkeypatch, SLIPWAY_FANOUT_PAGE="2")
+    members(gateway, "split", 5)
+    gateway.publish({"items": [item("split", content="hi")]})
+    gateway.drain()
+    assert store.last_delivered({"split"}) == {}
