@@ -190,39 +190,34 @@ class Store:
             )
             if part
         )
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": _conn_key(connection_id),
-            "UpdateExpression": expression,
-            "ConditionExpression": "attribute_exists(pk)",
-            "ExpressionAttributeNames": names,
-            "ReturnValues": "ALL_NEW",
-        }
-        if values:
-            kwargs["ExpressionAttributeValues"] = values
-        try:
-            reply = self._db.update_item(**kwargs)
-        except self._db.exceptions.ConditionalCheckFailedException:
-            raise UnknownConnection(connection_id) from None
+        reply = self._update(connection_id, expression, names, values, "ALL_NEW")
         meta = reply.get("Attributes", {}).get("meta", {"M": {}})
         return {k: str(v) for k, v in _de.deserialize(meta).items()}
 
     def _update(
-        self, connection_id: str, expression: str, names: dict, values: dict | None
-    ) -> None:
+        self,
+        connection_id: str,
+        expression: str,
+        names: dict,
+        values: dict | None,
+        returning: str = "NONE",
+    ) -> dict[str, Any]:
+        """Update an existing connection row (UnknownConnection if there is none)."""
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "Key": _conn_key(connection_id),
             "UpdateExpression": expression,
             "ConditionExpression": "attribute_exists(pk)",
             "ExpressionAttributeNames": names,
+            "ReturnValues": returning,
         }
         if values:
             kwargs["ExpressionAttributeValues"] = values
         try:
-            self._db.update_item(**kwargs)
+            reply: dict[str, Any] = self._db.update_item(**kwargs)
         except self._db.exceptions.ConditionalCheckFailedException:
             raise UnknownConnection(connection_id) from None
+        return reply
 
     def set_meta(self, connection_id: str, name: str, value: str) -> None:
         """Store meta `name`; an empty value deletes it."""
