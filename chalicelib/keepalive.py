@@ -29,6 +29,7 @@ OVERLAP = 20
 # A KeepAlive job holds at most this many connections, and this much content.
 _CHUNK = 200
 _CHUNK_BYTES = 64 * 1024
+_ATTEMPTS = 3  # tries of one second's keep-alives
 
 
 def run_scheduled(iso_time: str | None, remaining: float) -> dict[str, int]:
@@ -61,13 +62,25 @@ def run(
         # Read every second: a keep-alive with a new timeout is due a timeout later.
         timeouts = svc.store.keepalive_timeouts()
         if timeouts and svc.store.claim_tick(second):
-            try:
-                queued += tick(svc, second, timeouts)
-            except Exception:
-                # Another second must not wait for this one: log, and go on.
-                log.exception("keep-alives due at %d failed", second)
+            queued += _tick_retried(svc, second, timeouts, sleep)
         second += 1
     return queued
+
+
+def _tick_retried(
+    svc: services.Services, second: int, timeouts: list[int], sleep: Callable[[float], None]
+) -> int:
+    """This second is ours: try it again if AWS fails us (an extra keep-alive from a
+    half-done try is harmless, a lost second is not), then log and go on."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            return tick(svc, second, timeouts)
+        except Exception:
+            if attempt + 1 == _ATTEMPTS:
+                log.exception("keep-alives due at %d failed %d times", second, _ATTEMPTS)
+            else:
+                sleep(0.1 * 2**attempt)
+    return 0
 
 
 def tick(svc: services.Services, second: int, timeouts: list[int]) -> int:

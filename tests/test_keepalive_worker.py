@@ -89,3 +89,26 @@ def test_a_publish_restarts_idle_timers_only_when_one_job_reached_every_member(
     gateway.publish({"items": [item("split", content="hi")]})
     gateway.drain()
     assert store.last_delivered({"split"}) == {}
+
+
+def test_a_second_whose_queueing_fails_once_is_tried_again(gateway: Gateway) -> None:
+    cid, sink, _ = gateway.connect()
+    keep_alive(gateway, cid, content="ka", timeout=11, mode="interval")
+    second = due_second(cid)
+    svc = services.current()
+    real = svc.queue.send_all
+    calls = []
+
+    def flaky(messages):  # SQS refuses the first try
+        calls.append(len(messages))
+        if len(calls) == 1:
+            raise RuntimeError("throttled")
+        real(messages)
+
+    svc.queue.send_all = flaky  # type: ignore[method-assign]
+    try:
+        keepalive.run(svc, second, second + 0.5, clock=lambda: second - 1, sleep=lambda _: None)
+    finally:
+        del svc.queue.send_all
+    gateway.drain()
+    assert len(calls) == 2 and sink.frames[-1] == b"ka"
