@@ -5,6 +5,10 @@ The frames are those of `@casual-simulation/aux-websocket-aws`:
 `[1, id, data]` a message, `[2, id]` "where may I upload?", `[3, id, url, method,
 headers]` "there", `[4, id, url, method, headers]` "the message is at url",
 `[5, id, {"success": false, "errorCode", "errorMessage"}]` "request id failed".
+slipway's own addition, for clients that track positions (docs/resume.md): a
+channel message's position as a trailing element of `[1]` and `[4]`, and `[6, 0,
+{...}]` "where you are in a channel, and what recovery did". The aux client
+ignores trailing elements and frame types it does not know.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from .limits import MAX_INLINE, UTF8_MAX_BYTES_PER_CHAR
 
-MESSAGE, UPLOAD_REQUEST, UPLOAD_TARGET, DOWNLOAD, FAILURE = 1, 2, 3, 4, 5
+MESSAGE, UPLOAD_REQUEST, UPLOAD_TARGET, DOWNLOAD, FAILURE, POSITION = 1, 2, 3, 4, 5, 6
 PUSH_ID = 0  # the id of a message the gateway sends
 DOWNLOAD_ID = -1  # the id of a download the gateway announces
 UPLOAD_PREFIX = "uploads/"
@@ -134,9 +138,11 @@ def uploaded_content(id: int, body: bytes) -> bytes:
 # -- gateway -> client ----------------------------------------------------------
 
 
-def wrap(content: str) -> str:
+def wrap(content: str, trailer: dict[str, Any] | None = None) -> str:
     """`[1, 0, data]` for a message to the client: a JSON object or array is
-    embedded as JSON (byte for byte), anything else as a string."""
+    embedded as JSON (byte for byte), anything else as a string. A `trailer`
+    (a channel message's position) goes last: `[1, 0, data, trailer]`."""
+    end = "]" if trailer is None else f",{dumps(trailer)}]"
     if content.lstrip()[:1] in ("{", "["):
         try:
             value = loads(content)
@@ -144,8 +150,8 @@ def wrap(content: str) -> str:
             pass
         else:
             if isinstance(value, dict | list):
-                return f"[{MESSAGE},{PUSH_ID},{content}]"
-    return dumps([MESSAGE, PUSH_ID, content])
+                return f"[{MESSAGE},{PUSH_ID},{content}{end}"
+    return dumps([MESSAGE, PUSH_ID, content])[:-1] + end
 
 
 def unwrapped(frame: str) -> bytes:
@@ -176,8 +182,13 @@ def upload_target(id: int, url: str, headers: dict[str, str]) -> str:
     return dumps([UPLOAD_TARGET, id, url, "PUT", headers])
 
 
-def download(url: str, id: int = DOWNLOAD_ID) -> str:
-    return dumps([DOWNLOAD, id, url, "GET", {}])
+def download(url: str, id: int = DOWNLOAD_ID, trailer: dict[str, Any] | None = None) -> str:
+    return dumps([DOWNLOAD, id, url, "GET", {}] + ([] if trailer is None else [trailer]))
+
+
+def position(report: dict[str, Any]) -> str:
+    """`[6, 0, report]`: a channel's position, and what recovery did (docs/resume.md)."""
+    return dumps([POSITION, PUSH_ID, report])
 
 
 def failure(id: int, code: Code, message: str) -> str:

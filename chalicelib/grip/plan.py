@@ -16,7 +16,7 @@ adapters only carry that out (`chalicelib/outbound.py`):
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import envelope
 from .limits import MAX_INLINE, MAX_POST
@@ -55,12 +55,19 @@ class Undeliverable(NamedTuple):
 Plan = Raw | Wrapped | ViaObject | Undeliverable
 
 
-def plan(payload: Payload | None, envelope_mode: bool, bucket: bool, stored: bool = False) -> Plan:
+def plan(
+    payload: Payload | None,
+    envelope_mode: bool,
+    bucket: bool,
+    stored: bool = False,
+    trailer: dict[str, Any] | None = None,
+) -> Plan:
     """What to post a connection in `envelope_mode` (or raw) for `payload`.
 
     `bucket`: the deployment can store objects. `stored`: the message is in one
     already (a publish too large for the queue), so envelope connections fetch it
-    there and need no `payload`; a raw connection always does.
+    there and need no `payload`; a raw connection always does. `trailer`: the
+    last element of an envelope frame (a channel message's position, docs/resume.md).
     """
     if envelope_mode and stored:
         return ViaObject()
@@ -72,7 +79,7 @@ def plan(payload: Payload | None, envelope_mode: bool, bucket: bool, stored: boo
         return Undeliverable(Why.TOO_LARGE_FOR_RAW)
     text = payload.text
     if len(text) <= MAX_INLINE:  # a longer one cannot fit, however wrapped
-        frame = envelope.wrap(text)
+        frame = envelope.wrap(text, trailer)
         if envelope.fits(frame):
             return Wrapped(frame.encode("utf-8"))
     return ViaObject() if bucket else Undeliverable(Why.NO_BUCKET)

@@ -1,0 +1,177 @@
+"""Channel history and resume after reconnect (docs/resume.md). Pure.
+
+Every message published to a channel gets a position in it: an `offset` (1, 2,
+3, ... with no gaps; a retried publish keeps its own) within an `epoch`, a short
+string that changes when the channel's history is lost, so that offsets which
+restart are never mistaken for old ones.
+
+A client that reconnects presents the last position it saw in each channel
+(`resume=` in its connect URL, `parse_resume`); when the backend subscribes the
+new connection to one of those channels, `decide` says what the gateway does:
+replay the messages after it, say that there is nothing to recover, or say that
+recovery failed and why.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from .limits import MAX_CHANNEL_LENGTH, MAX_CHANNELS
+
+# The query parameter a client presents its positions in (and opts in with).
+RESUME_PARAM = "resume"
+# A `resume=` value longer than this is ignored rather than decoded: API
+# Gateway's request line is bounded too, and a client has at most MAX_CHANNELS.
+MAX_RESUME_LENGTH = 8 * 1024
+
+
+class Position(NamedTuple):
+    """Where a client is in one channel: the last message it saw."""
+
+    epoch: str
+    offset: int
+
+
+class Head(NamedTuple):
+    """A channel's history now: its epoch and the offset of its last message."""
+
+    epoch: str
+    top: int
+
+
+class Recovery(StrEnum):
+    """What a `[6]` frame reports for one channel."""
+
+    NONE = "none"  # no position presented: nothing to recover
+    RECOVERED = "recovered"  # the messages after the position were replayed
+    FAILED = "failed"  # the position could not be honoured: reload state
+
+
+class Reason(StrEnum):
+    """Why a recovery failed."""
+
+    TOO_OLD = "too_old"  # older than the history keeps (by time or count)
+    EPOCH_CHANGED = "epoch_changed"  # the channel's history was lost or reset
+    UNKNOWN_ID = "unknown_id"  # the backend's prev-id is not in the history
+    HISTORY_OFF = "history_off"  # this deployment keeps no history
+
+
+class Replay(NamedTuple):
+    """Deliver the messages `after` < offset <= `upto`, in order."""
+
+    after: int
+    upto: int
+
+
+class Failed(NamedTuple):
+    reason: Reason
+
+
+Decision = Replay | Failed
+
+
+class ResumeError(ValueError):
+    """A `resume=` value is not positions; the message says what is wrong."""
+
+
+def decide(since: Position, head: Head | None, max_items: int) -> Decision:
+    """What recovering from `since` takes, given the channel's history `head`
+    (None: the channel has none) and how many messages it keeps."""
+    if max_items <= 0:
+        return Failed(Reason.HISTORY_OFF)
+    if head is None or since.epoch != head.epoch or since.offset > head.top:
+        # Offsets past the top: the history was reset within the same epoch,
+        # which only an operator does by hand; treat it as a new epoch.
+        return Failed(Reason.EPOCH_CHANGED)
+    if head.top - since.offset > max_items:
+        return Failed(Reason.TOO_OLD)
+    return Replay(since.offset, head.top)
+
+
+def complete(offsets: list[int], replay: Replay) -> bool:
+    """Whether the history rows found (their offsets, ascending) are every
+    message the replay needs: a missing one has expired."""
+    return offsets == list(range(replay.after + 1, replay.upto + 1))
+
+
+# -- resume= ----------------------------------------------------------------------
+
+
+def parse_resume(value: str) -> dict[str, Position]:
+    """Positions from a `resume=` value: base64url (padding optional) of the JSON
+    object `{"<channel>": ["<epoch>", <offset>], ...}`. An empty value is no
+    positions (the client speaks the protocol and has none yet)."""
+    if not value:
+        return {}
+    if len(value) > MAX_RESUME_LENGTH:
+        raise ResumeError(f"resume is longer than {MAX_RESUME_LENGTH} characters")
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise ResumeError("resume must be base64url of a JSON object") from None
+    if not isinstance(data, dict):
+        raise ResumeError("resume must hold a JSON object of channel: [epoch, offset]")
+    if len(data) > MAX_CHANNELS * 5:
+        raise ResumeError("resume holds more channels than a connection may join")
+    out: dict[str, Position] = {}
+    for channel, pos in data.items():
+        if not channel or len(channel) > MAX_CHANNEL_LENGTH:
+            raise ResumeError(f"resume: channel name {channel[:40]!r} is empty or too long")
+        if (
+            not isinstance(pos, list)
+            or len(pos) != 2
+            or not isinstance(pos[0], str)
+            or not _is_offset(pos[1])
+        ):
+            raise ResumeError(f"resume: {channel!r} must be [epoch, offset]")
+        out[channel] = Position(pos[0], pos[1])
+    return out
+
+
+def encode_resume(positions: dict[str, Position]) -> str:
+    """The `resume=` value for `positions` (base64url, no padding)."""
+    data = {c: [p.epoch, p.offset] for c, p in positions.items()}
+    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _is_offset(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# -- what the client is told --------------------------------------------------------
+
+
+def trailer(channel: str, position: Position) -> dict[str, Any]:
+    """The element a channel message carries last, for clients that track positions."""
+    return {"channel": channel, "epoch": position.epoch, "offset": position.offset}
+
+
+def report(
+    channel: str,
+    head: Head,
+    recovery: Recovery,
+    replayed: int = 0,
+    reason: Reason | None = None,
+) -> dict[str, Any]:
+    """The body of a `[6]` frame: the channel's position now, and what recovery did."""
+    body: dict[str, Any] = {
+        "channel": channel,
+        "epoch": head.epoch,
+        "offset": head.top,
+        "recovery": str(recovery),
+        "replayed": replayed,
+    }
+    if reason is not None:
+        body["reason"] = str(reason)
+    return body
+
+
+def sort_key(offset: int) -> str:
+    """A history row's sort key: zero-padded, so that keys sort as offsets do."""
+    return f"{offset:012d}"
