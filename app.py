@@ -51,6 +51,12 @@ def publish():
     return control.publish(request.headers, request.raw_body)
 
 
+@app.route("/uploads", methods=["POST"])
+def upload():
+    """A presigned PUT for a message too large to publish inline (docs/control-api.md)."""
+    return control.upload(app.current_request.headers)
+
+
 @app.route("/connections/{connection_id}/message", methods=["POST"])
 def send_to_connection(connection_id):
     request = app.current_request

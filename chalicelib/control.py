@@ -9,10 +9,11 @@ from typing import Any
 
 from chalice.app import Response
 
-from . import fanout, farewell, outbound, services
+from . import fanout, farewell, outbound, services, uploads
 from .grip import plan
 from .grip.auth import authorize
 from .grip.errors import Gone, SlipwayError, UnknownConnection
+from .grip.jobs import Inline
 from .grip.limits import MAX_POST
 from .grip.model import Connection
 
@@ -50,6 +51,7 @@ def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
         from .grip.publish import parse_items, skipped_warning
 
         items, skipped = parse_items(body)
+        items, refs_oversize = uploads.check_items(svc, items, skipped)  # 400 before queueing
         svc.queue.send_all([fanout.queued(svc, item.to_job()) for item in items])
         result: dict[str, Any] = {"message": "Published"}
         warnings = []
@@ -59,7 +61,8 @@ def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
         oversize = [
             k
             for k, item in enumerate(items)
-            if item.payload is not None
+            if k in refs_oversize
+            or item.payload is not None
             and isinstance(plan.plan(item.payload, False, True), plan.Undeliverable)
         ]
         if oversize:
@@ -99,9 +102,17 @@ def _on_connection(
 
 def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
     def act(svc: services.Services, conn: Connection) -> Response:
-        from .grip.publish import parse_send
+        from .grip.publish import ContentRef, parse_send
 
-        outbound.send(svc, conn, parse_send(body))  # TooLarge (413) says why not
+        message = parse_send(body)
+        if isinstance(message, ContentRef):  # a backend's upload: checked, 400 if not good
+            action = uploads.check_send(svc, message).action
+            message = (
+                action.payload
+                if isinstance(action, Inline)
+                else outbound.Outbound(svc, None, stored=action)
+            )
+        outbound.send(svc, conn, message)  # TooLarge (413) says why not
         return _json(200, {"message": "Sent"})
 
     return _on_connection(headers, cid, act)
@@ -251,6 +262,15 @@ def set_meta(headers: Mapping[str, str], cid: str, body: bytes | None) -> Respon
         return _json(200, {"id": cid, "meta": meta})
 
     return _on_connection(headers, cid, act)
+
+
+# -- large messages by reference (issue 19) ---------------------------------------
+
+
+def upload(headers: Mapping[str, str]) -> Response:
+    """`POST /uploads`: a presigned PUT for one message, and its ref for
+    `content-ref` / `content-bin-ref` (docs/control-api.md#large-messages)."""
+    return guarded(headers, lambda svc: _json(200, uploads.issue(svc)))
 
 
 # -- the API's own answers ------------------------------------------------------

@@ -57,6 +57,15 @@ class Outbound:
         return self._bodies[envelope_mode]
 
     def _carry_out(self, envelope_mode: bool) -> bytes | plan.Undeliverable:
+        if not envelope_mode and self._payload is None and self.stored is not None:
+            blobs_ = self._svc.blobs
+            assert blobs_ is not None
+            # Over MAX_RAW_OBJECT no raw post can hold it: skip without reading it whole.
+            blob = blobs_.fetch(self.stored.key, plan.MAX_RAW_OBJECT)
+            if blob.data is None:
+                return plan.Undeliverable(plan.Why.TOO_LARGE_FOR_RAW)
+            text = envelope.from_download_form(blob.data)
+            self._payload = Payload(None, self.stored.binary, text)
         stored = self.stored is not None
         payload = None if envelope_mode and stored else self.payload
         decided = plan.plan(payload, envelope_mode, self._svc.blobs is not None, stored)

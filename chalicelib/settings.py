@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from . import secrets
 from .grip.errors import ConfigError
-from .grip.limits import MAX_CHANNELS, QUEUE_MESSAGE
+from .grip.limits import MAX_CHANNELS, MAX_PUBLISH, QUEUE_MESSAGE
 
 
 class SettingsError(ConfigError):
@@ -42,6 +42,7 @@ class Settings:
     upload_expiry: int
     download_expiry: int
     max_upload: int
+    max_publish: int
 
 
 def flag(raw: str) -> bool:
@@ -81,6 +82,8 @@ _VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     "SLIPWAY_DOWNLOAD_EXPIRY": ("download_expiry", 3600, int),
     # The largest message a client may upload, in bytes.
     "SLIPWAY_MAX_UPLOAD_BYTES": ("max_upload", 8 * 1024 * 1024, int),
+    # The largest message a backend may upload and publish by reference (POST /uploads).
+    "SLIPWAY_MAX_PUBLISH_BYTES": ("max_publish", MAX_PUBLISH, int),
 }
 _REQUIRED = {"TARGET_URL", "SLIPWAY_TABLE", "SLIPWAY_QUEUE_URL"}
 # Read by the deployment tooling or the local stack, not by the handlers.

@@ -26,6 +26,7 @@ INT_VARS = [
     "SLIPWAY_UPLOAD_EXPIRY",
     "SLIPWAY_DOWNLOAD_EXPIRY",
     "SLIPWAY_MAX_UPLOAD_BYTES",
+    "SLIPWAY_MAX_PUBLISH_BYTES",
 ]
 FLOAT_VARS = ["SLIPWAY_BACKEND_CONNECT_TIMEOUT", "SLIPWAY_BACKEND_READ_TIMEOUT"]
 POSITIVE = INT_VARS + FLOAT_VARS
@@ -54,6 +55,7 @@ def test_defaults() -> None:
         upload_expiry=300,
         download_expiry=3600,
         max_upload=8 * 1024 * 1024,
+        max_publish=32 * 1024 * 1024,
     )
 
 

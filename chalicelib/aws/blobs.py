@@ -1,5 +1,6 @@
-"""S3: publish bodies too large for the queue, and envelope mode's uploads and
-downloads. Presigning is local (no API call): the URL carries our signature."""
+"""S3: publish bodies too large for the queue, envelope mode's uploads and
+downloads, and backends' uploads. Presigning is local (no API call): the URL
+carries our signature."""
 
 from __future__ import annotations
 
@@ -30,35 +31,47 @@ class Blobs:
         return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def fetch(self, key: str, max_size: int) -> Blob:
-        """The object, read only if it is at most `max_size` bytes."""
+        """The object, read only if it is at most `max_size` bytes (a larger one
+        costs one ranged GET of its first bytes, never the whole)."""
+        blob, _ = self._ranged(key, max_size)
+        return blob
+
+    def peek(self, key: str, length: int) -> tuple[Blob, bytes]:
+        """The object whole if it is at most `length` bytes (as `fetch`), and its
+        first `length` bytes either way: one GET."""
+        return self._ranged(key, length)
+
+    def _ranged(self, key: str, length: int) -> tuple[Blob, bytes]:
         try:
-            reply = self._s3.get_object(Bucket=self.bucket, Key=key)
+            reply = self._s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{length}")
         except self._s3.exceptions.NoSuchKey:
             raise NoSuchBlob(key) from None
+        except self._s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+                raise
+            # S3's answer to any range of an empty object.
+            reply = self._s3.get_object(Bucket=self.bucket, Key=key)
         body = reply["Body"]
-        size = int(reply["ContentLength"])
         try:
-            data = body.read() if size <= max_size else None
+            head = body.read()
         finally:
             body.close()
-        return Blob(size, reply["LastModified"].timestamp(), data)
+        # "bytes 0-99/1234": the total after the slash; no range answered: the length.
+        total = reply.get("ContentRange", "").rpartition("/")[2]
+        size = int(total) if total.isdigit() else len(head)
+        data = head if size <= length else None
+        return Blob(size, reply["LastModified"].timestamp(), data), head[:length]
 
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=key)
 
     def upload_url(self, key: str, headers: dict[str, str], expires: int) -> str:
-        """A presigned PUT for `key`, signed for the `Content-Type` and `x-amz-acl`
-        the client will send."""
-        return self._s3.generate_presigned_url(
-            "put_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                "ContentType": headers["Content-Type"],
-                "ACL": headers["x-amz-acl"],
-            },
-            ExpiresIn=expires,
-        )
+        """A presigned PUT for `key`, signed for the `Content-Type` (and `x-amz-acl`,
+        when given) the uploader will send."""
+        params = {"Bucket": self.bucket, "Key": key, "ContentType": headers["Content-Type"]}
+        if "x-amz-acl" in headers:
+            params["ACL"] = headers["x-amz-acl"]
+        return self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
 
     def download_url(self, key: str, expires: int) -> str:
         return self._s3.generate_presigned_url(

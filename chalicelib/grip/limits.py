@@ -18,6 +18,13 @@ MAX_POST = 128 * 1024
 MAX_INLINE = 32_000
 # SQS: the classic message limit (accounts with 1 MiB may raise the setting).
 QUEUE_MESSAGE = 262_144
+# The control routes (a REST API): API Gateway refuses a request body over 10 MB
+# (413), and Lambda an invocation event over 6 MB (a synchronous invoke: the
+# body inside the event, JSON-escaped or base64, plus the request's fields).
+REST_REQUEST = 10 * 1024 * 1024
+LAMBDA_REQUEST = 6 * 1024 * 1024
+# A backend upload (POST /uploads): the default of SLIPWAY_MAX_PUBLISH_BYTES.
+MAX_PUBLISH = 32 * 1024 * 1024
 # GRIP: the longest channel name accepted in a publish or a subscribe.
 MAX_CHANNEL_LENGTH = 512
 # How many channels one connection may join (default of SLIPWAY_MAX_CHANNELS).

@@ -22,6 +22,11 @@ from . import envelope
 from .limits import MAX_INLINE, MAX_POST
 from .payload import Payload
 
+# A stored message (its download form: JSON) over this many bytes cannot hold one a
+# raw connection takes: JSON writes a byte as at most 6 (`\u00XX`), plus 2 quotes.
+# Over it, a raw connection is skipped without reading the object.
+MAX_RAW_OBJECT = 6 * MAX_POST + 2
+
 
 class Why(StrEnum):
     TOO_LARGE_FOR_RAW = "too_large_for_raw"

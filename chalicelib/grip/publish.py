@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from marshmallow import (
     EXCLUDE,
@@ -30,10 +30,21 @@ class PublishError(BadRequest):
     """A publish body is invalid; `fields` maps a dotted path to what is wrong there."""
 
 
+class ContentRef(NamedTuple):
+    """`content-ref` (text) or `content-bin-ref` (bytes): a message a backend
+    uploaded (POST /uploads), not checked yet; the control route checks it against
+    S3 and turns it into an `Inline` or a `Stored` action (grip/uploads.py)."""
+
+    ref: str
+    binary: bool
+    field: str  # where it was given ("content-ref", "content-bin-ref")
+
+
 @dataclass(frozen=True)
 class PublishItem:
     channel: str
-    action: Action  # Inline(payload) to send, CloseAll(code, reason) to close
+    # Inline(payload) to send, CloseAll(code, reason) to close; a ContentRef until checked
+    action: Action | ContentRef
     id: str | None = None  # validated, not used for delivery
     prev_id: str | None = None
 
@@ -42,6 +53,8 @@ class PublishItem:
         return self.action.payload if isinstance(self.action, Inline) else None
 
     def to_job(self) -> Publish:
+        if isinstance(self.action, ContentRef):
+            raise ValueError("a content ref is checked (chalicelib/uploads.py) before it is queued")
         return Publish(self.channel, self.action)
 
 
@@ -57,22 +70,30 @@ class _Base64(fields.Field[Payload]):
             raise ValidationError("Not valid base64.") from None
 
 
+_CONTENT_FIELDS = ("content", "content_bin", "content_ref", "content_bin_ref")
+
+
 class WsMessageSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
     content = fields.String()
     content_bin = _Base64(data_key="content-bin")
+    content_ref = fields.String(data_key="content-ref", validate=validate.Length(min=1, max=1024))
+    content_bin_ref = fields.String(
+        data_key="content-bin-ref", validate=validate.Length(min=1, max=1024)
+    )
     action = fields.String(load_default="send", validate=validate.OneOf(["send", "close"]))
     code = fields.Integer(strict=True, validate=validate.Range(FIRST_CLOSE_CODE, LAST_CLOSE_CODE))
     reason = fields.String(validate=validate.Length(max=MAX_CLOSE_REASON))
 
     @validates_schema
     def _content(self, data: dict[str, Any], **kwargs: Any) -> None:
-        has = [k for k in ("content", "content_bin") if k in data]
+        has = [k for k in _CONTENT_FIELDS if k in data]
         if data["action"] == "send" and len(has) != 1:
             raise ValidationError(
-                "A send needs exactly one of content or content-bin.", field_name="content"
+                "A send needs exactly one of content, content-bin, content-ref or content-bin-ref.",
+                field_name="content",
             )
 
 
@@ -187,20 +208,25 @@ def skipped_warning(skipped: dict[int, list[str]]) -> str:
 
 
 def _item(channel: str, msg: dict[str, Any], id_: str | None, prev: str | None) -> PublishItem:
-    action: Action
+    action: Action | ContentRef
     if msg["action"] == "close":
         action = CloseAll(msg.get("code"), msg.get("reason", ""))
     else:
-        action = Inline(_payload(msg))
+        message = _payload(msg)
+        action = message if isinstance(message, ContentRef) else Inline(message)
     return PublishItem(channel, action, id_, prev)
 
 
-def _payload(msg: dict[str, Any]) -> Payload:
+def _payload(msg: dict[str, Any]) -> Payload | ContentRef:
+    if "content_ref" in msg:
+        return ContentRef(msg["content_ref"], False, "content-ref")
+    if "content_bin_ref" in msg:
+        return ContentRef(msg["content_bin_ref"], True, "content-bin-ref")
     return msg["content_bin"] if "content_bin" in msg else Payload.of_text(msg["content"])
 
 
-def parse_send(body: bytes | str | None) -> Payload:
-    """The message of a send to one connection."""
+def parse_send(body: bytes | str | None) -> Payload | ContentRef:
+    """The message of a send to one connection (a ContentRef: check it first)."""
     return _payload(load_json(body, SendSchema()))
 
 

@@ -1,0 +1,222 @@
+"""Backend uploads (docs/control-api.md#large-messages): the refs and their checks
+(pure), and POST /uploads, publish and send by reference through the handlers,
+the worker, moto's S3 and a recording @connections API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import boto3
+import pytest
+import requests
+
+from chalicelib.grip import plan
+from chalicelib.grip import uploads as refs
+from chalicelib.grip.payload import Payload
+from chalicelib.grip.publish import ContentRef, PublishError, parse_publish, parse_send
+from tests.harness import KEY, Gateway, configure
+from tests.test_transfers import bucket_keys, fetched, frames, item, members
+
+NONCE = "0123456789abcdef"
+
+
+# -- the refs (pure) ----------------------------------------------------------------
+
+
+def test_an_issued_ref_checks_until_it_expires() -> None:
+    issued = refs.issue(KEY, 1_000, NONCE)
+    assert issued.key.startswith(refs.PREFIX) and issued.key.endswith(".json")
+    assert refs.check(issued.key, KEY, 999.5) == 1_000
+    with pytest.raises(refs.Refused) as caught:
+        refs.check(issued.key, KEY, 1_000.5)
+    assert caught.value.why is refs.Why.EXPIRED
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        refs.issue("another deployment's key", 9_999_999_999, NONCE).key,
+        "uploads/L0SM9cOFvHcCIhw%3D/9999999999-1-0123456789abcdef.json",  # a client's upload
+        "publish/abc.json",
+        refs.issue(KEY, 9_999_999_999, NONCE).key.replace("9999999999", "9999999998"),  # altered
+        "../" + refs.issue(KEY, 9_999_999_999, NONCE).key,
+    ],
+)
+def test_a_ref_this_deployment_did_not_issue_is_foreign(ref: str) -> None:
+    with pytest.raises(refs.Refused) as caught:
+        refs.check(ref, KEY, 0)
+    assert caught.value.why is refs.Why.FOREIGN
+
+
+def test_an_object_uploaded_late_or_too_large_is_refused() -> None:
+    refs.check_stored(10, modified=100, expires=100, limit=10)
+    for size, modified, why in [(10, 101, refs.Why.EXPIRED), (11, 50, refs.Why.TOO_LARGE)]:
+        with pytest.raises(refs.Refused) as caught:
+            refs.check_stored(size, modified, 100, 10)
+        assert caught.value.why is why
+
+
+def test_the_content_of_a_small_object() -> None:
+    assert refs.content(b'"h\\u00e9llo"', False) == Payload.of_text("héllo")
+    doc = b'{"a": [1, 2]}'
+    assert refs.content(doc, False).text == doc.decode()  # byte for byte
+    raw = bytes(range(256))
+    encoded = json.dumps(base64.b64encode(raw).decode()).encode()
+    assert refs.content(encoded, True) == Payload.of_bytes(raw)
+    for data, binary in [(b"42", False), (b'{"a": ', False), (b"[1]", True), (b'"@@"', True)]:
+        with pytest.raises(refs.Refused) as caught:
+            refs.content(data, binary)
+        assert caught.value.why is refs.Why.INVALID
+
+
+def test_publish_and_send_take_a_ref_instead_of_content() -> None:
+    [first, second] = parse_publish(
+        json.dumps(
+            {
+                "items": [
+                    {"channel": "a", "formats": {"ws-message": {"content-ref": "r1"}}},
+                    {"channel": "b", "ws-message": {"content-bin-ref": "r2"}},
+                ]
+            }
+        )
+    )
+    assert first.action == ContentRef("r1", False, "content-ref")
+    assert second.action == ContentRef("r2", True, "content-bin-ref")
+    with pytest.raises(ValueError):
+        first.to_job()  # never queued unchecked
+    assert parse_send('{"content-ref": "r"}') == ContentRef("r", False, "content-ref")
+    with pytest.raises(PublishError) as caught:
+        parse_send('{"content": "x", "content-ref": "r"}')
+    assert "content-ref" in caught.value.fields["content"][0]
+
+
+def test_a_stored_object_too_large_for_any_raw_post() -> None:
+    # The largest raw message written as JSON at its most escaped, with its quotes.
+    worst = json.dumps("\x00" * plan.MAX_POST).encode()
+    assert len(worst) == plan.MAX_RAW_OBJECT
+
+
+# -- through the handlers -------------------------------------------------------------
+
+
+def call(method: str, path: str, body: dict | None = None, key: str = KEY) -> tuple[int, dict]:
+    from chalice.test import Client
+
+    import app
+    from tests.harness import HERE
+
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    with Client(app.app, project_dir=str(HERE)) as client:
+        reply = getattr(client.http, method)(
+            path, headers=headers, body=json.dumps(body) if body is not None else None
+        )
+    return reply.status_code, json.loads(reply.body or b"null")
+
+
+def upload(data: bytes) -> str:
+    status, target = call("post", "/uploads")
+    assert status == 200, target
+    assert target["method"] == "PUT" and target["headers"] == refs.HEADERS
+    put = requests.put(target["url"], data=data, headers=target["headers"], timeout=10)
+    assert put.status_code == 200
+    return target["ref"]
+
+
+def test_a_large_ref_reaches_envelope_members_as_the_uploaded_object(gateway: Gateway) -> None:
+    wrapped = members(gateway, "ref", 3, envelope=True)
+    raw = members(gateway, "ref", 1, envelope=False)
+    text = "é" * 40_000  # a frame's limit is 32 KB; a raw post's 128 KB
+    ref = upload(json.dumps(text, ensure_ascii=False).encode())
+    before = bucket_keys()
+    status, reply = gateway.publish({"items": [item("ref", **{"content-ref": ref})]})
+    assert status == 200 and "too_large_for_raw" not in reply, reply
+    gateway.drain()
+    assert bucket_keys() == before  # the gateway wrote nothing
+    for _, sink in wrapped:
+        [frame] = frames(sink)
+        assert ref in frame[2] and fetched(frame) == text
+    assert raw[0][1].frames == [text.encode()]
+
+
+def test_a_ref_over_128_kb_skips_raw_members_without_reading_it(gateway: Gateway) -> None:
+    [(_, wrapped)] = members(gateway, "huge", 1, envelope=True)
+    [(_, raw)] = members(gateway, "huge", 1, envelope=False)
+    doc = json.dumps({"rows": ["x" * 1000] * 1000})  # 1 MB of JSON
+    ref = upload(doc.encode())
+    status, reply = gateway.publish({"items": [item("huge", **{"content-ref": ref})]})
+    assert (status, reply["too_large_for_raw"]) == (200, [0])
+    gateway.drain()
+    assert fetched(frames(wrapped)[0]) == json.loads(doc)
+    assert raw.frames == []
+
+
+def test_a_small_ref_goes_inline_and_binary_stays_binary(gateway: Gateway) -> None:
+    [(cid, wrapped)] = members(gateway, "small", 1, envelope=True)
+    [(_, raw)] = members(gateway, "small", 1, envelope=False)
+    data = bytes(range(256)) * 4
+    ref = upload(json.dumps(base64.b64encode(data).decode()).encode())
+    assert gateway.publish({"items": [item("small", **{"content-bin-ref": ref})]})[0] == 200
+    gateway.drain()
+    assert raw.frames == [data]
+    assert frames(wrapped) == [[1, 0, base64.b64encode(data).decode()]]
+    # The same ref again, to one connection: refs may be used until they expire.
+    path = f"/connections/{cid.replace('=', '%3D')}/message"
+    assert call("post", path, {"content-bin-ref": ref})[0] == 200
+    assert frames(wrapped)[-1] == [1, 0, base64.b64encode(data).decode()]
+
+
+def test_bad_refs_are_refused_by_name_and_nothing_is_queued(gateway: Gateway) -> None:
+    members(gateway, "bad", 1, envelope=True)
+    good = upload(b'"fine"')
+    never = refs.issue(KEY, int(time.time()) + 60, NONCE).key  # issued, never uploaded
+    foreign = refs.issue("other", int(time.time()) + 60, NONCE).key
+    body = {
+        "items": [
+            item("bad", **{"content-ref": good}),
+            {"channel": "bad", "formats": {"http-stream": {"content": "x"}}},  # skipped
+            item("bad", **{"content-ref": never}),
+            item("bad", **{"content-bin-ref": foreign}),
+        ]
+    }
+    status, reply = gateway.publish(body)
+    assert status == 400
+    fields = reply["fields"]
+    assert fields["items.2.ws-message.content-ref"][0].startswith("not_found:")
+    assert fields["items.3.ws-message.content-bin-ref"][0].startswith("foreign:")
+    assert gateway.queued() == []
+
+
+def test_an_oversize_or_expired_upload_is_refused(gateway: Gateway, monkeypatch) -> None:
+    configure(monkeypatch, SLIPWAY_MAX_PUBLISH_BYTES="1000", SLIPWAY_UPLOAD_EXPIRY="3")
+    big = upload(json.dumps("x" * 1000).encode())
+    status, reply = gateway.publish({"items": [item("c", **{"content-ref": big})]})
+    assert status == 400
+    assert reply["fields"]["items.0.ws-message.content-ref"][0].startswith("too_large:")
+    time.sleep(3.1)
+    status, reply = gateway.publish({"items": [item("c", **{"content-ref": big})]})
+    assert reply["fields"]["items.0.ws-message.content-ref"][0].startswith("expired:")
+
+
+def test_an_upload_url_is_refused_without_the_key_and_without_a_bucket(
+    gateway: Gateway, monkeypatch
+) -> None:
+    assert call("post", "/uploads", key="wrong")[0] == 401
+    monkeypatch.delenv("SLIPWAY_BUCKET")
+    configure(monkeypatch)
+    status, reply = call("post", "/uploads")
+    assert status == 503 and "SLIPWAY_BUCKET" in reply["error"]
+
+
+def test_the_ranged_read_of_an_empty_and_a_large_object(gateway: Gateway) -> None:
+    from chalicelib import services
+
+    blobs = services.current().blobs
+    assert blobs is not None
+    boto3.client("s3").put_object(Bucket=blobs.bucket, Key="t/empty", Body=b"")
+    boto3.client("s3").put_object(Bucket=blobs.bucket, Key="t/ten", Body=b"0123456789")
+    assert blobs.fetch("t/empty", 5).data == b""
+    blob, head = blobs.peek("t/ten", 4)
+    assert (blob.size, blob.data, head) == (10, None, b"0123")
+    assert blobs.fetch("t/ten", 10).data == b"0123456789"
