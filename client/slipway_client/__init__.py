@@ -5,7 +5,9 @@
 - `ControlClient`: publish to channels, act on one connection, count and list
   channels' connections.
 - `WebSocketClient` / `connect`: an asyncio WebSocket client for messages of
-  any size (the envelope of docs/envelope.md), with reconnection.
+  any size (the envelope of docs/envelope.md), with reconnection, resume
+  (positions, replay, de-duplication) and rotation before API Gateway's
+  2-hour cut (docs/resume.md).
 """
 
 from .backend import Closed, Disconnected, Response, WebSocketContext
@@ -16,11 +18,13 @@ from .errors import (
     EnvelopeError,
     GripSigError,
     RemoteError,
+    RotationTimeout,
     SlipwayError,
     SocketClosed,
     TransferError,
     UnknownConnection,
 )
+from .resume import Position, Recovery
 from .socket import Backoff, State, WebSocketClient, connect
 
 __version__ = "0.1.0"
@@ -36,9 +40,12 @@ __all__ = [
     "Disconnected",
     "EnvelopeError",
     "GripSigError",
+    "Position",
     "PublishItem",
+    "Recovery",
     "RemoteError",
     "Response",
+    "RotationTimeout",
     "SlipwayError",
     "SocketClosed",
     "State",

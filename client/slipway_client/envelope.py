@@ -8,6 +8,11 @@
 | `[3, id, url, method, headers]`    | gateway: upload there                           |
 | `[4, id, url, method, headers]`    | the message is at `url` (both directions)       |
 | `[5, id, {"success": false, ...}]` | gateway: request `id` failed                    |
+| `[6, 0, {"channel", "recovery", ...}]` | gateway: a subscribe's recovery (resume.py) |
+
+A channel message from the gateway carries its position in the channel as a
+trailing element (`[1, 0, data, {"channel", "epoch", "offset"}]`, and the same
+after a `[4]`'s headers): `Message.stamp` / `Download.stamp` (docs/resume.md).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import EnvelopeError
+from .resume import RECOVERY, Recovery, Stamp, read_recovery, read_stamp
 
 MESSAGE, UPLOAD_REQUEST, UPLOAD_TARGET, DOWNLOAD, FAILURE = 1, 2, 3, 4, 5
 # Over this many characters a message goes through an upload instead of a frame.
@@ -30,6 +36,8 @@ __all__ = [
     "Failure",
     "Frame",
     "Message",
+    "Recovery",
+    "Stamp",
     "UploadRequest",
     "UploadTarget",
     "decode",
@@ -42,10 +50,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Message:
-    """`[1, id, data]`."""
+    """`[1, id, data]`, or `[1, id, data, stamp]` for a channel message from the gateway."""
 
     id: int
     data: Any
+    stamp: Stamp | None = None
 
 
 @dataclass(frozen=True)
@@ -67,12 +76,13 @@ class UploadTarget:
 
 @dataclass(frozen=True)
 class Download:
-    """`[4, id, url, method, headers]`."""
+    """`[4, id, url, method, headers]`, or `[4, ..., headers, stamp]` (a channel message)."""
 
     id: int
     url: str
     method: str = "GET"
     headers: dict[str, str] = field(default_factory=dict)
+    stamp: Stamp | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,7 @@ class Failure:
     message: str
 
 
-Frame = Message | UploadRequest | UploadTarget | Download | Failure
+Frame = Message | UploadRequest | UploadTarget | Download | Failure | Recovery
 
 
 def dumps(value: Any) -> str:
@@ -96,18 +106,24 @@ def dumps(value: Any) -> str:
 def encode(frame: Frame) -> str:
     """The text of one frame."""
     match frame:
-        case Message(id=mid, data=data):
-            return dumps([MESSAGE, mid, data])
+        case Message(id=mid, data=data, stamp=stamp):
+            return dumps([MESSAGE, mid, data, *_trailer(stamp)])
         case UploadRequest(id=mid):
             return dumps([UPLOAD_REQUEST, mid])
         case UploadTarget(id=mid, url=url, method=method, headers=headers):
             return dumps([UPLOAD_TARGET, mid, url, method, headers])
-        case Download(id=mid, url=url, method=method, headers=headers):
-            return dumps([DOWNLOAD, mid, url, method, headers])
+        case Download(id=mid, url=url, method=method, headers=headers, stamp=stamp):
+            return dumps([DOWNLOAD, mid, url, method, headers, *_trailer(stamp)])
         case Failure(id=mid, code=code, message=message):
             error = {"success": False, "errorCode": code, "errorMessage": message}
             return dumps([FAILURE, mid, error])
+        case Recovery():
+            return dumps([RECOVERY, 0, frame.to_json()])
     raise TypeError(f"not an envelope frame: {frame!r}")
+
+
+def _trailer(stamp: Stamp | None) -> list[dict[str, Any]]:
+    return [] if stamp is None else [stamp.to_json()]
 
 
 def fits_inline(frame_text: str) -> bool:
@@ -141,22 +157,27 @@ def decode(text: str | bytes) -> Frame:
         raise EnvelopeError(f"frame kind and id must be integers: {_snippet(text)}")
     rest = value[2:]
     if kind == MESSAGE:
-        if len(rest) != 1:
-            raise EnvelopeError("a [1] frame is [1, id, data]")
-        return Message(mid, rest[0])
+        if len(rest) not in (1, 2):
+            raise EnvelopeError("a [1] frame is [1, id, data] or [1, id, data, position]")
+        return Message(mid, rest[0], read_stamp(rest[1]) if len(rest) == 2 else None)
     if kind == UPLOAD_REQUEST:
         if rest:
             raise EnvelopeError("a [2] frame is [2, id]")
         return UploadRequest(mid)
-    if kind in (UPLOAD_TARGET, DOWNLOAD):
-        url, method, headers = _location(kind, rest)
-        cls = UploadTarget if kind == UPLOAD_TARGET else Download
-        return cls(mid, url, method, headers)
+    if kind == UPLOAD_TARGET:
+        return UploadTarget(mid, *_location(kind, rest))
+    if kind == DOWNLOAD:
+        stamp = read_stamp(rest.pop()) if len(rest) == 4 else None
+        return Download(mid, *_location(kind, rest), stamp=stamp)
     if kind == FAILURE:
         if len(rest) != 1 or not isinstance(rest[0], dict):
             raise EnvelopeError("a [5] frame is [5, id, {errorCode, errorMessage}]")
         error = rest[0]
         return Failure(mid, str(error.get("errorCode", "")), str(error.get("errorMessage", "")))
+    if kind == RECOVERY:
+        if len(rest) != 1:
+            raise EnvelopeError("a [6] frame is [6, 0, {channel, epoch, offset, recovery, ...}]")
+        return read_recovery(rest[0])
     raise EnvelopeError(f"unknown frame kind {kind}")
 
 

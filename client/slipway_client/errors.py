@@ -72,6 +72,17 @@ class SocketClosed(SlipwayError):
     """The WebSocket client is closed (or lost its connection mid-send)."""
 
 
+class RotationTimeout(SlipwayError):
+    """A rotation's new connection sent no `[6]` for some channels in time; the old
+    connection was closed anyway (docs/resume.md). `missing` names the channels."""
+
+    def __init__(self, missing: frozenset[str], timeout: float) -> None:
+        self.missing = missing
+        self.timeout = timeout
+        names = ", ".join(sorted(missing))
+        super().__init__(f"rotation: no recovery within {timeout} s for channel(s) {names}")
+
+
 def _text(value: Any) -> str:
     if isinstance(value, list | tuple):
         return " ".join(str(v) for v in value)

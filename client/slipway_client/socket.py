@@ -13,9 +13,16 @@ fetched before it is delivered. Messages are delivered in the order the
 gateway sent them, downloads included.
 
 After a connection drops (anything but our own `close()`), the client
-reconnects with exponential backoff and jitter, a bounded number of times.
+reconnects with exponential backoff and full jitter, a bounded number of times.
 Sending is at most once: a message whose connection drops mid-send raises
 `SocketClosed` and is not resent.
+
+In envelope mode the client also resumes (docs/resume.md, pure parts in
+resume.py): it tracks its position in every channel, reconnects with them
+(`resume=`), drops the duplicates a replay or an overlap brings, reports each
+subscribe's `[6]` outcome to `on_recovery`, and rotates its connection before
+API Gateway's 2-hour cut: it opens a new connection with its positions, waits
+for the new one's `[6]` frames, and only then closes the old one.
 """
 
 from __future__ import annotations
@@ -36,15 +43,28 @@ import requests
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State as WsState
 from websockets.typing import Subprotocol
 
 from . import envelope
 from .envelope import Download, Failure, Message, UploadRequest, UploadTarget
-from .errors import EnvelopeError, RemoteError, SocketClosed, TransferError
+from .errors import EnvelopeError, RemoteError, RotationTimeout, SocketClosed, TransferError
+from .resume import (
+    ROTATE_WINDOW,
+    Handover,
+    Position,
+    Recovery,
+    Tracker,
+    check_window,
+    rotation_delay,
+    with_resume,
+)
 
 log = logging.getLogger("slipway_client")
 
 __all__ = ["Backoff", "State", "WebSocketClient", "connect", "with_envelope"]
+
+GOING_AWAY = 1001  # API Gateway's close at the end of a connection's life: reconnect at once
 
 _END = object()  # after the last message: the client is closed
 _FAILED = object()  # a download that failed (already reported to on_error)
@@ -62,15 +82,16 @@ class State(StrEnum):
 @dataclass(frozen=True)
 class Backoff:
     """How to reconnect: attempt n (from 0) waits `min(max_delay, initial * factor**n)`
-    seconds, scaled down by up to `jitter` (0.5: to between 50% and 100%) so that
-    many clients dropped at once do not come back at once. `max_attempts=None`
-    retries forever."""
+    seconds, scaled down by up to `jitter` so that many clients dropped at once do
+    not come back at once. The default, 1.0, is "full jitter": a uniform wait
+    between 0 and that bound (0.5 would wait between 50% and 100% of it).
+    `max_attempts=None` retries forever."""
 
     initial: float = 0.5
     factor: float = 2.0
     max_delay: float = 30.0
     max_attempts: int | None = 8
-    jitter: float = 0.5
+    jitter: float = 1.0
 
     def __post_init__(self) -> None:
         if self.initial < 0 or self.max_delay < 0 or self.factor < 1:
@@ -89,6 +110,7 @@ class Backoff:
 StateCallback = Callable[[State], object]
 ErrorCallback = Callable[[Exception], object]
 MessageCallback = Callable[[Any], object | Awaitable[object]]
+RecoveryCallback = Callable[[str, Recovery], object]
 
 
 def with_envelope(url: str) -> str:
@@ -115,6 +137,17 @@ class WebSocketClient:
       `websocket_options`: more keyword arguments for `websockets.connect`.
     - `upload_timeout`: how long to wait for the gateway's upload URL;
       `http_timeout`: for each upload and download.
+
+    Resume (envelope mode only; docs/resume.md):
+    - `on_recovery(channel, recovery)`: called for every `[6]` frame, i.e. after
+      every subscribe: `recovery.status` is "none", "recovered" (with
+      `recovery.replayed` messages) or "failed" (`recovery.reason`; reload the
+      channel's state).
+    - `positions`: positions to start from (e.g. saved from `client.positions`).
+    - `rotate_window=(low, high)`: rotate each connection at a random moment that
+      many seconds after it opened (default 100-115 minutes; API Gateway cuts at
+      120); None never rotates. `rotate_timeout`: how long a rotation waits for the
+      new connection's `[6]` frames before it closes the old one anyway.
     """
 
     def __init__(
@@ -132,9 +165,15 @@ class WebSocketClient:
         upload_timeout: float = 30.0,
         http_timeout: float = 60.0,
         websocket_options: Mapping[str, Any] | None = None,
+        on_recovery: RecoveryCallback | None = None,
+        positions: Mapping[str, Position | tuple[str, int]] | None = None,
+        rotate_window: tuple[float, float] | None = ROTATE_WINDOW,
+        rotate_timeout: float = 10.0,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"url must be a ws:// or wss:// URL, not {url!r}")
+        if rotate_timeout <= 0:
+            raise ValueError("rotate_timeout must be > 0 seconds")
         self.url = with_envelope(url) if envelope else url
         self.envelope = envelope
         #: Close code and reason of the last connection that ended (None before).
@@ -150,6 +189,13 @@ class WebSocketClient:
         self._upload_timeout = upload_timeout
         self._http_timeout = http_timeout
         self._options = dict(websocket_options or {})
+        self._on_recovery = on_recovery
+        self._tracker = Tracker(positions)
+        # Raw mode has no positions, so rotating would deliver the overlap twice.
+        self._rotate_window = check_window(rotate_window) if envelope else None
+        self._rotate_timeout = rotate_timeout
+        #: Rotations completed (the old connection closed after the new one took over).
+        self.rotations = 0
 
         self._state = State.CLOSED
         self._changed = asyncio.Event()
@@ -164,10 +210,29 @@ class WebSocketClient:
         self._supervisor: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._readers: dict[ClientConnection, asyncio.Task[None]] = {}
+        self._rotation_timer: asyncio.TimerHandle | None = None
+        self._rotation: asyncio.Task[bool] | None = None
+        self._rotation_failures = 0
+        self._candidate: ClientConnection | None = None  # a rotation's new connection
+        self._handover: Handover | None = None
+        self._handed_over = asyncio.Event()
 
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        """Where the client is in each channel: `{channel: Position(epoch, offset)}`
+        (a copy). Empty in raw mode and when the gateway keeps no history."""
+        return dict(self._tracker.positions)
+
+    def forget(self, channel: str) -> None:
+        """Drop the position in `channel`: the next connection will not present one,
+        and a rotation will not wait for that channel's `[6]` (use it once the
+        backend no longer subscribes the client to `channel`)."""
+        self._tracker.forget(channel)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -192,6 +257,15 @@ class WebSocketClient:
         """Close the connection and stop reconnecting. Messages received before
         remain readable; `recv()` then raises `SocketClosed`."""
         self._closing = True
+        self._cancel_rotation_timer()
+        rotation = self._rotation
+        if rotation is not None and not rotation.done():
+            rotation.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await rotation
+        for ws in list(self._readers):  # a rotation's connections too
+            if ws is not self._ws:
+                await ws.close(code, reason)
         if self._ws is not None:
             await self._ws.close(code, reason)
         task = self._supervisor
@@ -314,9 +388,14 @@ class WebSocketClient:
 
     # -- the connection's life ---------------------------------------------------------
 
+    def _connect_url(self) -> str:
+        if not self.envelope:
+            return self.url
+        return with_resume(self.url, self._tracker.positions)
+
     async def _open(self) -> ClientConnection:
         return await ws_connect(
-            self.url,
+            self._connect_url(),
             additional_headers=self._headers or None,
             subprotocols=self._subprotocols or None,
             open_timeout=self._open_timeout,
@@ -326,35 +405,55 @@ class WebSocketClient:
     def _attach(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._next_id = 1  # ids are per connection
+        if ws not in self._readers:
+            self._readers[ws] = asyncio.create_task(self._read(ws))
+        self._schedule_rotation()
         self._set_state(State.OPEN)
 
     async def _run(self, ws: ClientConnection) -> None:
         try:
             while True:
-                await self._read(ws)
+                await self._readers.pop(ws)
+                if self._ws is not None and self._ws is not ws:
+                    ws = self._ws  # a rotation handed over to its new connection
+                    continue
                 self.close_code, self.close_reason = ws.close_code, ws.close_reason or ""
                 self._fail_pending(SocketClosed(f"the connection closed ({self.close_code})"))
-                if self._closing or self._reconnect is None:
+                if self._closing:
                     return
-                reopened = await self._reconnect_loop(self._reconnect)
+                candidate = self._candidate
+                if candidate is not None and candidate.state is WsState.OPEN:
+                    # Dropped mid-rotation: the new connection, already resuming, takes over.
+                    self._attach(candidate)
+                    ws = candidate
+                    continue
+                if self._reconnect is None:
+                    return
+                immediate = self.close_code == GOING_AWAY
+                reopened = await self._reconnect_loop(self._reconnect, immediate)
                 if reopened is None:
                     return
                 ws = reopened
         finally:
+            self._cancel_rotation_timer()
             self._finish()
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for raw in ws:
-                self._handle(raw)
+                self._handle(raw, ws)
         except ConnectionClosed:
-            pass  # a drop: the caller decides whether to reconnect
+            pass  # a drop: the supervisor decides whether to reconnect
 
-    async def _reconnect_loop(self, backoff: Backoff) -> ClientConnection | None:
+    async def _reconnect_loop(
+        self, backoff: Backoff, immediate: bool = False
+    ) -> ClientConnection | None:
         attempt = 0
         while backoff.max_attempts is None or attempt < backoff.max_attempts:
             self._set_state(State.RECONNECTING)
-            await asyncio.sleep(backoff.delay(attempt))
+            # After the gateway's "going away" (API Gateway's 2-hour cut) the first
+            # attempt goes at once: connections reach that age one by one.
+            await asyncio.sleep(0 if immediate and attempt == 0 else backoff.delay(attempt))
             attempt += 1
             if self._closing:
                 return None
@@ -381,7 +480,7 @@ class WebSocketClient:
 
     # -- one incoming frame ------------------------------------------------------------
 
-    def _handle(self, raw: str | bytes) -> None:
+    def _handle(self, raw: str | bytes, ws: ClientConnection) -> None:
         if not self.envelope or isinstance(raw, bytes):
             self._push(raw)
             return
@@ -391,9 +490,12 @@ class WebSocketClient:
             self._report(exc)
             return
         match frame:
-            case Message(data=data):
-                self._push(data)
-            case Download():
+            case Message(data=data, stamp=stamp):
+                if stamp is None or self._tracker.admit(stamp):
+                    self._push(data)
+            case Download(stamp=stamp):
+                if stamp is not None and not self._tracker.admit(stamp):
+                    return  # a duplicate: not even fetched
                 task = asyncio.create_task(self._download(frame))
                 self._incoming.put_nowait(task)
             case UploadTarget(id=mid):
@@ -411,6 +513,13 @@ class WebSocketClient:
                     waiting.set_exception(error)
             case UploadRequest(id=mid):
                 self._report(EnvelopeError(f"the gateway sent an upload request [2, {mid}]"))
+            case Recovery(channel=channel):
+                self._tracker.recover(frame)
+                if self._handover is not None and ws is self._candidate:
+                    self._handover.arrived(channel)
+                    if self._handover.done:
+                        self._handed_over.set()
+                self._callback(self._on_recovery, channel, frame)
 
     def _push(self, value: Any) -> None:
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -428,6 +537,95 @@ class WebSocketClient:
         except ValueError as exc:
             self._report(TransferError(frame.id, frame.method, f"body is not JSON: {exc}"))
         return _FAILED
+
+    # -- rotation ---------------------------------------------------------------------------
+
+    async def rotate(self) -> bool:
+        """Rotate the connection now, make before break: open a new connection with
+        the current positions, wait for its `[6]` frames (at most `rotate_timeout`),
+        then close the old one. Returns whether every channel's `[6]` arrived in
+        time (if not, `on_error` also gets a `RotationTimeout`). Raises
+        `SocketClosed` when the client is not open, and the handshake's error when
+        the new connection cannot be opened (the old one stays)."""
+        if not self.envelope:
+            raise RuntimeError("rotation needs envelope mode (raw mode has no positions)")
+        if self._rotation is None or self._rotation.done():
+            self._rotation = asyncio.create_task(self._rotate())
+        return await asyncio.shield(self._rotation)
+
+    def _schedule_rotation(self, delay: float | None = None) -> None:
+        self._cancel_rotation_timer()
+        if self._rotate_window is None or self._closing:
+            return
+        if delay is None:
+            self._rotation_failures = 0
+            delay = rotation_delay(self._rotate_window)
+        loop = asyncio.get_running_loop()
+        self._rotation_timer = loop.call_later(delay, self._rotate_when_due)
+
+    def _cancel_rotation_timer(self) -> None:
+        if self._rotation_timer is not None:
+            self._rotation_timer.cancel()
+            self._rotation_timer = None
+
+    def _rotate_when_due(self) -> None:
+        self._rotation_timer = None
+        if self._closing or self._state is not State.OPEN:
+            return  # a reconnection schedules the next rotation
+        if self._rotation is None or self._rotation.done():
+            self._rotation = asyncio.create_task(self._rotate())
+            self._rotation.add_done_callback(self._rotated)
+
+    def _rotated(self, task: asyncio.Task[bool]) -> None:
+        if task.cancelled() or self._closing:
+            return
+        error = task.exception()
+        if isinstance(error, Exception):
+            self._report(error)
+        if error is not None and self._rotation_timer is None:
+            # The new connection could not be opened (or dropped): try again later.
+            # (A reconnection meanwhile has scheduled the next rotation itself.)
+            self._rotation_failures += 1
+            retry = (self._reconnect or Backoff()).delay(self._rotation_failures)
+            self._schedule_rotation(max(retry, 1.0))
+
+    async def _rotate(self) -> bool:
+        old = self._ws
+        if old is None or self._state is not State.OPEN or self._closing:
+            raise SocketClosed("the client is not open")
+        handover = Handover.of(self._tracker.positions)
+        new = await self._open()
+        if self._closing or self._ws is not old or self._state is not State.OPEN:
+            await new.close()  # overtaken: closed, or reconnected meanwhile
+            raise SocketClosed("the connection changed during the rotation")
+        self._handover, self._candidate = handover, new
+        self._handed_over = asyncio.Event()
+        reader = self._readers[new] = asyncio.create_task(self._read(new))
+        waiter = asyncio.create_task(self._handed_over.wait())
+        try:
+            if not handover.done:
+                await asyncio.wait(
+                    {waiter, reader}, timeout=self._rotate_timeout, return_when="FIRST_COMPLETED"
+                )
+        finally:
+            waiter.cancel()
+            self._handover, self._candidate = None, None
+        if self._ws is new:
+            return handover.done  # the old connection dropped meanwhile: the new one took over
+        if reader.done():
+            self._readers.pop(new, None)
+            raise SocketClosed(f"the rotation's new connection closed ({new.close_code})")
+        if not handover.done:
+            self._report(RotationTimeout(frozenset(handover.waiting), self._rotate_timeout))
+        if self._closing or self._ws is not old:
+            await new.close()
+            self._readers.pop(new, None)
+            raise SocketClosed("the connection changed during the rotation")
+        self._attach(new)
+        self.rotations += 1
+        async with self._send_lock:  # a send in progress on the old connection ends first
+            await old.close(1000, "rotated")
+        return handover.done
 
     # -- state and errors -----------------------------------------------------------------
 
@@ -459,11 +657,11 @@ class WebSocketClient:
             return
         self._callback(self._on_error, error)
 
-    def _callback(self, callback: Callable[[Any], object] | None, arg: Any) -> None:
+    def _callback(self, callback: Callable[..., object] | None, *args: Any) -> None:
         if callback is None:
             return
         try:
-            result = callback(arg)
+            result = callback(*args)
             if inspect.isawaitable(result):
                 task = asyncio.ensure_future(result)
                 self._background.add(task)

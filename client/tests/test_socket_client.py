@@ -55,7 +55,7 @@ def test_small_messages_round_trip_with_increasing_ids() -> None:
                 assert await ws.send({"n": [1, 2], "é": None}) == 2
                 assert await ws.recv() == "hello"
                 assert await ws.recv() == {"n": [1, 2], "é": None}
-            assert gw.paths == ["/?token=abc&envelope=1"]
+            assert gw.paths == ["/?token=abc&envelope=1&resume="]  # resume=: docs/resume.md
             assert gw.frames == [[1, 1, "hello"], [1, 2, {"n": [1, 2], "é": None}]]
             assert watch.states == ["connecting", "open", "closed"]
 
