@@ -9,10 +9,11 @@ import logging
 import time
 from typing import Any, TypeVar
 
-from . import farewell, outbound, services
+from . import farewell, outbound, resume, services
 from .aws.queue import Message
-from .grip import jobs
+from .grip import history, jobs
 from .grip.errors import Gone, TooLarge
+from .grip.history import Position
 from .grip.model import Connection, Member
 from .grip.payload import Payload
 from .outbound import Outbound
@@ -60,9 +61,18 @@ def run(svc: services.Services, job: jobs.Job, message_id: str) -> bool:
     if isinstance(job, jobs.Part):
         # Not recorded for idle keep-alives: another part may fail, and its members
         # must not count as sent (an extra keep-alive is harmless, a missing one not).
-        return deliver(svc, job.action, list(job.members))
+        return deliver(
+            svc,
+            job.action,
+            list(job.members),
+            channel=job.channel,
+            position=job.position,
+            whole=False,
+        )
     if isinstance(job, jobs.KeepAlive):
         return _keep_alive(svc, job)
+    if isinstance(job, jobs.Join):
+        return resume.join(svc, job)
     return _deliver_open(svc, job, message_id)
 
 
@@ -94,17 +104,25 @@ def _fitted(svc: services.Services, job: _Queued) -> tuple[str, _Queued]:
 
 
 def _publish(svc: services.Services, job: jobs.Publish, message_id: str) -> bool:
+    position = None
+    action = job.action
+    if not isinstance(action, jobs.CloseAll) and svc.settings.history:
+        # Kept first: a member joining now replays it if this publish passes it by.
+        kept = _message(svc, action, message_id)
+        position = resume.record(svc, job.channel, message_id, kept, job.id, job.prev_id)
+        action = kept.stored or action
     page_size = svc.settings.fanout_page
     members, cursor = svc.store.members(job.channel, limit=page_size)
     if cursor is None:
-        return deliver(svc, job.action, members, message_id, channel=job.channel)
+        return deliver(
+            svc, action, _live(members), message_id, channel=job.channel, position=position
+        )
     # Large channel: one part per page, delivered by parallel invocations.
-    pages = [members]
+    pages = [_live(members)]
     while cursor is not None:
         members, cursor = svc.store.members(job.channel, start=cursor, limit=page_size)
         if members:
-            pages.append(members)
-    action = job.action
+            pages.append(_live(members))
     if isinstance(action, jobs.Inline) and any(m.envelope for p in pages for m in p):
         # Stored here if envelope members need it: once for the publish, not once a part.
         message = Outbound(svc, action.payload, name=message_id)
@@ -112,12 +130,26 @@ def _publish(svc: services.Services, job: jobs.Publish, message_id: str) -> bool
         action = message.stored or action
     parts = []
     for k, page in enumerate(pages):
-        body, part = _fitted(svc, jobs.Part(job.channel, action, k, tuple(page)))
+        body, part = _fitted(svc, jobs.Part(job.channel, action, k, tuple(page), position))
         action = part.action  # stored at most once, for every part
         # The dedup id makes a retried split enqueue each part only once.
         parts.append(Message(body, jobs.group(part), dedup=f"{message_id}-{k}"))
     svc.queue.send_all(parts)
     return True
+
+
+def _live(members: list[Member]) -> list[Member]:
+    """The members a publish reaches now: not those whose `Join` job is queued
+    (it replays the publish from the history)."""
+    return [m for m in members if not m.joining]
+
+
+def _message(
+    svc: services.Services, action: jobs.Inline | jobs.Stored, name: str | None
+) -> Outbound:
+    if isinstance(action, jobs.Stored):
+        return Outbound(svc, None, stored=action)
+    return Outbound(svc, action.payload, name=name)
 
 
 def deliver(
@@ -126,19 +158,23 @@ def deliver(
     members: list[Member],
     name: str | None = None,
     channel: str | None = None,
+    position: Position | None = None,
+    whole: bool = True,
 ) -> bool:
     """Send (or close) to every member concurrently, to each in the form its
     connection needs; False if any needs a retry. When every member of the
-    `channel` was sent the message, that is recorded for idle keep-alives."""
+    `channel` (the `whole` of it) was sent the message, that is recorded for
+    idle keep-alives. Members that track positions get the publish's `position`."""
     if not members:
         return True
     if isinstance(action, jobs.CloseAll):
         targets = [(m.endpoint, m.connection_id) for m in members]
         outcome = svc.sockets.send_many(targets, None, svc.settings.fanout_concurrency)
-    elif isinstance(action, jobs.Stored):
-        outcome = outbound.send_many(svc, members, Outbound(svc, None, stored=action))
     else:
-        outcome = outbound.send_many(svc, members, Outbound(svc, action.payload, name=name))
+        message = _message(svc, action, name)
+        if position is not None and channel is not None:
+            message.trailer = history.trailer(channel, position)
+        outcome = outbound.send_many(svc, members, message)
     for cid in outcome.gone:
         farewell.forget(svc, cid)
     if outcome.too_large:
@@ -148,7 +184,7 @@ def deliver(
             "publish: message too large for %d connection(s): not sent to them",
             len(outcome.too_large),
         )
-    elif channel is not None and not isinstance(action, jobs.CloseAll) and not outcome.failed:
+    elif whole and channel and not isinstance(action, jobs.CloseAll) and not outcome.failed:
         svc.store.delivered(channel, time.time())
     return not outcome.failed
 

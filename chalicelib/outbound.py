@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from . import services
 from .aws.sockets import Outcome
@@ -23,7 +24,9 @@ class Outbound:
     `stored`: the message is in S3 already, in its download form (a publish too
     large for the queue); it is read only if a raw connection needs it. Otherwise
     `name` names the object written when an envelope connection needs one, so a
-    retried job overwrites it rather than writing another.
+    retried job overwrites it rather than writing another. `trailer`: the
+    channel position that connections tracking positions get with it
+    (docs/resume.md).
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class Outbound:
         *,
         name: str | None = None,
         stored: jobs.Stored | None = None,
+        trailer: dict[str, Any] | None = None,
     ) -> None:
         if payload is None and stored is None:
             raise ValueError("an outbound message needs its payload or its stored object")
@@ -40,7 +44,8 @@ class Outbound:
         self._payload = payload
         self._name = name
         self.stored = stored
-        self._bodies: dict[bool, bytes | plan.Undeliverable] = {}
+        self.trailer = trailer
+        self._bodies: dict[tuple[bool, bool], bytes | plan.Undeliverable] = {}
 
     @property
     def payload(self) -> Payload:
@@ -50,13 +55,15 @@ class Outbound:
             self._payload = Payload(None, self.stored.binary, text)
         return self._payload
 
-    def body(self, envelope_mode: bool) -> bytes | plan.Undeliverable:
-        """What to post a connection in this mode, or why nothing can be."""
-        if envelope_mode not in self._bodies:
-            self._bodies[envelope_mode] = self._carry_out(envelope_mode)
-        return self._bodies[envelope_mode]
+    def body(self, envelope_mode: bool, tracked: bool = False) -> bytes | plan.Undeliverable:
+        """What to post a connection in this mode, or why nothing can be;
+        `tracked`: an envelope connection that tracks positions."""
+        mode = (envelope_mode, tracked and envelope_mode and self.trailer is not None)
+        if mode not in self._bodies:
+            self._bodies[mode] = self._carry_out(*mode)
+        return self._bodies[mode]
 
-    def _carry_out(self, envelope_mode: bool) -> bytes | plan.Undeliverable:
+    def _carry_out(self, envelope_mode: bool, tracked: bool) -> bytes | plan.Undeliverable:
         if not envelope_mode and self._payload is None and self.stored is not None:
             blobs_ = self._svc.blobs
             assert blobs_ is not None
@@ -68,7 +75,8 @@ class Outbound:
             self._payload = Payload(None, self.stored.binary, text)
         stored = self.stored is not None
         payload = None if envelope_mode and stored else self.payload
-        decided = plan.plan(payload, envelope_mode, self._svc.blobs is not None, stored)
+        trailer = self.trailer if tracked else None
+        decided = plan.plan(payload, envelope_mode, self._svc.blobs is not None, stored, trailer)
         if isinstance(decided, plan.Raw):
             return decided.body
         if isinstance(decided, plan.Wrapped):
@@ -79,7 +87,7 @@ class Outbound:
         assert blobs is not None
         key = self.store().key
         url = blobs.download_url(key, self._svc.settings.download_expiry)
-        return envelope.download(url).encode("utf-8")
+        return envelope.download(url, trailer=trailer).encode("utf-8")
 
     def store(self, prefix: str = envelope.DOWNLOAD_PREFIX) -> jobs.Stored:
         """The message's one S3 object, written now if it is not yet."""
@@ -98,7 +106,7 @@ def send(svc: services.Services, conn: Connection, message: Outbound | Payload) 
     """Post one connection a message in the form its mode needs; TooLarge when it
     cannot take it (nothing is sent), Gone when it has left."""
     outbound = message if isinstance(message, Outbound) else Outbound(svc, message)
-    body = outbound.body(conn.envelope)
+    body = outbound.body(conn.envelope, conn.resume)
     if isinstance(body, plan.Undeliverable):
         raise TooLarge(body.explain())
     svc.sockets.send(conn.endpoint, conn.id, body)
@@ -108,11 +116,15 @@ def send_many(svc: services.Services, members: list[Member], outbound: Outbound)
     """Post every member the message concurrently, in the form each mode needs;
     members that cannot take it are counted as too large."""
     outcome = Outcome()
-    for envelope_mode in (False, True):
-        group = [(m.endpoint, m.connection_id) for m in members if m.envelope == envelope_mode]
+    for envelope_mode, tracked in ((False, False), (True, False), (True, True)):
+        group = [
+            (m.endpoint, m.connection_id)
+            for m in members
+            if m.envelope == envelope_mode and (m.envelope and m.resume) == tracked
+        ]
         if not group:
             continue
-        body = outbound.body(envelope_mode)
+        body = outbound.body(envelope_mode, tracked)
         if isinstance(body, plan.Undeliverable):
             outcome.too_large += [cid for _, cid in group]
             continue

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from . import secrets
 from .grip.errors import ConfigError
-from .grip.limits import MAX_CHANNELS, MAX_PUBLISH, QUEUE_MESSAGE
+from .grip.limits import MAX_CHANNELS, MAX_PUBLISH, ORDERED_HOLD_MS, QUEUE_MESSAGE
 
 
 class SettingsError(ConfigError):
@@ -43,6 +43,16 @@ class Settings:
     download_expiry: int
     max_upload: int
     max_publish: int
+    history_seconds: int
+    history_items: int
+    ordered_queue_url: str | None
+    ordered_all: bool
+    ordered_hold_ms: int
+
+    @property
+    def history(self) -> bool:
+        """Whether channels keep history for resume (docs/resume.md)."""
+        return self.history_seconds > 0 and self.history_items > 0
 
 
 def flag(raw: str) -> bool:
@@ -84,12 +94,25 @@ _VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     "SLIPWAY_MAX_UPLOAD_BYTES": ("max_upload", 8 * 1024 * 1024, int),
     # The largest message a backend may upload and publish by reference (POST /uploads).
     "SLIPWAY_MAX_PUBLISH_BYTES": ("max_publish", MAX_PUBLISH, int),
+    # Channel history for resume after reconnect (docs/resume.md): how long a
+    # message is kept, and how many per channel; 0 turns history off.
+    "SLIPWAY_HISTORY_SECONDS": ("history_seconds", 600, int),
+    "SLIPWAY_HISTORY_ITEMS": ("history_items", 1000, int),
+    # Ordered delivery (docs/ordered.md): its FIFO queue, and the mode for every connection
+    # rather than only those asking with ?ordered=1.
+    "SLIPWAY_ORDERED_QUEUE_URL": ("ordered_queue_url", None, str),
+    "SLIPWAY_ORDERED_ALL": ("ordered_all", False, flag),
+    # How long the forwarder waits for $default invocations that started earlier to
+    # write their events: longer than the spread of $default's run times.
+    "SLIPWAY_ORDERED_HOLD_MS": ("ordered_hold_ms", ORDERED_HOLD_MS, int),
 }
+_OFF_AT_ZERO = {"SLIPWAY_HISTORY_SECONDS", "SLIPWAY_HISTORY_ITEMS"}
 _REQUIRED = {"TARGET_URL", "SLIPWAY_TABLE", "SLIPWAY_QUEUE_URL"}
 # Read by the deployment tooling or the local stack, not by the handlers.
 _KNOWN_ELSEWHERE = {
     "SLIPWAY_QUEUE_NAME",
     "SLIPWAY_QUEUE_ARN",
+    "SLIPWAY_ORDERED_QUEUE_NAME",
     "SLIPWAY_STAGE",
     "SLIPWAY_LOG_LEVEL",
     secrets.PARAMETER,  # the key from SSM Parameter Store ...
@@ -125,9 +148,15 @@ def load(env: Mapping[str, str]) -> Settings:
             kind = "flag (1/0, true/false)" if convert is flag else convert.__name__
             raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
     for name, (field, _, convert) in _VARS.items():
-        # Every number is a count, a size or a duration: zero or less is a typo.
-        if convert in (int, float) and values[field] <= 0:  # type: ignore[operator]
+        # Every number is a count, a size or a duration: zero or less is a typo,
+        # except where zero turns something off.
+        if convert in (int, float) and name in _OFF_AT_ZERO:
+            if values[field] < 0:  # type: ignore[operator]
+                raise SettingsError(f"{name} must be 0 (off) or more")
+        elif convert in (int, float) and values[field] <= 0:  # type: ignore[operator]
             raise SettingsError(f"{name} must be greater than 0")
+    if values["ordered_all"] and not values["ordered_queue_url"]:
+        raise SettingsError("SLIPWAY_ORDERED_ALL needs SLIPWAY_ORDERED_QUEUE_URL (docs/ordered.md)")
     assert set(values) == {f.name for f in fields(Settings)}
     return Settings(**values)  # type: ignore[arg-type]
 

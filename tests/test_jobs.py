@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.grip import jobs
+from chalicelib.grip.history import Position
 from chalicelib.grip.model import Member
 from chalicelib.grip.payload import Payload
 
@@ -19,15 +20,37 @@ actions = st.one_of(
     st.builds(jobs.Stored, names, st.booleans()),
     st.builds(jobs.CloseAll, st.none() | st.integers(1000, 4999), st.text(max_size=20)),
 )
-members = st.builds(Member, names, names, st.booleans())
+members = st.builds(lambda c, e, env: Member(c, e, env), names, names, st.booleans())
+# In a part, an envelope member may track positions (docs/resume.md).
+part_members = st.builds(
+    lambda c, e, env, res: Member(c, e, env, env and res),
+    names,
+    names,
+    st.booleans(),
+    st.booleans(),
+)
+positions = st.builds(Position, names, st.integers(0, 2**40))
+ids = st.none() | names
 job_values = st.one_of(
-    st.builds(jobs.Publish, names, actions),
+    st.builds(jobs.Publish, names, actions, ids, ids),
     st.builds(
         jobs.Part,
         names,
         actions,
         st.integers(0, 100),
-        st.lists(members, max_size=8, unique_by=lambda m: m.connection_id).map(tuple),
+        st.lists(part_members, max_size=8, unique_by=lambda m: m.connection_id).map(tuple),
+        st.none() | positions,
+    ),
+    st.builds(
+        jobs.Join,
+        names,
+        names,
+        names,
+        st.booleans(),
+        st.booleans(),
+        st.none() | positions,
+        ids,
+        st.integers(0, 2**40),
     ),
     st.builds(
         jobs.KeepAlive,
@@ -62,7 +85,12 @@ def test_every_job_survives_the_queue(job: jobs.Job) -> None:
     assert type(again) is type(job) and jobs.group(again) == jobs.group(job)
     if isinstance(job, jobs.Part):
         assert _same_members(job, again)
-        assert (again.channel, again.action, again.page) == (job.channel, job.action, job.page)
+        assert (again.channel, again.action, again.page, again.position) == (
+            job.channel,
+            job.action,
+            job.page,
+            job.position,
+        )
     else:
         assert again == job
 

@@ -12,6 +12,10 @@ Rows (partition key `pk`, sort key `sk`, both strings):
   (`grip.introspection`).
 - `keepalive` / `timeouts`: the keep-alive timeouts in use; `keepalive` /
   `tick#<second>`: which scheduler took that second.
+- `chanmeta#<channel>` / `hist`: the channel history's head: its `epoch`, the
+  offset of its last message (`top`), and the queue message that took it.
+- `hist#<channel>` / `<offset, 12 digits>`: one published message, kept for resume
+  (`grip.history`, docs/resume.md) until its `expires_at`.
 A connection with keep-alive carries `ka_slot`, the key of the `keepalive` index
 (`grip.keepalive`). Every row carries `expires_at` (DynamoDB TTL) as a safety net
 for missed $disconnects.
@@ -25,7 +29,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from ..grip import introspection
+from ..grip import history, introspection
 from ..grip import keepalive as ka
 from ..grip.errors import TooManyChannels, TooManyTimeouts, UnknownConnection
 from ..grip.limits import MAX_KEEPALIVE_TIMEOUTS
@@ -136,6 +140,14 @@ class Store:
                     cid = item["pk"]["S"][len("conn#") :]
                     out[cid] = _connection(cid, item)
                 request = reply.get("UnprocessedKeys") or {}
+        if conn.resume:
+            item["resume"] = {"BOOL": True}
+        if conn.since:
+            item["since"] = {
+                "M": {
+                    c: {"L": [{"S": p.epoch}, {"N": str(p.offset)}]} for c, p in conn.since.items()
+                }
+            }
                 if not request:
                     break
                 time.sleep(0.05 * 2**attempt)
@@ -517,20 +529,24 @@ class Store:
         return max(0, int(item.get("n", {}).get("N", "0")))
 
     def subscribe(
-        self, connection_id: str, channel: str, endpoint: str, envelope: bool = False
+        self,
+        connection_id: str,
+        channel: str,
+        endpoint: str,
+        envelope: bool = False,
+        resume: bool = False,
+        joining: bool = False,
     ) -> None:
-        """Idempotent: counted once. Raises TooManyChannels or UnknownConnection."""
+        """Idempotent: counted once. Raises TooManyChannels or UnknownConnection.
+
+        `resume`: the member is sent positions. `joining`: publishes pass it by
+        until its `Join` job has run (`joined`), which replays what it missed."""
         stale = False
         for _ in range(_ATTEMPTS):
             member = {
                 "Put": {
                     "TableName": self._table,
-                    "Item": {
-                        **_member_key(channel, connection_id),
-                        "endpoint": {"S": endpoint},
-                        "envelope": {"BOOL": envelope},
-                        "expires_at": self._expires(),
-                    },
+                    "Item": {**row, "expires_at": self._expires()},
                 }
             }
             values = {":cs": {"SS": [channel]}, ":c": {"S": channel}}
@@ -547,6 +563,15 @@ class Store:
                         ":max": {"N": str(self._max_channels)},
                     },
                 }
+        row = {
+            **_member_key(channel, connection_id),
+            "endpoint": {"S": endpoint},
+            "envelope": {"BOOL": envelope},
+        }
+        if resume:
+            row["resume"] = {"BOOL": True}
+        if joining:
+            row["joining"] = {"BOOL": True}
             }
             try:
                 self._db.transact_write_items(
@@ -638,8 +663,164 @@ class Store:
             kwargs["ExclusiveStartKey"] = _member_key(channel, start)
         page = self._db.query(**kwargs)
         members = [
-            Member(i["sk"]["S"], i["endpoint"]["S"], i.get("envelope", {}).get("BOOL", False))
+            Member(
+                i["sk"]["S"],
+                i["endpoint"]["S"],
+                i.get("envelope", {}).get("BOOL", False),
+                i.get("resume", {}).get("BOOL", False),
+                i.get("joining", {}).get("BOOL", False),
+            )
             for i in page.get("Items", [])
         ]
         last = page.get("LastEvaluatedKey")
         return members, (last["sk"]["S"] if last else None)
+
+    def joined(self, channel: str, connection_id: str) -> None:
+        """The member's recovery is done: publishes reach it from now on."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_member_key(channel, connection_id),
+                UpdateExpression="REMOVE joining",
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass  # unsubscribed or gone meanwhile
+
+    def used_since(self, connection_id: str, channel: str) -> None:
+        """A presented position was used: a later subscribe to `channel` starts afresh."""
+        try:
+            self._update(connection_id, "REMOVE since.#c", {"#c": channel}, None)
+        except UnknownConnection:
+            pass
+
+    # -- channel history (docs/resume.md) -------------------------------------
+
+    def append_history(
+        self, channel: str, message_id: str, fields: dict[str, Any], keep: int, new_epoch: str
+    ) -> history.Position:
+        """Give a publish its position and keep it for `keep` seconds. The queue
+        message `message_id` that took an offset keeps it when it is retried.
+
+        `fields`: the row's content (`text`, `bin`, or `stored` and `binary`) and
+        `id`/`prev_id`, as DynamoDB attribute values."""
+        now = time.time()
+        key = _head_key(channel)
+        try:
+            head = self._db.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET epoch = if_not_exists(epoch, :e), msg = :m, "
+                "expires_at = :x ADD top :one",
+                ConditionExpression="attribute_not_exists(msg) OR msg <> :m",
+                ExpressionAttributeValues={
+                    ":e": {"S": new_epoch},
+                    ":m": {"S": message_id},
+                    ":one": {"N": "1"},
+                    # The head outlives its messages: a client back after a quiet
+                    # spell still finds its epoch (a new one would fail its recovery).
+                    ":x": {"N": str(int(now) + keep + 86400)},
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self._db.exceptions.ConditionalCheckFailedException:
+            # A retry of the publish that took the top: the same position again.
+            head = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
+        position = history.Position(head["epoch"]["S"], int(head["top"]["N"]))
+        self._db.put_item(
+            TableName=self._table,
+            Item={
+                "pk": {"S": f"hist#{channel}"},
+                "sk": {"S": history.sort_key(position.offset)},
+                "epoch": {"S": position.epoch},
+                "offset": {"N": str(position.offset)},
+                "at": {"N": repr(now)},
+                "expires_at": {"N": str(int(now) + keep)},
+                **fields,
+            },
+        )
+        return position
+
+    def history_head(self, channel: str) -> history.Head | None:
+        item = self._db.get_item(
+            TableName=self._table, Key=_head_key(channel), ConsistentRead=True
+        ).get("Item")
+        if item is None or "top" not in item:
+            return None
+        return history.Head(item["epoch"]["S"], int(item["top"]["N"]))
+
+    def history(
+        self,
+        channel: str,
+        epoch: str,
+        after: int,
+        upto: int | None = None,
+        limit: int | None = None,
+    ) -> list[history.Entry]:
+        """The unexpired messages of `epoch` with `after` < offset (<= `upto`),
+        oldest first, at most `limit`."""
+        upper = history.sort_key(upto) if upto is not None else "9" * 12
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
+            "FilterExpression": "epoch = :e AND expires_at > :now",
+            "ExpressionAttributeValues": {
+                ":p": {"S": f"hist#{channel}"},
+                ":a": {"S": history.sort_key(after + 1)},
+                ":b": {"S": upper},
+                ":e": {"S": epoch},
+                ":now": {"N": str(int(time.time()))},
+            },
+            "ConsistentRead": True,
+        }
+        out: list[history.Entry] = []
+        while True:
+            page = self._db.query(**kwargs)
+            out += [_entry(i) for i in page.get("Items", [])]
+            last = page.get("LastEvaluatedKey")
+            if last is None or (limit is not None and len(out) >= limit):
+                return out[:limit] if limit is not None else out
+            kwargs["ExclusiveStartKey"] = last
+
+    def history_offset_of(self, channel: str, epoch: str, item_id: str) -> int | None:
+        """The offset of the unexpired message whose GRIP id is `item_id` (the
+        latest, if ids repeat): a read of the channel's whole history."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :p",
+            "FilterExpression": "epoch = :e AND #id = :i AND expires_at > :now",
+            "ProjectionExpression": "#id, #o",
+            "ExpressionAttributeNames": {"#id": "id", "#o": "offset"},
+            "ExpressionAttributeValues": {
+                ":p": {"S": f"hist#{channel}"},
+                ":e": {"S": epoch},
+                ":i": {"S": item_id},
+                ":now": {"N": str(int(time.time()))},
+            },
+            "ConsistentRead": True,
+        }
+        found = None
+        while True:
+            page = self._db.query(**kwargs)
+            for item in page.get("Items", []):
+                found = int(item["offset"]["N"])
+            last = page.get("LastEvaluatedKey")
+            if last is None:
+                return found
+            kwargs["ExclusiveStartKey"] = last
+
+    def start_history(self, channel: str, epoch: str, keep: int) -> history.Head:
+        """The channel's history head, made (empty, in `epoch`) if it has none."""
+        head = self._db.update_item(
+            TableName=self._table,
+            Key=_head_key(channel),
+            UpdateExpression="SET epoch = if_not_exists(epoch, :e), top = if_not_exists(top, :z), "
+            "expires_at = if_not_exists(expires_at, :x)",
+            ExpressionAttributeValues={
+                ":e": {"S": epoch},
+                ":z": {"N": "0"},
+                ":x": {"N": str(int(time.time()) + keep)},
+            },
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        return history.Head(head["epoch"]["S"], int(head["top"]["N"]))

@@ -96,6 +96,9 @@ class Disconnect:
 @dataclass(frozen=True)
 class Subscribe:
     channel: str
+    # The GRIP item id the client last saw: the gateway replays what followed
+    # it (docs/resume.md; the proposal of Pushpin issue 47650).
+    prev_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,7 +287,12 @@ def _control(raw: bytes) -> Decision:
             return Dropped(f"{kind} without a channel")
         if len(channel) > MAX_CHANNEL_LENGTH:
             return Dropped(f"{kind}: channel longer than {MAX_CHANNEL_LENGTH} characters")
-        return Subscribe(channel) if kind == "subscribe" else Unsubscribe(channel)
+        if kind == "unsubscribe":
+            return Unsubscribe(channel)
+        prev_id = msg.get("prev-id")
+        if prev_id is not None and (not isinstance(prev_id, str) or not prev_id):
+            return Dropped("subscribe: prev-id must be a non-empty string")
+        return Subscribe(channel, prev_id)
     if kind == "detach":
         return Detach()
     if kind == "set-meta":

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from .limits import MAX_CHANNEL_LENGTH, MAX_CHANNELS
+from .payload import Payload
 
 # The query parameter a client presents its positions in (and opts in with).
 RESUME_PARAM = "resume"
@@ -175,3 +176,16 @@ def report(
 def sort_key(offset: int) -> str:
     """A history row's sort key: zero-padded, so that keys sort as offsets do."""
     return f"{offset:012d}"
+
+
+class Entry(NamedTuple):
+    """One message of a channel's history: inline, or the key of its S3 object
+    (kept in the download form, as any large message)."""
+
+    offset: int
+    published_at: float
+    payload: Payload | None
+    stored: str | None  # the S3 key, when `payload` is None
+    binary: bool
+    id: str | None = None  # the GRIP item's id and prev-id
+    prev_id: str | None = None

@@ -17,6 +17,9 @@ version and the unversioned bodies that came before it.
   `conn#<id>`: API Gateway refuses posts until `$connect` has returned.
 - `KeepAlive`: keep-alives due at one second, for a chunk of connections, each
   with its own content; group `ka#<second>#<chunk>`, so chunks go in parallel.
+- `Join`: a connection just subscribed to a channel whose history it follows:
+  replay what it missed, tell it where it is (docs/resume.md). Group
+  `chan#<channel>`, the channel's own, so it falls between two publishes.
 
 What a publish does to each member is its `action`: send a payload carried in
 the job (`Inline`), send a message kept in S3 because it was too large for the
@@ -29,6 +32,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
+from .history import Position
 from .model import Member
 from .payload import Payload, PayloadError
 
@@ -63,6 +67,8 @@ Action = Inline | Stored | CloseAll
 class Publish(NamedTuple):
     channel: str
     action: Action
+    id: str | None = None  # the GRIP item's id and prev-id, kept in the history
+    prev_id: str | None = None
 
 
 class Part(NamedTuple):
@@ -70,6 +76,7 @@ class Part(NamedTuple):
     action: Action
     page: int
     members: tuple[Member, ...]
+    position: Position | None = None  # the publish's place in the channel's history
 
 
 class Deliver(NamedTuple):
@@ -87,12 +94,23 @@ class KeepAlive(NamedTuple):
     targets: tuple[tuple[Member, Payload], ...]
 
 
-Job = Publish | Part | Deliver | KeepAlive
+class Join(NamedTuple):
+    channel: str
+    connection: str
+    endpoint: str
+    envelope: bool
+    resume: bool  # tracks positions: sent them, and a [6] frame at the end
+    since: Position | None  # the client's position, if it presented one
+    after_id: str | None  # the backend's prev-id, if it gave one
+    deadline: int  # epoch seconds: after it, a connection that never opened is given up
+
+
+Job = Publish | Part | Deliver | KeepAlive | Join
 
 
 def group(job: Job) -> str:
     """The FIFO message group: what must keep its order shares one."""
-    if isinstance(job, Publish):
+    if isinstance(job, Publish | Join):
         return f"chan#{job.channel}"
     if isinstance(job, Part):
         return f"chan#{job.channel}#p{job.page}"
@@ -109,6 +127,10 @@ def encode(job: Job) -> str:
     body: dict[str, Any]
     if isinstance(job, Publish):
         body = {"v": VERSION, "job": "publish", "channel": job.channel, **_action(job.action)}
+        if job.id is not None:
+            body["id"] = job.id
+        if job.prev_id is not None:
+            body["prev-id"] = job.prev_id
     elif isinstance(job, Part):
         body = {
             "v": VERSION,
@@ -117,6 +139,21 @@ def encode(job: Job) -> str:
             "page": job.page,
             **_action(job.action),
             **_members(job.members),
+        }
+        if job.position is not None:
+            body["position"] = list(job.position)
+    elif isinstance(job, Join):
+        body = {
+            "v": VERSION,
+            "job": "join",
+            "channel": job.channel,
+            "connection": job.connection,
+            "endpoint": job.endpoint,
+            "envelope": job.envelope,
+            "resume": job.resume,
+            "since": None if job.since is None else list(job.since),
+            "after-id": job.after_id,
+            "deadline": job.deadline,
         }
     elif isinstance(job, KeepAlive):
         body = {
@@ -150,13 +187,17 @@ def _action(action: Action) -> dict[str, Any]:
     return {"close": {"code": action.code, "reason": action.reason}}
 
 
-def _members(members: tuple[Member, ...]) -> dict[str, dict[str, list[str]]]:
-    """Ids grouped by endpoint and mode: a page of 1,000 fits a queue message."""
-    found: dict[str, dict[str, list[str]]] = {"raw": {}, "envelope": {}}
+def _members(members: tuple[Member, ...]) -> dict[str, Any]:
+    """Ids grouped by endpoint and mode: a page of 1,000 fits a queue message.
+    Envelope members that track positions are listed again under `resume`."""
+    found: dict[str, Any] = {"raw": {}, "envelope": {}}
     for m in members:
         found["envelope" if m.envelope else "raw"].setdefault(m.endpoint, []).append(
             m.connection_id
         )
+    resume = [m.connection_id for m in members if m.envelope and m.resume]
+    if resume:
+        found["resume"] = resume
     return found
 
 
@@ -186,15 +227,40 @@ def decode(text: str | bytes) -> Job:
 def _job(body: dict[str, Any]) -> Job:
     kind = body["job"]
     if kind == "publish":
-        return Publish(body["channel"], _read_action(body))
+        return Publish(
+            body["channel"],
+            _read_action(body),
+            _str_or_none(body, "id"),
+            _str_or_none(body, "prev-id"),
+        )
     if kind == "part":
+        resume = set(body.get("resume", ()))
         members = [
-            Member(cid, endpoint, mode == "envelope")
+            Member(cid, endpoint, mode == "envelope", mode == "envelope" and cid in resume)
             for mode in ("raw", "envelope")
             for endpoint, ids in body.get(mode, {}).items()
             for cid in ids
         ]
-        return Part(body["channel"], _read_action(body), int(body["page"]), tuple(members))
+        position = body.get("position")
+        return Part(
+            body["channel"],
+            _read_action(body),
+            int(body["page"]),
+            tuple(members),
+            None if position is None else _position(position),
+        )
+    if kind == "join":
+        since = body.get("since")
+        return Join(
+            str(body["channel"]),
+            str(body["connection"]),
+            str(body["endpoint"]),
+            bool(body["envelope"]),
+            bool(body["resume"]),
+            None if since is None else _position(since),
+            _str_or_none(body, "after-id"),
+            int(body["deadline"]),
+        )
     if kind == "deliver":
         return Deliver(
             str(body["connection"]),
@@ -211,6 +277,16 @@ def _job(body: dict[str, Any]) -> Job:
         )
         return KeepAlive(int(body["second"]), int(body["chunk"]), targets)
     raise JobError(f"unknown job {kind!r}")
+
+
+def _str_or_none(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    return None if value is None else str(value)
+
+
+def _position(value: Any) -> Position:
+    epoch, offset = value
+    return Position(str(epoch), int(offset))
 
 
 def _read_action(body: dict[str, Any]) -> Action:

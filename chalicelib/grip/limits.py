@@ -34,6 +34,10 @@ MAX_CHANNELS = 20
 MAX_KEEPALIVE_TIMEOUTS = 32
 # A WebSocket close reason is at most 123 bytes (125 less the 2-byte code).
 MAX_CLOSE_REASON = 123
+# The most bytes of a backend's answer the gateway reads (docs/backend-protocol.md):
+# past it the answer is dropped as a backend error, so a runaway backend cannot
+# exhaust a Lambda's memory. Above the largest message a client may upload (8 MiB).
+MAX_BACKEND_RESPONSE = 10 * 1024 * 1024
 # UTF-8 takes at most this many bytes a character: a text this much under a
 # limit in characters fits without counting its bytes.
 UTF8_MAX_BYTES_PER_CHAR = 4
@@ -52,3 +56,15 @@ class CloseCode(IntEnum):
 
 # The close codes an application may send or be told (1000-4999).
 FIRST_CLOSE_CODE, LAST_CLOSE_CODE = 1000, 4999
+# Ordered delivery (docs/ordered.md): the most bytes of events one request to the
+# backend carries, as Pushpin buffers at most this much for the next request.
+ORDERED_REQUEST_BYTES = 200_000
+# SQS FIFO hands a Lambda at most this many messages at once: a request in ordered
+# mode carries at most this many of a connection's events.
+FIFO_BATCH = 10
+# How long ordered delivery waits for earlier $default invocations to write their
+# events before forwarding (default of SLIPWAY_ORDERED_HOLD_MS).
+ORDERED_HOLD_MS = 250
+# Channel history (docs/resume.md): a message up to this many bytes is kept in
+# its DynamoDB row (items are at most 400 KB); a larger one in its S3 object.
+HISTORY_INLINE = MAX_POST

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .history import Position
+
 
 @dataclass
 class Connection:
@@ -23,6 +25,9 @@ class Connection:
     close_code: int | None = None  # set by a control API close, for the backend's CLOSE
     close_reason: str = ""
     envelope: bool = False  # speaks envelope mode's frames (docs/envelope.md)
+    resume: bool = False  # tracks positions: gets them, and [6] frames (docs/resume.md)
+    since: dict[str, Position] = field(default_factory=dict)  # presented, not yet used
+    ordered: bool = False  # events reach the backend in order, batched (docs/ordered.md)
 
 
 class Member(NamedTuple):
@@ -31,3 +36,5 @@ class Member(NamedTuple):
     connection_id: str
     endpoint: str
     envelope: bool = False
+    resume: bool = False  # sent positions with channel messages
+    joining: bool = False  # its recovery is queued: live messages wait for it

@@ -1,0 +1,184 @@
+"""Resume after reconnect (docs/resume.md): each publish kept in its channel's
+history, and the `Join` job that replays what a subscribing connection missed.
+
+A connection that follows a channel's history is subscribed "joining": publishes
+pass it by until its `Join` job, queued in the channel's own FIFO group, has
+replayed the messages after its position and told it where it is. Every publish
+before the job is in the history it reads; every publish after reaches the
+member live. So nothing is missed and nothing comes twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from . import farewell, services
+from .aws.queue import Message
+from .grip import envelope, history, jobs
+from .grip.errors import Gone, TooLarge
+from .grip.limits import HISTORY_INLINE
+from .grip.model import Connection
+from .outbound import Outbound, send
+
+log = logging.getLogger("slipway.resume")
+
+# How long one invocation waits for a connection that is not open yet (its
+# $connect has not returned) before handing the job back to SQS.
+_OPEN_WAIT = 3.0
+
+
+# -- publish side -------------------------------------------------------------------
+
+
+def record(
+    svc: services.Services,
+    channel: str,
+    message_id: str,
+    message: Outbound,
+    item_id: str | None = None,
+    prev_id: str | None = None,
+) -> history.Position | None:
+    """Keep a publish in its channel's history; its position (None: history is off)."""
+    cfg = svc.settings
+    if not cfg.history:
+        return None
+    fields: dict[str, Any] = {}
+    if message.stored is None and message.payload.at_most(HISTORY_INLINE):
+        payload = message.payload
+        fields = {"bin": {"B": payload.data}} if payload.binary else {"text": {"S": payload.text}}
+    else:
+        stored = message.store()  # the object envelope members are sent too
+        fields = {"stored": {"S": stored.key}, "binary": {"BOOL": stored.binary}}
+    if item_id is not None:
+        fields["id"] = {"S": item_id}
+    if prev_id is not None:
+        fields["prev_id"] = {"S": prev_id}
+    return svc.store.append_history(
+        channel, message_id, fields, cfg.history_seconds, secrets.token_hex(4)
+    )
+
+
+# -- subscribe side -------------------------------------------------------------------
+
+
+def subscribe(
+    svc: services.Services, conn: Connection, channel: str, prev_id: str | None = None
+) -> None:
+    """Subscribe `conn` to `channel`; when it follows the channel's history (it
+    tracks positions, presented one, or the backend gave `prev_id`), queue the
+    `Join` job that replays what it missed."""
+    since = conn.since.get(channel)
+    joins = svc.settings.history and (conn.resume or since is not None or prev_id is not None)
+    svc.store.subscribe(
+        conn.id, channel, conn.endpoint, conn.envelope, resume=conn.resume, joining=joins
+    )
+    if not joins:
+        return
+    job = jobs.Join(
+        channel,
+        conn.id,
+        conn.endpoint,
+        conn.envelope,
+        conn.resume,
+        since,
+        prev_id,
+        int(time.time()) + svc.settings.open_delivery_deadline,
+    )
+    try:
+        svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
+    except Exception:
+        svc.store.joined(channel, conn.id)  # live messages at least, rather than none
+        raise
+
+
+# -- the Join job ---------------------------------------------------------------------
+
+
+def join(svc: services.Services, job: jobs.Join) -> bool:
+    """Replay what the member missed, tell it where it is, then let live
+    publishes reach it; False if it must be retried."""
+    store, channel = svc.store, job.channel
+    head = store.history_head(channel) or _new_head(svc, channel)
+    since = job.since
+    replay: list[history.Entry] = []
+    recovery, reason = history.Recovery.NONE, None
+    if job.after_id is not None:
+        offset = store.history_offset_of(channel, head.epoch, job.after_id)
+        if offset is None:
+            recovery, reason = history.Recovery.FAILED, history.Reason.UNKNOWN_ID
+        else:
+            since = history.Position(head.epoch, offset)
+    if since is not None and reason is None:
+        decided = history.decide(since, head, svc.settings.history_items)
+        if isinstance(decided, history.Failed):
+            recovery, reason = history.Recovery.FAILED, decided.reason
+        else:
+            replay = store.history(channel, head.epoch, decided.after, decided.upto)
+            if history.complete([e.offset for e in replay], decided):
+                recovery = history.Recovery.RECOVERED
+                head = history.Head(head.epoch, decided.upto)
+            else:
+                replay, recovery, reason = [], history.Recovery.FAILED, history.Reason.TOO_OLD
+    conn = Connection(job.connection, job.endpoint, envelope=job.envelope, resume=job.resume)
+    messages: list[Outbound | bytes] = [_outbound(svc, channel, head.epoch, e) for e in replay]
+    if job.resume and job.envelope:
+        report = history.report(channel, head, recovery, len(replay), reason)
+        messages.append(envelope.position(report).encode("utf-8"))
+    if reason is not None:
+        log.info("connection %s: recovery in %r failed: %s", conn.id, channel, reason)
+    done = _send_when_open(svc, conn, messages, job.deadline)
+    if done:
+        store.joined(channel, conn.id)
+        if job.since is not None:
+            store.used_since(conn.id, channel)
+    return done
+
+
+def _new_head(svc: services.Services, channel: str) -> history.Head:
+    """A channel without history yet: its epoch now, so that a client that joins
+    before the first publish has a position to come back with."""
+    return svc.store.start_history(
+        channel, secrets.token_hex(4), svc.settings.history_seconds + 86400
+    )
+
+
+def _outbound(svc: services.Services, channel: str, epoch: str, entry: history.Entry) -> Outbound:
+    trailer = history.trailer(channel, history.Position(epoch, entry.offset))
+    if entry.stored is not None:
+        return Outbound(svc, None, stored=jobs.Stored(entry.stored, entry.binary), trailer=trailer)
+    return Outbound(svc, entry.payload, trailer=trailer)
+
+
+def _send_when_open(
+    svc: services.Services, conn: Connection, messages: list[Outbound | bytes], deadline: int
+) -> bool:
+    """Send in order, waiting for a connection whose $connect has not returned;
+    False to be retried later (the whole job: the client drops what it has)."""
+    waited = 0.0
+    sent = 0
+    while True:
+        try:
+            for message in messages[sent:]:
+                if isinstance(message, bytes):
+                    svc.sockets.send(conn.endpoint, conn.id, message)
+                else:
+                    try:
+                        send(svc, conn, message)
+                    except TooLarge as exc:
+                        log.warning("connection %s: replayed message not sent: %s", conn.id, exc)
+                sent += 1
+            return True
+        except Gone:
+            if sent:  # it was open, and now it is gone
+                farewell.forget(svc, conn.id)
+                return True
+            if time.time() >= deadline or svc.store.get_connection(conn.id) is None:
+                log.warning("connection %s never opened: no recovery", conn.id)
+                return True
+            if waited >= _OPEN_WAIT:
+                return False  # SQS redelivers after the visibility timeout
+            time.sleep(0.05)
+            waited += 0.05
