@@ -9,7 +9,7 @@ from typing import Any
 
 from chalice.app import Response
 
-from . import fanout, farewell, outbound, services, uploads
+from . import fanout, farewell, outbound, resume, services, uploads
 from .grip import plan
 from .grip.auth import authorize
 from .grip.errors import Gone, SlipwayError, UnknownConnection
@@ -224,7 +224,7 @@ def subscribe(headers: Mapping[str, str], cid: str, name: str) -> Response:
         from .grip import introspection
 
         name_ = introspection.channel_name(name)
-        svc.store.subscribe(cid, name_, conn.endpoint, conn.envelope)
+        resume.subscribe(svc, conn, name_)
         log.info("control: subscribe %s to %r", cid, name_)
         return _json(200, {"message": "Subscribed", "channel": name_})
 

@@ -45,7 +45,7 @@ class PublishItem:
     channel: str
     # Inline(payload) to send, CloseAll(code, reason) to close; a ContentRef until checked
     action: Action | ContentRef
-    id: str | None = None  # validated, not used for delivery
+    id: str | None = None  # kept in the channel history (docs/resume.md)
     prev_id: str | None = None
 
     @property
@@ -55,7 +55,7 @@ class PublishItem:
     def to_job(self) -> Publish:
         if isinstance(self.action, ContentRef):
             raise ValueError("a content ref is checked (chalicelib/uploads.py) before it is queued")
-        return Publish(self.channel, self.action)
+        return Publish(self.channel, self.action, self.id, self.prev_id)
 
 
 class _Base64(fields.Field[Payload]):
