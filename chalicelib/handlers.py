@@ -9,10 +9,10 @@ from typing import Any
 
 from chalice.app import Response
 
-from . import farewell, outbound, services, transfers
+from . import farewell, outbound, resume, services, transfers
 from .aws.queue import Message
 from .backend import BackendUnreachable
-from .grip import codec, jobs, request
+from .grip import codec, history, jobs, request
 from .grip import decisions as d
 from .grip import keepalive as ka
 from .grip.errors import Gone, TooLarge, TooManyChannels, TooManyTimeouts, UnknownConnection
@@ -74,6 +74,7 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     assert isinstance(first, d.Accept)
 
     conn.grip_prefix = first.grip_prefix
+    _positions(conn, event.get("queryStringParameters"))
     # What can be folded into the record is written with it, in one put.
     later: list[d.Decision] = []
     for decision in rest:
@@ -116,6 +117,18 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
         )
         svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
     return _accepted(first.headers)
+
+
+def _positions(conn: Connection, query: dict[str, str] | None) -> None:
+    """What a client that resumes presents (docs/resume.md): `resume=` opts an
+    envelope connection in to positions, and may hold the ones it comes back with."""
+    if not query or history.RESUME_PARAM not in query:
+        return
+    conn.resume = conn.envelope
+    try:
+        conn.since = history.parse_resume(query[history.RESUME_PARAM])
+    except history.ResumeError as exc:
+        log.warning("connection %s: positions ignored: %s", conn.id, exc)
 
 
 def _accepted(headers: d.Headers) -> dict[str, Any]:
@@ -211,7 +224,7 @@ def _apply_state(svc: services.Services, conn: Connection, decision: d.Decision)
     store = svc.store
     if isinstance(decision, d.Subscribe):
         try:
-            store.subscribe(conn.id, decision.channel, conn.endpoint, conn.envelope)
+            resume.subscribe(svc, conn, decision.channel, decision.prev_id)
             log.info("subscribe %s to %r", conn.id, decision.channel)
         except TooManyChannels as exc:
             log.warning("subscribe %r refused: %s", decision.channel, exc)

@@ -6,7 +6,8 @@ recorded, byte for byte, and `GET /_requests` returns them (`DELETE` clears).
 
 Behaviour, chosen by the client:
 - connect query: `reject=<status>`, `protocol=<p>` (Sec-WebSocket-Protocol),
-  `grip=0` (no GRIP mode), `welcome=<text>`, `subscribe=<channel>`, `meta=<name>:<value>`,
+  `grip=0` (no GRIP mode), `welcome=<text>`, `subscribe=<channel>` (with `previd=<id>`:
+  subscribe with that prev-id), `meta=<name>:<value>`,
   `closeopen=1` (accept, then close at once)
 - messages: `sub <ch>`, `unsub <ch>`, `meta <name> <value>`, `whoami` (the meta it was
   sent, as JSON), `close <code>`, `disconnect`, `detach`, `bin <text>`, `status <n>`,
@@ -46,14 +47,21 @@ class Backend:
         self.lock = threading.Lock()
 
     def handle(self, path: str, headers: dict[str, str], body: bytes):
+        # When it came and when it was answered: overlapping requests show.
+        record = {
+            "path": path,
+            "headers": headers,
+            "body": base64.b64encode(body).decode(),
+            "started": time.time(),
+        }
         with self.lock:
-            self.requests.append(
-                {
-                    "path": path,
-                    "headers": headers,
-                    "body": base64.b64encode(body).decode(),
-                }
-            )
+            self.requests.append(record)
+        try:
+            return self._handle(path, headers, body)
+        finally:
+            record["finished"] = time.time()
+
+    def _handle(self, path: str, headers: dict[str, str], body: bytes):
         lower = {k.lower(): v for k, v in headers.items()}
         if self.key is not None and not validate_sig(lower.get("grip-sig", ""), self.key):
             return 403, {"Content-Type": "text/plain"}, b"bad Grip-Sig\n"
@@ -80,7 +88,14 @@ class Backend:
                 out_headers["Sec-WebSocket-Extensions"] = "grip"
             if "protocol" in query:
                 out_headers["Sec-WebSocket-Protocol"] = query["protocol"]
-            if "subscribe" in query:
+            if "subscribe" in query and "previd" in query:
+                # Backend-driven recovery (docs/resume.md): replay after this item id.
+                ctx.send_control(
+                    websocket_control_message(
+                        "subscribe", {"channel": query["subscribe"], "prev-id": query["previd"]}
+                    )
+                )
+            elif "subscribe" in query:
                 ctx.subscribe(query["subscribe"])
             if "meta" in query:
                 name, _, value = query["meta"].partition(":")
