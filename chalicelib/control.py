@@ -12,7 +12,7 @@ from chalice.app import Response
 from . import fanout, farewell, outbound, resume, services, uploads
 from .grip import plan
 from .grip.auth import authorize
-from .grip.errors import Gone, SlipwayError, UnknownConnection
+from .grip.errors import Gone, NotFound, SlipwayError, UnknownConnection
 from .grip.jobs import Inline
 from .grip.limits import MAX_POST
 from .grip.model import Connection
@@ -196,6 +196,55 @@ def channel_connections(
         return _json(200, {"channel": name_, "connections": _listing(listed), "cursor": cursor})
 
     return guarded(headers, run)
+
+
+def channel_items(
+    headers: Mapping[str, str], name: str, params: Mapping[str, str] | None
+) -> Response:
+    """`GET /channels/{channel}/items`: its history after an offset or an item id,
+    oldest first, a page at a time (docs/resume.md)."""
+
+    def run(svc: services.Services) -> Response:
+        from .grip import history, introspection
+
+        name_ = introspection.channel_name(name)
+        query = history.items_query(dict(params or {}))
+        if not svc.settings.history:
+            raise NotFound("this gateway keeps no history (SLIPWAY_HISTORY_SECONDS=0)")
+        head = svc.store.history_head(name_)
+        if head is None:
+            return _json(
+                200, {"channel": name_, "epoch": None, "top": 0, "items": [], "next": None}
+            )
+        after = query.after
+        if query.after_id is not None:
+            found = svc.store.history_offset_of(name_, head.epoch, query.after_id)
+            if found is None:
+                raise NotFound(f"no item with id {query.after_id!r} in the history of {name_!r}")
+            after = found
+        entries = svc.store.history(name_, head.epoch, after, head.top, limit=query.limit)
+        items = [
+            history.listing(e, _content_url(svc, e.stored) if e.stored is not None else None)
+            for e in entries
+        ]
+        more = bool(entries) and entries[-1].offset < head.top and len(entries) == query.limit
+        body = {
+            "channel": name_,
+            "epoch": head.epoch,
+            "top": head.top,
+            "items": items,
+            # Offsets after `after` that the history no longer holds (expired).
+            "missing": max(0, (entries[0].offset if entries else head.top + 1) - after - 1),
+            "next": str(entries[-1].offset) if more else None,
+        }
+        return _json(200, body)
+
+    return guarded(headers, run)
+
+
+def _content_url(svc: services.Services, key: str) -> str | None:
+    blobs = svc.blobs
+    return None if blobs is None else blobs.download_url(key, svc.settings.download_expiry)
 
 
 def all_connections(headers: Mapping[str, str], params: Mapping[str, str] | None) -> Response:

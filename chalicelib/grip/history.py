@@ -20,6 +20,8 @@ import json
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from .errors import BadRequest
+from .introspection import page_limit
 from .limits import MAX_CHANNEL_LENGTH, MAX_CHANNELS
 from .payload import Payload
 
@@ -189,3 +191,45 @@ class Entry(NamedTuple):
     binary: bool
     id: str | None = None  # the GRIP item's id and prev-id
     prev_id: str | None = None
+
+
+# -- the items route (GET /channels/{channel}/items) ----------------------------------
+
+
+class ItemsQuery(NamedTuple):
+    after: int  # list the items with a greater offset ...
+    after_id: str | None  # ... or those after the item with this GRIP id
+    limit: int
+
+
+def items_query(params: dict[str, str] | None) -> ItemsQuery:
+    """The items route's query string, checked; BadRequest says what is wrong."""
+    params = params or {}
+    after_raw, after_id = params.get("after"), params.get("after-id")
+    if after_raw is not None and after_id is not None:
+        raise BadRequest({"after": ["give after or after-id, not both"]})
+    after = 0
+    if after_raw is not None:
+        if not after_raw.isdigit() or len(after_raw) > 12:
+            raise BadRequest({"after": ["an offset: an integer, 0 or more"]})
+        after = int(after_raw)
+    if after_id is not None and not after_id:
+        raise BadRequest({"after-id": ["a GRIP item id, not empty"]})
+    return ItemsQuery(after, after_id, page_limit(params.get("limit")))
+
+
+def listing(entry: Entry, content_url: str | None = None) -> dict[str, Any]:
+    """One item as the items route lists it: its content inline, or the URL of
+    its stored object (the message's JSON text, as envelope clients download it)."""
+    item: dict[str, Any] = {"offset": entry.offset, "published_at": entry.published_at}
+    if entry.id is not None:
+        item["id"] = entry.id
+    if entry.prev_id is not None:
+        item["prev-id"] = entry.prev_id
+    if entry.payload is not None:
+        key = "content-bin" if entry.binary else "content"
+        item[key] = entry.payload.text  # base64 for bytes
+    else:
+        item["content-url"] = content_url
+        item["binary"] = entry.binary
+    return item
