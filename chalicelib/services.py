@@ -18,18 +18,26 @@ from .aws.sockets import Sockets
 from .aws.store import Store
 from .backend import Backend
 
+# boto3's standard retry mode, whatever the runtime's botocore defaults to (older
+# ones: legacy): throttles (ProvisionedThroughputExceeded, ThrottlingException,
+# SlowDown, ...), 500/502/503/504 and connection errors are retried with jittered
+# exponential backoff, 3 attempts in all unless AWS_MAX_ATTEMPTS says otherwise.
+_RETRIES = {"retries": {"mode": "standard"}}
+
 
 class Services:
     def __init__(self, cfg: settings_mod.Settings) -> None:
         import boto3  # deferred: the settings check should fail before a slow import
+        from botocore.config import Config
 
         self.settings = cfg
         self._session = boto3.session.Session()
+        self._config = Config(**_RETRIES)
 
     @cached_property
     def store(self) -> Store:
         cfg = self.settings
-        client = self._session.client("dynamodb")
+        client = self._session.client("dynamodb", config=self._config)
         return Store(client, cfg.table, cfg.connection_ttl, cfg.max_channels)
 
     @cached_property
@@ -39,7 +47,8 @@ class Services:
     @cached_property
     def queue(self) -> Queue:
         cfg = self.settings
-        return Queue(self._session.client("sqs"), cfg.queue_url, cfg.queue_message_limit)
+        sqs = self._session.client("sqs", config=self._config)
+        return Queue(sqs, cfg.queue_url, cfg.queue_message_limit)
 
     @cached_property
     def backend(self) -> Backend:
@@ -55,7 +64,7 @@ class Services:
     @cached_property
     def blobs(self) -> Blobs | None:
         bucket = self.settings.bucket
-        return Blobs(self._session.client("s3"), bucket) if bucket else None
+        return Blobs(self._session.client("s3", config=self._config), bucket) if bucket else None
 
     def endpoint_for(self, request_context: dict[str, Any]) -> str:
         """The @connections endpoint of the API a connection came through."""

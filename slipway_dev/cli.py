@@ -84,6 +84,20 @@ def _parser() -> argparse.ArgumentParser:
     add("--max-lifetime", type=float, default=7200.0, help="seconds (default 7200, as AWS)")
     add("--pollers", type=int, default=3, help="SQS batches run at once (default 3)")
     add("--log-level", default="INFO", help="DEBUG, INFO, WARNING... (default INFO)")
+    add(
+        "--faults",
+        default=os.environ.get("SLIPWAY_LOCAL_FAULTS", ""),
+        metavar="SPEC",
+        help="fail this fraction of the emulated AWS's calls as AWS does, e.g. "
+        "'connections:429:0.1,dynamodb:500:0.05' (docs/local-stack.md#faults)",
+    )
+    add(
+        "--aws-outage-limit",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="stop if the AWS endpoint does not answer for this long (default 10)",
+    )
     # `chalice local` (slipway_dev/chalice_local.py): Chalice serves the control routes.
     add("--control-url", help=argparse.SUPPRESS)
     return parser
@@ -147,6 +161,8 @@ def options(args: argparse.Namespace) -> Options:
         project_dir=args.project_dir,
         pollers=args.pollers,
         control_url=args.control_url,
+        faults=args.faults,
+        aws_outage_limit=args.aws_outage_limit,
     )
 
 
@@ -186,6 +202,7 @@ async def run(opts: Options) -> int:
     print(f"target: {urls.target}")
     if urls.demo:
         print(f"demo: {urls.demo}")
+    print(f"faults: {urls.faults}")
     print("ready", flush=True)
     if opts.target is None and not opts.control_url:  # chalice local says it itself
         log.info(
@@ -193,7 +210,7 @@ async def run(opts: Options) -> int:
         )
         log.info("or open %s in two browser tabs", urls.demo)
     stopped = asyncio.ensure_future(stop.wait())
-    died = asyncio.ensure_future(stack.child_exit())
+    died = asyncio.ensure_future(stack.trouble())
     await asyncio.wait([stopped, died], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if died.done():

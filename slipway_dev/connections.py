@@ -25,6 +25,8 @@ from urllib.parse import unquote
 
 from chalicelib.grip.limits import MAX_POST
 
+from .faults import CONTROL_PATH, Faults
+
 log = logging.getLogger(__name__)
 
 
@@ -214,6 +216,7 @@ class ConnectionsServer:
 _MARKER = "/@connections/"
 _PHRASES = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 410: "Gone"}
 _PHRASES |= {413: "Payload Too Large", 500: "Internal Server Error"}
+_PHRASES |= {405: "Method Not Allowed", 429: "Too Many Requests", 503: "Service Unavailable"}
 _MAX_HEADER_LINES = 100
 
 
@@ -222,9 +225,16 @@ class AsyncConnectionsServer:
     the @connections API, run on the caller's event loop. Sinks with
     `send_async`/`close_async` are awaited directly; others run on a thread."""
 
-    def __init__(self, registry: Registry, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Faults | None = None,
+    ) -> None:
         self.registry = registry
         self.calls: dict[str, int] = {"POST": 0, "GET": 0, "DELETE": 0}
+        self.faults = faults  # injected errors, and their control route (slipway_dev/faults.py)
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -277,6 +287,8 @@ class AsyncConnectionsServer:
             writer.close()
 
     async def _answer(self, method: str, path: str, body: bytes) -> tuple[int, dict | None, str]:
+        if self.faults is not None and path.split("?", 1)[0] == CONTROL_PATH:
+            return (*self.faults.control(method, body), "")
         if method not in self.calls:
             return 404, {"message": "Not Found"}, "NotFoundException"
         self.calls[method] += 1
@@ -284,6 +296,8 @@ class AsyncConnectionsServer:
         if _MARKER not in path:
             return 404, {"message": "Not Found"}, "NotFoundException"
         cid = unquote(path.split(_MARKER, 1)[1])
+        if self.faults is not None and (error := self.faults.pick("connections")) is not None:
+            return error.status, {"message": error.message}, error.code
         sink = self.registry.get(cid)
         gone = (410, {"message": f"{cid} is gone"}, "GoneException")
         if sink is None:

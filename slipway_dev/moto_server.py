@@ -24,7 +24,10 @@ import io
 import json
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .faults import Faults
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -212,13 +215,16 @@ def light_transactions() -> None:
 class MotoServer:
     """moto on 127.0.0.1 (port 0: a free one), one request at a time."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None
+    ) -> None:
         cache_module_list()
         fix_fifo_redelivery()
         fast_key_comparisons()
         light_transactions()
         self._host = host
         self._port = port
+        self._faults = faults  # errors injected in front of moto (slipway_dev/faults.py)
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -234,7 +240,9 @@ class MotoServer:
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass  # werkzeug would log every request
 
-        app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+        app: WsgiApp = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+        if self._faults is not None:
+            app = self._faults.wsgi(app)
         self._server = make_server(
             self._host, self._port, app, threaded=True, request_handler=Quiet
         )

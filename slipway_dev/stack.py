@@ -2,7 +2,8 @@
 
 - this process: AWS (moto), the @connections API, the Chalice HTTP routes and
   the API Gateway WebSocket emulator running the WebSocket functions;
-- a child: the SQS event source and the worker function (slipway_dev/worker.py);
+- a child: the SQS event source and the worker function (slipway_dev/worker.py),
+  started again when it dies;
 - a child, unless --target is given: the demo backend (examples/chat_backend.py).
 
 Order matters: the app reads its settings from the environment (once, cached
@@ -22,12 +23,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from . import aws
+from . import aws, faults
 from .apigw import Limits, WebSocketGateway
-from .child import Child, python
+from .child import Child, Keeper, python
 from .connections import AsyncConnectionsServer, Registry
 from .demo import DemoServer
 from .functions import load_app, project_dir, websocket_routes
+from .health import AwsWatch
 from .http import ChaliceHttpServer
 from .moto_server import MotoServer
 
@@ -56,6 +58,8 @@ class Options:
     pollers: int = 3
     # Set: another server (`chalice local`) serves the control routes there; none started.
     control_url: str | None = None
+    faults: str = ""  # errors injected into the emulated AWS (slipway_dev/faults.py)
+    aws_outage_limit: float = 10.0  # seconds without an answer from AWS before stopping
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class Urls:
     aws: str
     target: str
     demo: str | None = None  # the demo chat page, with the demo backend
+    faults: str = ""  # the fault injection's control route
 
 
 def _public(host: str) -> str:
@@ -104,6 +109,9 @@ class Stack:
         self.gateway: WebSocketGateway | None = None
         self.demo: DemoServer | None = None
         self.urls: Urls | None = None
+        self.faults = faults.Faults()
+        self.keeper: Keeper | None = None  # starts the worker again when it dies
+        self.aws_watch: AwsWatch | None = None
 
     async def start(self) -> Urls:
         try:
@@ -116,17 +124,20 @@ class Stack:
         opts = self.options
         host = _public(opts.host)
         project = project_dir(opts.project_dir)  # before anything starts: fail fast
+        rules = faults.parse(opts.faults)
 
         if opts.aws_endpoint:
             endpoint = opts.aws_endpoint.rstrip("/")
         else:
-            self.moto = MotoServer("127.0.0.1", 0)
+            self.moto = MotoServer("127.0.0.1", 0, faults=self.faults)
             endpoint = self.moto.start()
         aws_environment(endpoint, ours=self.moto is not None)
         resources = aws.ensure(endpoint, opts.names)
 
         # Loopback only, whatever --host says: the @connections API has no auth here.
-        self.connections = await AsyncConnectionsServer(self.registry, "127.0.0.1", 0).start()
+        self.connections = await AsyncConnectionsServer(
+            self.registry, "127.0.0.1", 0, faults=self.faults
+        ).start()
         connections_url = f"{self.connections.url}/{opts.stage}"
         os.environ.update(
             {
@@ -192,6 +203,7 @@ class Stack:
             name="sqs-worker",
         )
         self.worker.start(lambda line: line == "ready", timeout=60)
+        self.keeper = Keeper(self.worker, lambda line: line == "ready", timeout=60).start()
 
         limits = Limits(idle_timeout=opts.idle_timeout, max_lifetime=opts.max_lifetime)
         self.gateway = WebSocketGateway(
@@ -217,25 +229,43 @@ class Stack:
             aws=endpoint,
             target=target,
             demo=self.demo.url(host) if self.demo is not None else None,
+            faults=f"{self.connections.url}{faults.CONTROL_PATH}",
         )
+        self.aws_watch = AwsWatch(
+            endpoint, resources.table, resources.queue_url, opts.aws_outage_limit
+        ).start()
+        if rules:  # once started: creating the resources is not under test
+            self.faults.set(rules)
         return self.urls
 
-    async def child_exit(self) -> str:
-        """Returns (with a description) when a child process ends on its own."""
+    async def trouble(self) -> str:
+        """Returns, saying why, when the stack cannot go on: the demo backend
+        exited, the worker died and cannot be started again, or the AWS endpoint
+        lost its resources or stopped answering (slipway_dev/health.py)."""
         while True:
-            for child in (self.worker, self.backend):
-                if child is not None and (code := child.exited()) is not None:
-                    return f"the {child.name} exited with code {code}"
-            await asyncio.sleep(0.5)
+            if self.backend is not None and (code := self.backend.exited()) is not None:
+                return f"the {self.backend.name} exited with code {code}"
+            for watch in (self.keeper, self.aws_watch):
+                if watch is not None and watch.problem:
+                    return watch.problem
+            await asyncio.sleep(0.25)
+
+    def _stop_worker(self) -> None:
+        if self.keeper is not None:
+            self.keeper.stop()
+        if self.worker is not None:
+            self.worker.stop()
 
     async def stop(self) -> None:
         """Clients first (their $disconnect needs everything else), then the worker
         (its batches in flight still post to @connections), then the servers."""
         steps: list[tuple[str, Callable[[], Any]]] = []
+        if self.aws_watch is not None:
+            steps.append(("AWS watch", self.aws_watch.stop))
         if self.gateway is not None:
             steps.append(("WebSocket server", self.gateway.stop))
         if self.worker is not None:
-            steps.append(("SQS worker", self.worker.stop))
+            steps.append(("SQS worker", self._stop_worker))
         if self.http is not None:
             steps.append(("HTTP server", self.http.stop))
         if self.connections is not None:
@@ -255,7 +285,7 @@ class Stack:
                 log.exception("stopping the %s failed", name)
         self.gateway = self.http = self.connections = None
         self.worker = self.backend = self.moto = None
-        self.demo = None
+        self.demo = self.keeper = self.aws_watch = None
 
 
 def _check_settings() -> None:
