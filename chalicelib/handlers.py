@@ -11,6 +11,7 @@ from chalice.app import Response
 
 from . import farewell, outbound, resume, services, transfers
 from .aws.queue import Message
+from .aws.sockets import SocketError
 from .backend import BackendUnreachable
 from .grip import codec, history, jobs, request
 from .grip import decisions as d
@@ -149,15 +150,25 @@ def _accepted(headers: d.Headers) -> dict[str, Any]:
 def message(event: dict[str, Any]) -> None:
     try:
         _message(event)
+    except NotForwarded:
+        raise  # the client gets API Gateway's error frame
     except Exception:
         log.exception("message handling failed")
+
+
+class NotForwarded(Exception):
+    """AWS failed before the message reached the backend: the invocation fails, so
+    the client gets API Gateway's error frame, and may send it again."""
 
 
 def _message(event: dict[str, Any]) -> None:
     svc = services.current()
     ctx = event["requestContext"]
     cid = ctx["connectionId"]
-    conn = svc.store.get_connection(cid)
+    try:
+        conn = svc.store.get_connection(cid)
+    except Exception as exc:  # after boto3's retries
+        raise NotForwarded(f"connection {cid}: its record could not be read: {exc}") from exc
     if conn is None:
         log.warning("message from unknown connection %s: closing it", cid)
         outbound.close_quietly(svc, svc.endpoint_for(ctx), cid)
@@ -197,10 +208,16 @@ def handle_events(svc: services.Services, conn: Connection, events: list[codec.E
 
 
 def apply(svc: services.Services, conn: Connection, decided: list[d.Decision]) -> None:
-    for decision in decided:
+    for index, decision in enumerate(decided):
         if isinstance(decision, d.Send):
             try:
                 outbound.send(svc, conn, decision.payload)
+            except SocketError as exc:
+                # Throttled or failing after the retries: the worker delivers this and
+                # the rest of the answer, with SQS's retries, rather than lose them.
+                log.warning("connection %s: reply handed to the worker: %s", conn.id, exc)
+                _defer(svc, conn, decided[index:])
+                return
             except TooLarge as exc:
                 log.warning("connection %s: message not sent: %s", conn.id, exc)
             except Gone:
@@ -218,6 +235,27 @@ def apply(svc: services.Services, conn: Connection, decided: list[d.Decision]) -
             except UnknownConnection:
                 log.info("connection %s vanished while applying decisions", conn.id)
                 return
+
+
+def _defer(svc: services.Services, conn: Connection, decided: list[d.Decision]) -> None:
+    """Queue a backend's answer's messages (and close) as a deliver job, applying
+    its other decisions here, as $connect does with an OPEN response's."""
+    deferred: list[Payload] = []
+    close = False
+    for decision in decided:
+        if isinstance(decision, d.Send):
+            deferred.append(decision.payload)
+        elif isinstance(decision, d.Close | d.Disconnect):
+            close = True
+            break
+        else:
+            try:
+                _apply_state(svc, conn, decision)
+            except UnknownConnection:
+                return
+    deadline = int(time.time()) + svc.settings.open_delivery_deadline
+    job = jobs.Deliver(conn.id, conn.endpoint, conn.envelope, tuple(deferred), close, deadline)
+    svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
 
 
 def _apply_state(svc: services.Services, conn: Connection, decision: d.Decision) -> None:

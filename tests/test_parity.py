@@ -20,6 +20,9 @@ copies over the same Hypothesis inputs, in both directions of every exchange:
 | envelope.failure                     | envelope.decode of [5]                   |
 | envelope.fits, limits.MAX_INLINE     | envelope.fits_inline, MAX_INLINE_LENGTH  |
 | envelope.dumps                       | envelope.dumps                           |
+| history.parse_resume / encode_resume | resume.encode_resume / decode_resume     |
+| envelope.wrap/download with trailer  | envelope.decode: Message/Download.stamp  |
+| envelope.position (history.report)   | resume.read_recovery                     |
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ from hypothesis import strategies as st
 from slipway_client import WebSocketContext
 from slipway_client import codec as cl_codec
 from slipway_client import envelope as cl_env
+from slipway_client import resume as cl_resume
 from slipway_client import token as cl_token
 from slipway_client.errors import GripSigError
 
 from chalicelib.grip import codec as gw_codec
 from chalicelib.grip import envelope as gw_env
+from chalicelib.grip import history
 from chalicelib.grip import token as gw_token
 from chalicelib.grip.limits import MAX_INLINE
 
@@ -465,3 +470,46 @@ def test_both_decide_alike_what_fits_in_a_frame(
 @given(json_values)
 def test_both_write_json_as_json_stringify_does(value: Any) -> None:
     assert gw_env.dumps(value) == cl_env.dumps(value)
+
+
+# -- resume after reconnect (docs/resume.md) ------------------------------------------
+
+_channels = st.text(min_size=1, max_size=30)
+_positions = st.dictionaries(
+    _channels, st.tuples(st.text(max_size=12), st.integers(0, 2**53)), max_size=10
+)
+
+
+@given(_positions)
+def test_resume_values_both_ways(positions: dict[str, tuple[str, int]]) -> None:
+
+    gateway_view = {c: history.Position(*p) for c, p in positions.items()}
+    assert history.parse_resume(cl_resume.encode_resume(positions)) == gateway_view
+    assert cl_resume.decode_resume(history.encode_resume(gateway_view)) == gateway_view
+
+
+@given(st.text(max_size=50), _channels, st.text(max_size=12), st.integers(0, 2**53))
+def test_a_tracked_message_reads_back_with_its_position(
+    text: str, channel: str, epoch: str, offset: int
+) -> None:
+    trailer = history.trailer(channel, history.Position(epoch, offset))
+    frame = cl_env.decode(gw_env.wrap(text, trailer))
+    assert isinstance(frame, cl_env.Message) and frame.data == text
+    assert frame.stamp is not None and frame.stamp.to_json() == trailer
+    download = cl_env.decode(gw_env.download("https://b/k", trailer=trailer))
+    assert isinstance(download, cl_env.Download) and download.stamp == frame.stamp
+
+
+@given(_channels, st.text(max_size=12), st.integers(0, 2**53), st.integers(0, 1000))
+def test_a_report_reads_back(channel: str, epoch: str, top: int, replayed: int) -> None:
+
+    for status, reason in (
+        (history.Recovery.NONE, None),
+        (history.Recovery.RECOVERED, None),
+        (history.Recovery.FAILED, history.Reason.TOO_OLD),
+    ):
+        body = history.report(channel, history.Head(epoch, top), status, replayed, reason)
+        kind, mid, value = json.loads(gw_env.position(body))
+        assert (kind, mid) == (cl_resume.RECOVERY, 0)
+        got = cl_resume.read_recovery(value)
+        assert got.to_json() == body

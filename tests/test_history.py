@@ -1,0 +1,119 @@
+"""Channel history and resume (docs/resume.md), the pure part: positions, the
+recovery decision, `resume=`, the frames, the items route's query. No I/O."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chalicelib.grip import envelope, history
+from chalicelib.grip.errors import BadRequest
+from chalicelib.grip.history import Failed, Head, Position, Reason, Replay, decide
+
+epochs = st.text(min_size=1, max_size=12)
+channels = st.text(min_size=1, max_size=40)
+offsets = st.integers(0, 10**9)
+
+
+@given(epochs, offsets, st.integers(0, 2000), st.integers(1, 1000))
+def test_a_position_in_the_same_epoch_within_the_history_is_replayed(
+    epoch: str, since: int, behind: int, keep: int
+) -> None:
+    head = Head(epoch, since + behind)
+    decided = decide(Position(epoch, since), head, keep)
+    if behind > keep:
+        assert decided == Failed(Reason.TOO_OLD)
+    else:
+        assert decided == Replay(since, since + behind)  # nothing to replay when behind == 0
+
+
+def test_another_epoch_a_future_offset_or_no_history_fail_as_epoch_changed() -> None:
+    head = Head("e1", 10)
+    assert decide(Position("e0", 3), head, 100) == Failed(Reason.EPOCH_CHANGED)
+    assert decide(Position("e1", 11), head, 100) == Failed(Reason.EPOCH_CHANGED)
+    assert decide(Position("e1", 3), None, 100) == Failed(Reason.EPOCH_CHANGED)
+    assert decide(Position("e1", 3), head, 0) == Failed(Reason.HISTORY_OFF)
+
+
+def test_a_replay_is_complete_only_without_a_missing_offset() -> None:
+    replay = Replay(4, 7)
+    assert history.complete([5, 6, 7], replay)
+    assert not history.complete([6, 7], replay)  # 5 expired
+    assert not history.complete([5, 7], replay)
+    assert history.complete([], Replay(7, 7))
+
+
+@given(st.dictionaries(channels, st.builds(Position, epochs, offsets), max_size=20))
+def test_resume_values_round_trip(positions: dict[str, Position]) -> None:
+    value = history.encode_resume(positions)
+    assert "=" not in value and "+" not in value and "/" not in value  # URL-safe as it is
+    assert history.parse_resume(value) == positions
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "%%%",
+        history.encode_resume({}).join(["x", "y"]),
+        "WzEsMl0",  # [1,2]: not an object
+        "eyJhIjpbImUiXX0",  # {"a":["e"]}
+        "eyJhIjpbImUiLC0xXX0",  # {"a":["e",-1]}
+        "eyJhIjpbImUiLHRydWVdfQ",  # {"a":["e",true]}
+        "x" * (history.MAX_RESUME_LENGTH + 1),
+    ],
+)
+def test_a_bad_resume_value_says_what_is_wrong(value: str) -> None:
+    with pytest.raises(history.ResumeError, match="resume"):
+        history.parse_resume(value)
+
+
+def test_an_empty_resume_value_is_no_positions() -> None:
+    assert history.parse_resume("") == {}
+
+
+@given(st.text(), channels, epochs, offsets)
+def test_a_trailer_goes_last_and_leaves_the_message_as_it_was(
+    text: str, channel: str, epoch: str, offset: int
+) -> None:
+    trailer = history.trailer(channel, Position(epoch, offset))
+    plain = json.loads(envelope.wrap(text))
+    tracked = json.loads(envelope.wrap(text, trailer))
+    assert tracked[:3] == plain  # what the aux client reads is unchanged
+    assert tracked[3] == {"channel": channel, "epoch": epoch, "offset": offset}
+    download = json.loads(envelope.download("https://x/y", trailer=trailer))
+    assert download == [4, -1, "https://x/y", "GET", {}, tracked[3]]
+
+
+def test_a_json_message_keeps_its_bytes_with_a_trailer() -> None:
+    frame = envelope.wrap('{"b": 1,  "a": [2]}', {"channel": "c", "epoch": "e", "offset": 1})
+    assert frame == '[1,0,{"b": 1,  "a": [2]},{"channel":"c","epoch":"e","offset":1}]'
+
+
+def test_the_report_frame() -> None:
+    failed = history.report("c", Head("e", 9), history.Recovery.FAILED, 0, Reason.TOO_OLD)
+    assert json.loads(envelope.position(failed)) == [
+        6,
+        0,
+        {
+            "channel": "c",
+            "epoch": "e",
+            "offset": 9,
+            "recovery": "failed",
+            "replayed": 0,
+            "reason": "too_old",
+        },
+    ]
+    done = history.report("c", Head("e", 9), history.Recovery.RECOVERED, 3)
+    assert "reason" not in done and done["replayed"] == 3
+
+
+def test_items_query() -> None:
+    assert history.items_query(None) == history.ItemsQuery(0, None, 100)
+    assert history.items_query({"after": "7", "limit": "5"}) == history.ItemsQuery(7, None, 5)
+    assert history.items_query({"after-id": "x"}) == history.ItemsQuery(0, "x", 100)
+    for bad in ({"after": "-1"}, {"after": "x"}, {"after": "1", "after-id": "x"}, {"limit": "0"}):
+        with pytest.raises(BadRequest):
+            history.items_query(bad)
