@@ -221,3 +221,62 @@ def test_update_meta_sets_and_clears_at_once(store: Store) -> None:
     assert store.get_connection("c1").meta == {"user": "bob", "lang": "en"}
     with pytest.raises(UnknownConnection):
         store.update_meta("ghost", {"a": "b"})
+
+
+# -- channel history (issue 12, docs/resume.md) ---------------------------------------
+
+
+def test_a_resuming_connection_round_trips_its_positions(store: Store) -> None:
+    from chalicelib.grip.history import Position
+
+    original = conn(
+        envelope=True, resume=True, since={"a": Position("e1", 7), "b/c": Position("", 0)}
+    )
+    store.put_connection(original)
+    assert store.get_connection("c1") == original
+    store.used_since("c1", "b/c")
+    got = store.get_connection("c1")
+    assert got is not None and got.since == {"a": Position("e1", 7)}
+
+
+def test_history_offsets_count_up_and_a_retried_publish_keeps_its_own(store: Store) -> None:
+    text = {"text": {"S": "hello"}}
+    first = store.append_history("room", "msg-1", text, keep=600, new_epoch="e1")
+    second = store.append_history("room", "msg-2", {"bin": {"B": b"\x00\xff"}}, 600, "e2")
+    again = store.append_history("room", "msg-2", {"bin": {"B": b"\x00\xff"}}, 600, "e3")
+    assert (first, second, again) == (("e1", 1), ("e1", 2), ("e1", 2))
+    assert store.history_head("room") == ("e1", 2)
+    entries = store.history("room", "e1", after=0)
+    assert [(e.offset, e.payload.data if e.payload else None) for e in entries] == [
+        (1, b"hello"),
+        (2, b"\x00\xff"),
+    ]
+    assert entries[1].payload is not None and entries[1].payload.binary
+    assert store.history("room", "e1", after=1, upto=1) == []
+    assert store.history("room", "other-epoch", after=0) == []
+    assert store.history_head("elsewhere") is None
+
+
+def test_an_expired_history_row_is_not_replayed(store: Store) -> None:
+    store.append_history("room", "m1", {"text": {"S": "old"}, "id": {"S": "i1"}}, 600, "e")
+    store.append_history("room", "m2", {"text": {"S": "new"}, "id": {"S": "i2"}}, 600, "e")
+    store.append_history(
+        "room", "m3", {"text": {"S": "x"}, "id": {"S": "i1"}}, keep=-1, new_epoch="e"
+    )
+    assert [e.offset for e in store.history("room", "e", after=0)] == [1, 2]
+    assert store.history_offset_of("room", "e", "i2") == 2
+    assert store.history_offset_of("room", "e", "i1") == 1  # the expired repeat is not it
+    assert store.history_offset_of("room", "e", "nope") is None
+
+
+def test_a_joining_member_is_listed_as_such_until_joined(store: Store) -> None:
+    store.put_connection(conn(envelope=True, resume=True))
+    store.subscribe("c1", "room", EP, envelope=True, resume=True, joining=True)
+    members, _ = store.members("room")
+    assert [(m.resume, m.joining) for m in members] == [(True, True)]
+    store.joined("room", "c1")
+    members, _ = store.members("room")
+    assert [(m.resume, m.joining) for m in members] == [(True, False)]
+    store.joined("room", "gone")  # not a member: nothing happens
+    head = store.start_history("room", "e9", keep=600)
+    assert head == ("e9", 0) and store.start_history("room", "e10", keep=600) == ("e9", 0)

@@ -51,6 +51,8 @@ def handshake_headers(
 
 
 def _replayed(name: str) -> bool:
+    # WSGI servers (and so django-grip) read `Meta_User` as `Meta-User`: both are meta.
+    name = name.replace("_", "-").strip()
     if name in _DROP or name.startswith(_FORBIDDEN_PREFIXES):
         return False
     return not name.startswith(_HANDSHAKE_PREFIX) or name == _KEPT_HANDSHAKE
