@@ -7,10 +7,11 @@ import time
 from dataclasses import dataclass
 
 import requests
-from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
 
 from .grip import codec, request, token
 from .grip.errors import BadGateway
+from .grip.limits import MAX_BACKEND_RESPONSE
 from .grip.model import Connection
 
 log = logging.getLogger("slipway.backend")
@@ -47,12 +48,14 @@ class Backend:
         attempts: int,
         key: str | None = None,
         session: requests.Session | None = None,
+        max_response: int = MAX_BACKEND_RESPONSE,
     ) -> None:
         self._target = target_url
         self._timeout = (connect_timeout, read_timeout)
         self._attempts = attempts
         self._key = key
         self._session = session or requests.Session()
+        self._max_response = max_response
 
     def url(self, query: str) -> str:
         if not query:
@@ -78,9 +81,17 @@ class Backend:
         url = self.url(query)
         for attempt in range(attempts):
             try:
+                sent = time.monotonic()
                 reply = self._session.post(
-                    url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                    stream=True,
                 )
+                with reply:
+                    content = self._read(reply, sent + self._timeout[1])
             except requests.ConnectionError as exc:
                 if not _never_sent(exc) or attempt + 1 == attempts:
                     raise BackendUnreachable(f"{url}: {exc}") from exc
@@ -92,7 +103,40 @@ class Backend:
                 raise BackendUnreachable(f"{url}: {exc}") from exc
             else:
                 # requests joins a repeated header into one value; urllib3's own keeps each.
-                return BackendResponse(
-                    reply.status_code, list(reply.raw.headers.items()), reply.content
-                )
+                return BackendResponse(reply.status_code, list(reply.raw.headers.items()), content)
         raise AssertionError("unreachable")
+
+    def _read(self, reply: requests.Response, deadline: float) -> bytes:
+        """The body, whole by `deadline` and at most max_response bytes; else
+        BackendUnreachable. A backend that streams without end, or trickles a
+        byte at a time, is cut off there rather than holding the Lambda."""
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := self._read1(reply):
+            size += len(chunk)
+            if size > self._max_response:
+                raise BackendUnreachable(
+                    f"{reply.url}: the answer is over {self._max_response} bytes; dropped"
+                )
+            if time.monotonic() > deadline:
+                raise BackendUnreachable(
+                    f"{reply.url}: the answer took longer than {self._timeout[1]} s; dropped"
+                )
+            chunks.append(chunk)
+            _shorten_next_read(reply, deadline)
+        return b"".join(chunks)
+
+    def _read1(self, reply: requests.Response) -> bytes:
+        """At most one socket read, so the deadline is checked between reads."""
+        try:
+            return reply.raw.read1(64 * 1024, decode_content=True)
+        except (HTTPError, OSError) as exc:  # a read timeout, a reset, a bad encoding
+            raise BackendUnreachable(f"{reply.url}: {exc}") from exc
+
+
+def _shorten_next_read(reply: requests.Response, deadline: float) -> None:
+    """The socket's timeout for the next read: what is left until `deadline`, so a
+    trickle cannot stretch each read to the full read timeout."""
+    sock = getattr(getattr(reply.raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
