@@ -6,16 +6,18 @@ import hmac
 
 from . import token
 from .errors import ControlDisabled, Unauthorized
+from .limits import MAX_TOKEN_LIFETIME
 
 
 def authorize(header: str | None, key: str | None, iss: str | None = None) -> None:
     """Pass if the header carries the deployment key; Unauthorized (401) if not,
     ControlDisabled (503) if no key is configured.
 
-    Accepts `Bearer <JWT>` (HS256 over the key, `exp` required, `iss` checked when
-    configured) and `Bearer <key>` itself, which is what pubcontrol sends when it
-    has a key but no issuer. With no key configured nothing is allowed.
-    """
+    Accepts `Bearer <JWT>` (HS256 over the key, `exp` required and at most
+    MAX_TOKEN_LIFETIME ahead, `iss` checked when configured) and `Bearer <key>`
+    itself, which is what pubcontrol sends when it has a key but no issuer. With
+    no key configured nothing is allowed. The key is read from this header only:
+    a `?key=` in the URL (a GRIP URI pasted whole) authorizes nothing."""
     if not key:
         raise ControlDisabled("the control API is disabled: SLIPWAY_KEY is not configured")
     if not header:
@@ -29,6 +31,6 @@ def authorize(header: str | None, key: str | None, iss: str | None = None) -> No
     if credential.count(".") != 2:
         raise Unauthorized("wrong key")
     try:
-        token.verify(credential, key, iss=iss)
+        token.verify(credential, key, iss=iss, max_lifetime=MAX_TOKEN_LIFETIME)
     except token.TokenError as exc:
         raise Unauthorized(str(exc)) from None

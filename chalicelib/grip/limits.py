@@ -38,6 +38,9 @@ MAX_CLOSE_REASON = 123
 # past it the answer is dropped as a backend error, so a runaway backend cannot
 # exhaust a Lambda's memory. Above the largest message a client may upload (8 MiB).
 MAX_BACKEND_RESPONSE = 10 * 1024 * 1024
+# A control API JWT may expire at most this far ahead (pubcontrol and
+# slipway_client give theirs an hour): a leaked token is not a key for ever.
+MAX_TOKEN_LIFETIME = 24 * 3600
 # UTF-8 takes at most this many bytes a character: a text this much under a
 # limit in characters fits without counting its bytes.
 UTF8_MAX_BYTES_PER_CHAR = 4

@@ -48,9 +48,15 @@ def grip_sig(key: str | bytes, now: float | None = None) -> str:
 
 
 def verify(
-    token: str, key: str | bytes, iss: str | None = None, now: float | None = None
+    token: str,
+    key: str | bytes,
+    iss: str | None = None,
+    now: float | None = None,
+    max_lifetime: float | None = None,
 ) -> dict[str, Any]:
-    """The claims of a valid token; TokenError saying why otherwise. `exp` is required."""
+    """The claims of a valid token; TokenError saying why otherwise. `exp` is required,
+    and at most `max_lifetime` seconds ahead when that is given (a token that
+    never expires would be as good as the key if it leaked)."""
     parts = token.split(".")
     if len(parts) != 3:
         raise TokenError("token is not a JWT (expected three dot-separated parts)")
@@ -72,8 +78,13 @@ def verify(
     exp = claims.get("exp")
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise TokenError("token has no exp claim")
-    if (time.time() if now is None else now) >= exp:
+    now = time.time() if now is None else now
+    if now >= exp:
         raise TokenError("token has expired")
+    if max_lifetime is not None and exp > now + max_lifetime:
+        raise TokenError(
+            f"token expires too far ahead: exp may be at most {max_lifetime:.0f} s from now"
+        )
     if iss is not None and claims.get("iss") != iss:
         raise TokenError("token issuer does not match")
     return claims
