@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 # Key prefixes the code writes to the bucket (chalicelib/fanout.py _BLOB_PREFIX;
-# chalicelib/grip/envelope.py UPLOAD_PREFIX and DOWNLOAD_PREFIX).
-BLOB_PREFIXES = ("publish/", "uploads/", "downloads/")
+# chalicelib/grip/envelope.py UPLOAD_PREFIX and DOWNLOAD_PREFIX; backends' uploads,
+# chalicelib/grip/uploads.py PREFIX: presigned PUTs, and the refs' ranged GETs).
+BLOB_PREFIXES = ("publish/", "uploads/", "downloads/", "backend-uploads/")
 # Before the first `chalice deploy` the WebSocket API's id is unknown.
 ANY_API = "*"
 

@@ -68,10 +68,23 @@ class Blobs:
     def upload_url(self, key: str, headers: dict[str, str], expires: int) -> str:
         """A presigned PUT for `key`, signed for the `Content-Type` (and `x-amz-acl`,
         when given) the uploader will send."""
-        params = {"Bucket": self.bucket, "Key": key, "ContentType": headers["Content-Type"]}
-        if "x-amz-acl" in headers:
-            params["ACL"] = headers["x-amz-acl"]
-        return self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
+        content_type = headers["Content-Type"]
+        if "x-amz-acl" in headers:  # a client's envelope upload (the aux client sends it)
+            return self._s3.generate_presigned_url(
+                "put_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ContentType": content_type,
+                    "ACL": headers["x-amz-acl"],
+                },
+                ExpiresIn=expires,
+            )
+        return self._s3.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+            ExpiresIn=expires,
+        )
 
     def download_url(self, key: str, expires: int) -> str:
         return self._s3.generate_presigned_url(

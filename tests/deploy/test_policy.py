@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 from chalicelib import fanout
-from chalicelib.grip import envelope
-from slipway_dev import bootstrap, policy
+from chalicelib.grip import envelope, uploads
+from slipway_dev import bootstrap, policy, resources
 
 from . import iam
 from .conftest import REGION, ROOT, STAGES
@@ -118,6 +118,7 @@ def test_resources_are_this_stages(packaged):
             f"{bucket}/publish/*",
             f"{bucket}/uploads/*",
             f"{bucket}/downloads/*",
+            f"{bucket}/backend-uploads/*",
         ]
         for arn in granted["execute-api:ManageConnections"]:
             assert arn.startswith(prefix.format("execute-api") + "a1b2c3d4e5/api/")
@@ -130,7 +131,8 @@ def test_resources_are_this_stages(packaged):
             prefix.format("ssm") + "parameter" + REFS["KeyParameterName"]
         ]
         assert granted["s3:PutObject"] == [
-            ATTRIBUTES["BlobBucket.Arn"] + f"/{p}*" for p in ("publish/", "uploads/", "downloads/")
+            ATTRIBUTES["BlobBucket.Arn"] + f"/{p}*"
+            for p in ("publish/", "uploads/", "downloads/", "backend-uploads/")
         ]
         for arn in granted["execute-api:ManageConnections"]:
             assert arn.startswith(prefix.format("execute-api") + REFS["WebsocketAPI"] + "/api/")
@@ -157,6 +159,16 @@ def test_blob_prefixes_cover_the_codes():
     assert fanout._BLOB_PREFIX in policy.BLOB_PREFIXES
     assert envelope.UPLOAD_PREFIX in policy.BLOB_PREFIXES
     assert envelope.DOWNLOAD_PREFIX in policy.BLOB_PREFIXES
+    assert uploads.PREFIX in policy.BLOB_PREFIXES
+
+
+def test_the_bucket_rules_cover_every_prefix():
+    """Lifecycle (what is left expires) and CORS (browser PUT and GET of presigned
+    URLs) are bucket-wide: every prefix the code writes is under them."""
+    rule = resources.lifecycle_rule()
+    assert all(p.startswith(rule["Filter"]["Prefix"]) for p in policy.BLOB_PREFIXES)
+    [cors] = resources.cors_rules(["https://app.example"])
+    assert {"GET", "PUT"} <= set(cors["AllowedMethods"]) and cors["AllowedHeaders"] == ["*"]
 
 
 def test_code_scan_counts_presigned_urls():

@@ -82,6 +82,7 @@ def test_every_statement_for_a_deployed_stage():
                 "arn:aws:s3:::shop-prod-blobs/publish/*",
                 "arn:aws:s3:::shop-prod-blobs/uploads/*",
                 "arn:aws:s3:::shop-prod-blobs/downloads/*",
+                "arn:aws:s3:::shop-prod-blobs/backend-uploads/*",
             ],
         ),
         "Connections": (
