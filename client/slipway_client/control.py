@@ -6,6 +6,7 @@
     control.close(connection_id, 4000, "bye")
     control.subscribe(connection_id, "room"); control.subscribers("room")  # 1
     for conn in control.iter_channel_connections("room"): print(conn.id, conn.meta)
+    control.publish("room", twenty_megabytes)  # uploaded to S3, published by reference
 
 Synchronous, over `requests`; from asyncio code call it with `asyncio.to_thread`.
 """
@@ -13,6 +14,7 @@ Synchronous, over `requests`; from asyncio code call it with `asyncio.to_thread`
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +27,12 @@ from . import token
 from .errors import ControlError, UnknownConnection
 
 MAX_ITEMS_PER_REQUEST = 100  # what the gateway accepts in one publish
+# Content over this many bytes goes by reference (POST /uploads, a PUT to S3, then
+# `content-ref`): the size over which the gateway would store it in S3 anyway (a
+# queue message is at most 256 KB), far under AWS's request limits.
+UPLOAD_OVER = 256 * 1024
+# One request's body stays under this: Lambda takes an event of at most 6 MB.
+REQUEST_BUDGET = 5 * 1024 * 1024
 TOKEN_LIFETIME = 3600
 _PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"  # RFC 3986 sub-delims, ":" and "@": literal in a segment
 
@@ -87,9 +95,17 @@ class PublishItem:
         elif (self.text is None) == (self.binary is None):
             raise ValueError("a publish item needs exactly one of text or binary")
 
-    def to_json(self) -> dict[str, Any]:
+    @property
+    def size(self) -> int:
+        """Bytes of content (0 for a close)."""
+        if self.binary is not None:
+            return len(self.binary)
+        return len(self.text.encode("utf-8")) if self.text is not None else 0
+
+    def to_json(self, ref: str | None = None) -> dict[str, Any]:
         """The item as docs/control-api.md spells it:
-        `{"channel", "formats": {"ws-message": ...}}`."""
+        `{"channel", "formats": {"ws-message": ...}}`; with `ref`, its content is
+        the upload named so (`content-ref` or `content-bin-ref`)."""
         message: dict[str, Any]
         if self.close:
             message = {"action": "close"}
@@ -97,6 +113,8 @@ class PublishItem:
                 message["code"] = self.code
             if self.reason is not None:
                 message["reason"] = self.reason
+        elif ref is not None:
+            message = {"content-bin-ref" if self.binary is not None else "content-ref": ref}
         elif self.binary is not None:
             message = {"content-bin": base64.b64encode(self.binary).decode("ascii")}
         else:
@@ -118,6 +136,11 @@ class ControlClient:
     `Authorization: Bearer <JWT>` (HS256 over the key, one hour, with `iss`
     when given). Failures raise `ControlError` (404 on a connection route:
     `UnknownConnection`) carrying the server's `error` and `fields`.
+
+    Content over `upload_over` bytes (256 KB; None: never) is uploaded first and
+    published or sent by reference, so a message of any size up to the
+    deployment's SLIPWAY_MAX_PUBLISH_BYTES goes through, whatever AWS's request
+    limits; `upload_timeout` bounds each upload.
     """
 
     def __init__(
@@ -128,6 +151,8 @@ class ControlClient:
         *,
         timeout: float = 10.0,
         session: requests.Session | None = None,
+        upload_over: int | None = UPLOAD_OVER,
+        upload_timeout: float = 120.0,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
@@ -136,6 +161,8 @@ class ControlClient:
         self._iss = iss
         self._timeout = timeout
         self._session = session or requests.Session()
+        self._upload_over = upload_over
+        self._upload_timeout = upload_timeout
 
     # -- publish -----------------------------------------------------------------
 
@@ -161,21 +188,69 @@ class ControlClient:
         """Publish several items in order. Plain dicts are sent as they are (docs/control-api.md
         item shape). More than 100 items go in several requests, one after the
         other: each request is all-or-nothing, the whole call is not."""
-        body = [item.to_json() if isinstance(item, PublishItem) else dict(item) for item in items]
-        for start in range(0, len(body), MAX_ITEMS_PER_REQUEST):
-            chunk = body[start : start + MAX_ITEMS_PER_REQUEST]
+        chunk: list[dict[str, Any]] = []
+        size = 0
+        for item in items:
+            # Uploaded only now: a ref is published within its expiry, however many items.
+            encoded = self._item_json(item) if isinstance(item, PublishItem) else dict(item)
+            length = len(json.dumps(encoded)) + 1
+            if chunk and (len(chunk) == MAX_ITEMS_PER_REQUEST or size + length > REQUEST_BUDGET):
+                self._call("POST", "/publish/", {"items": chunk})
+                chunk, size = [], 0
+            chunk.append(encoded)
+            size += length
+        if chunk:
             self._call("POST", "/publish/", {"items": chunk})
+
+    def upload(self, data: str | bytes) -> str:
+        """Upload one message (text for `str`, binary for `bytes`) and return its
+        ref, for `content-ref` (text) or `content-bin-ref` (bytes) in a publish or
+        a send, until the ref expires (SLIPWAY_UPLOAD_EXPIRY, 5 minutes)."""
+        target = self._call("POST", "/uploads", None)
+        try:
+            url, ref = str(target["url"]), str(target["ref"])
+            headers = {str(k): str(v) for k, v in dict(target.get("headers") or {}).items()}
+        except (KeyError, TypeError, ValueError):
+            raise ControlError(None, f"POST /uploads answered no url and ref: {target}") from None
+        try:
+            reply = self._session.request(
+                str(target.get("method") or "PUT"),
+                url,
+                data=_upload_form(data),
+                headers=headers,
+                timeout=self._upload_timeout,
+            )
+        except requests.RequestException as exc:
+            raise ControlError(None, f"upload to {url.split('?')[0]} failed: {exc}") from exc
+        if not 200 <= reply.status_code < 300:
+            snippet = reply.text.strip()[:300]
+            raise ControlError(reply.status_code, f"upload refused by S3: {snippet}")
+        return ref
+
+    def _item_json(self, item: PublishItem) -> dict[str, Any]:
+        if self._upload_over is None or item.close or item.size <= self._upload_over:
+            return item.to_json()
+        content = item.binary if item.binary is not None else item.text
+        assert content is not None
+        return item.to_json(ref=self.upload(content))
 
     # -- one connection ------------------------------------------------------------
 
     def send(self, connection_id: str, data: str | bytes) -> None:
         """Send one message to one connection: text for `str`, binary for `bytes`."""
-        if isinstance(data, str):
-            body: dict[str, Any] = {"content": data}
-        elif isinstance(data, bytes | bytearray | memoryview):
-            body = {"content-bin": base64.b64encode(bytes(data)).decode("ascii")}
-        else:
+        if isinstance(data, bytes | bytearray | memoryview):
+            data = bytes(data)
+        if not isinstance(data, str | bytes):
             raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
+        size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8"))
+        body: dict[str, Any]
+        if self._upload_over is not None and size > self._upload_over:
+            ref = self.upload(data)
+            body = {"content-bin-ref" if isinstance(data, bytes) else "content-ref": ref}
+        elif isinstance(data, str):
+            body = {"content": data}
+        else:
+            body = {"content-bin": base64.b64encode(data).decode("ascii")}
         self._call("POST", f"{self._connection(connection_id)}/message", body, connection_id)
 
     def close(self, connection_id: str, code: int | None = None, reason: str = "") -> None:
@@ -316,10 +391,30 @@ class ControlClient:
             error, fields = data["error"], data.get("fields")
         else:
             error, fields = (reply.text.strip()[:500] or reply.reason or "no body"), None
+            if reply.status_code == 413:  # API Gateway's or Lambda's request limit
+                error += (
+                    ": the request is over AWS's limits (10 MB, 6 MB for Lambda); "
+                    "publish large messages by reference (upload(), POST /uploads)"
+                )
         fields = fields if isinstance(fields, dict) else None
         if reply.status_code == 404 and connection_id is not None:
             raise UnknownConnection(404, error, fields)
         raise ControlError(reply.status_code, error, fields)
+
+
+def _upload_form(data: str | bytes) -> bytes:
+    """What an upload holds: the message as an envelope client downloads it
+    (docs/control-api.md#large-messages): a text that is a JSON object or array as
+    it is, any other text as a JSON string, bytes as a JSON string of their base64."""
+    if isinstance(data, bytes):
+        return json.dumps(base64.b64encode(data).decode("ascii")).encode("ascii")
+    if data[:1] in ("{", "["):
+        try:
+            if isinstance(json.loads(data), dict | list):
+                return data.encode("utf-8")
+        except ValueError:
+            pass
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
 
 
 def _json_or_none(reply: requests.Response) -> Any:

@@ -3,6 +3,7 @@ real control routes served by Chalice's local server."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -141,6 +142,60 @@ def test_publish_many_in_chunks_of_100(recorder: Recorder) -> None:
     assert sent[1][-1] == {"channel": "raw", "ws-message": {"content": "as is"}}
     ControlClient(recorder.url, KEY).publish_many([])
     assert len(recorder.requests) == 2  # nothing to publish, no request
+
+
+def test_large_content_is_uploaded_and_published_by_reference(recorder: Recorder) -> None:
+    def upload_target(n: int) -> tuple[int, str, bytes]:
+        answer = {
+            "url": f"{recorder.url}/s3/backend-uploads/{n}.json?X-Amz-Signature=x",
+            "method": "PUT",
+            "headers": {"Content-Type": "application/json"},
+            "ref": f"backend-uploads/{n}.json",
+            "expires_at": "2030-01-01T00:00:00Z",
+        }
+        return 200, "application/json", json.dumps(answer).encode()
+
+    ok = (200, "application/json", b"{}")
+    recorder.answers = [upload_target(1), ok, ok, upload_target(2), ok, ok, upload_target(3), ok]
+    control = ControlClient(recorder.url, KEY, upload_over=1000)
+    text, doc, data = "é" * 1000, '{"rows": [' + "1," * 600 + "1]}", bytes(range(256)) * 4
+    control.publish("room", text)  # 2000 bytes of UTF-8
+    control.publish_many([PublishItem("room", text=doc), PublishItem("room", text="small")])
+    control.send("known+id=", data)
+    calls = [(r.method, r.path.split("?")[0]) for r in recorder.requests]
+    assert calls == [
+        ("POST", "/api/uploads"),
+        ("PUT", "/api/s3/backend-uploads/1.json"),
+        ("POST", "/api/publish/"),
+        ("POST", "/api/uploads"),
+        ("PUT", "/api/s3/backend-uploads/2.json"),
+        ("POST", "/api/publish/"),
+        ("POST", "/api/uploads"),
+        ("PUT", "/api/s3/backend-uploads/3.json"),
+        ("POST", "/api/connections/known+id=/message"),
+    ]
+    puts = [r for r in recorder.requests if r.method == "PUT"]
+    assert "Authorization" not in puts[0].headers  # S3 takes the URL's signature only
+    # Each upload holds the message as an envelope client downloads it.
+    assert puts[0].json() == text and puts[0].headers["Content-Type"] == "application/json"
+    assert puts[1].body == doc.encode()  # a JSON document as it is
+    assert base64.b64decode(puts[2].json()) == data
+    publishes = [r.json()["items"] for r in recorder.requests if r.path.endswith("/publish/")]
+    assert publishes[0][0]["formats"]["ws-message"] == {"content-ref": "backend-uploads/1.json"}
+    assert [i["formats"]["ws-message"] for i in publishes[1]] == [
+        {"content-ref": "backend-uploads/2.json"},
+        {"content": "small"},
+    ]
+    assert recorder.requests[-1].json() == {"content-bin-ref": "backend-uploads/3.json"}
+
+
+def test_a_publish_request_stays_under_lambdas_limit(recorder: Recorder) -> None:
+    # Each item under the upload threshold, together far over 6 MB: several requests.
+    items = [PublishItem("room", text="x" * 200_000) for _ in range(60)]
+    ControlClient(recorder.url, KEY).publish_many(items)
+    sizes = [len(r.body) for r in recorder.requests]
+    assert len(sizes) == 3 and max(sizes) < 5 * 1024 * 1024
+    assert sum(len(r.json()["items"]) for r in recorder.requests) == 60
 
 
 def test_publish_item_needs_exactly_one_content() -> None:
