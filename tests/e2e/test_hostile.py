@@ -1,0 +1,276 @@
+"""Hostile input through real sockets against `slipway local` (docs/security.md):
+oversized control API bodies, forged credentials and a key in the URL, connection ids
+built to escape their route, headers a client forges toward the backend, and envelope
+`[4]` URLs pointing at hosts the gateway must never fetch."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote, urlsplit
+
+import jwt
+import pytest
+import requests
+
+from chalicelib.grip.limits import MAX_TOKEN_LIFETIME, REST_REQUEST
+
+from .processes import KEY, GripBackend, LocalStack
+from .test_envelope import BUCKET, frames_client, recv_frame, refusal
+from .test_gateway import TIMEOUT, client, connection_id
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def raw(
+    stack: LocalStack, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
+    """A request with its path sent exactly as given (no client-side normalizing)."""
+    host = urlsplit(stack.control)
+    conn = http.client.HTTPConnection(host.hostname, host.port, timeout=TIMEOUT)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in {**AUTH, **(headers or {})}.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        reply = conn.getresponse()
+        body = reply.read()
+        return reply.status, json.loads(body) if body else {}
+    finally:
+        conn.close()
+
+
+# -- oversized bodies ---------------------------------------------------------------
+
+
+def test_a_body_over_10_mb_is_refused_before_it_is_read_whole(stack: LocalStack) -> None:
+    """The client announces 10 MB + 1 and sends 1 KB of it: the 413 comes back
+    without the gateway waiting for the rest."""
+    host = urlsplit(stack.control)
+    with socket.create_connection((host.hostname, host.port), timeout=TIMEOUT) as sock:
+        head = (
+            f"POST /publish HTTP/1.1\r\nHost: {host.netloc}\r\n"
+            f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {REST_REQUEST + 1}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b'{"items": [' + b" " * 1000)
+        started = time.monotonic()
+        answer = sock.recv(65536)
+        assert time.monotonic() - started < TIMEOUT
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"413"
+    assert b"application/json" in rest.lower()
+
+
+def test_a_10_mb_body_sent_whole_is_refused_with_json(stack: LocalStack) -> None:
+    body = (
+        b'{"items": [{"channel": "x", "formats": {"ws-message": {"content": "'
+        + (b"a" * (REST_REQUEST + 10))
+        + b'"}}}]}'
+    )
+    reply = requests.post(
+        f"{stack.control}/publish",
+        data=body,
+        headers={**AUTH, "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert reply.status_code == 413
+    assert "error" in reply.json()
+
+
+# -- credentials ----------------------------------------------------------------------
+
+
+def token(claims: dict, key: str = KEY, algorithm: str = "HS256", **headers: object) -> str:
+    return jwt.encode(claims, key, algorithm=algorithm, headers=headers or None)
+
+
+def in_(seconds: int) -> int:
+    return int(time.time()) + seconds
+
+
+BAD_CREDENTIALS = {
+    "none": None,
+    "alg none": jwt.encode({"exp": in_(60)}, None, algorithm="none"),
+    "HS512": token({"exp": in_(60)}, KEY + KEY, "HS512"),
+    "HS256 over another key": token({"exp": in_(60)}, "another-key-" + "0" * 40),
+    "no exp": token({"iss": "x"}),
+    "expired": token({"exp": in_(-10)}),
+    "exp ten years ahead": token({"exp": in_(10 * 365 * 86400)}),
+    "exp a day and an hour ahead": token({"exp": in_(MAX_TOKEN_LIFETIME + 3600)}),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CREDENTIALS))
+def test_a_control_route_refuses_a_forged_or_unbounded_credential(
+    stack: LocalStack, name: str
+) -> None:
+    credential = BAD_CREDENTIALS[name]
+    headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+    reply = requests.get(f"{stack.control}/channels/lobby", headers=headers, timeout=TIMEOUT)
+    assert reply.status_code == 401, reply.text
+    assert reply.headers["WWW-Authenticate"] == 'Bearer realm="slipway"'
+    assert reply.json()["error"]
+
+
+@pytest.mark.parametrize("param", ["key", "access_token", "token", "auth"])
+def test_the_key_in_the_query_string_authorizes_nothing(stack: LocalStack, param: str) -> None:
+    """A GRIP URI pasted whole (`...?key=...`) must not work as a credential: URLs end
+    up in logs, browser history and Referer headers."""
+    url = f"{stack.control}/channels/lobby?{param}={quote(KEY)}"
+    assert requests.get(url, timeout=TIMEOUT).status_code == 401
+    published = requests.post(
+        f"{stack.control}/publish?{param}={quote(KEY)}",
+        json={"items": [{"channel": "lobby", "formats": {"ws-message": {"content": "x"}}}]},
+        timeout=TIMEOUT,
+    )
+    assert published.status_code == 401
+
+
+def test_an_hour_long_token_as_pubcontrol_makes_it_works(stack: LocalStack) -> None:
+    headers = {"Authorization": f"Bearer {token({'exp': in_(3600)})}"}
+    reply = requests.get(f"{stack.control}/channels/lobby", headers=headers, timeout=TIMEOUT)
+    assert reply.status_code == 200
+
+
+# -- connection ids built to escape their route ----------------------------------------
+
+ESCAPING_IDS = [
+    "a%2Fb",
+    "..%2F..%2Fconnections",
+    "%2E%2E",
+    "%252F",
+    "%00",
+    "a%0D%0ASet-Cookie:%20x",
+    "%C3%A9t%C3%A9",  # été
+    "%E2%80%AE",  # right-to-left override
+    "%F0%9F%98%80",  # emoji
+    "%FF%FE",  # not UTF-8
+    "x" * 2000,
+]
+
+
+@pytest.mark.parametrize("cid", ESCAPING_IDS)
+@pytest.mark.parametrize(
+    "method, suffix",
+    [("GET", ""), ("DELETE", ""), ("POST", "/message"), ("PUT", "/channels/c"), ("PATCH", "/meta")],
+)
+def test_an_escaping_connection_id_is_an_unknown_connection(
+    stack: LocalStack, cid: str, method: str, suffix: str
+) -> None:
+    headers = {"Content-Type": "application/json"} if method in ("POST", "PATCH") else {}
+    status, body = raw(stack, method, f"/connections/{cid}{suffix}", headers)
+    assert status in (400, 404), (status, body)
+    assert body["error"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/connections/../channels/x", "/connections/./x", "/connections//x", "/connections/a/b"],
+)
+def test_a_path_with_dot_segments_or_extra_slashes_never_fails_inside(
+    stack: LocalStack, path: str
+) -> None:
+    status, body = raw(stack, "GET", path)
+    assert status < 500 and body, (status, body)
+
+
+def test_another_connections_id_in_a_route_acts_on_that_connection_only(
+    stack: LocalStack, backend: GripBackend
+) -> None:
+    """No id trickery reaches another connection: an id with a suffix or a prefix of a
+    real one, or the real one percent-encoded twice, is unknown."""
+    marker = uuid.uuid4().hex
+    with client(stack, marker):
+        real = connection_id(backend, marker)
+        for near in (real + "x", real[:-1], "x" + real, quote(quote(real, safe=""), safe="")):
+            status, _ = raw(stack, "GET", f"/connections/{quote(near, safe='')}")
+            assert status == 404, near
+        status, body = raw(stack, "GET", f"/connections/{quote(real, safe='')}")
+        assert (status, body["id"]) == (200, real)
+
+
+# -- headers a client forges toward the backend ---------------------------------------
+
+
+def test_forged_meta_and_signature_headers_never_reach_the_backend(
+    stack: LocalStack, backend: GripBackend
+) -> None:
+    marker = uuid.uuid4().hex
+    forged = {
+        "Meta-User": "admin",
+        "Meta_Role": "root",
+        "Grip-Sig": "forged",
+        "Grip_Sig": "forged",
+        "Set-Meta-User": "admin",
+        "Connection_Id": "someone-else",
+    }
+    with client(stack, marker, meta="user:alice", headers=forged) as ws:
+        ws.send("whoami")
+        assert json.loads(ws.recv(timeout=TIMEOUT)) == {"user": "alice"}
+    for request in backend.requests_with(marker):
+        headers = request["headers"]
+        assert "forged" not in headers.values() and "admin" not in headers.values()
+        assert not {"meta_role", "grip_sig", "connection_id", "set-meta-user"} & set(headers)
+        normalized = {k.replace("_", "-") for k in headers}
+        assert "meta-role" not in normalized
+    assert backend.requests_with(marker)[-1]["headers"]["meta-user"] == "alice"
+
+
+# -- envelope [4] URLs ----------------------------------------------------------------
+
+
+@contextmanager
+def watched_host() -> Iterator[tuple[str, list[bytes]]]:
+    """A loopback HTTP server standing for 'another host': it records every request."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                seen.append(conn.recv(65536))
+                conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"stolen!"')
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", seen
+    finally:
+        listener.close()
+
+
+def test_an_announced_upload_at_another_host_is_never_fetched(
+    stack: LocalStack, backend: GripBackend
+) -> None:
+    marker = uuid.uuid4().hex
+    with watched_host() as (elsewhere, seen), frames_client(stack, marker) as ws:
+        other_key = f"uploads/{quote('someone-else=', safe='')}/2000000000-1-0123abcd.json"
+        for mid, url in enumerate(
+            [
+                f"{elsewhere}/latest/meta-data/iam/security-credentials/",
+                f"{elsewhere}/{BUCKET}/{other_key}",
+                f"{elsewhere}/{BUCKET}/uploads/..%2F..%2Fpublish/x.json",
+                f"{stack.control}/connections",
+                f"{stack.urls['aws']}/{BUCKET}/publish/x.json",
+            ],
+            start=1,
+        ):
+            ws.send(json.dumps([4, mid, url, "GET", {}]))
+            assert refusal(ws, mid) == "foreign_key"
+        ws.send(json.dumps([1, 50, "still here"]))
+        assert recv_frame(ws) == [1, 0, "still here"]
+    assert seen == []  # nothing ever contacted the other host
+    texts = b"".join(r["body"] for r in backend.requests_with(marker))
+    assert b"stolen" not in texts
