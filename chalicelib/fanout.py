@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from . import farewell, outbound, resume, services
@@ -32,26 +33,59 @@ def handle_batch(records: list[dict[str, Any]]) -> dict[str, Any]:
 
     On a FIFO queue a failed record must not be overtaken by later ones of its
     group, so processing stops at the first failure and the rest go back too.
+    Consecutive `Join` jobs run at once: they commute with each other (only their
+    place among publishes matters), and a reconnecting crowd's joins hold up their
+    channel's publishes a tenth as long.
     """
     svc = services.current()
-    for index, record in enumerate(records):
-        message_id = record["messageId"]
-        try:
-            done = run(svc, jobs.decode(record["body"]), message_id)
-        except jobs.NewerJob as exc:
-            log.error("message %s: %s; leaving it for a worker that reads it", message_id, exc)
-            done = False
-        except jobs.JobError as exc:
-            log.error("dropping message %s, which no worker can read: %s", message_id, exc)
-            done = True
-        except Exception:
-            log.exception("message %s failed", message_id)
-            done = False
-        if not done:
-            return {
-                "batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records[index:]]
-            }
+    index = 0
+    while index < len(records):
+        joins = _joins_at(records, index)
+        if len(joins) > 1:
+            with ThreadPoolExecutor(len(joins)) as pool:
+                outcomes = list(
+                    pool.map(lambda r: _attempt(svc, r), records[index : index + len(joins)])
+                )
+        else:
+            outcomes = [_attempt(svc, records[index])]
+        for done in outcomes:
+            if not done:
+                return {
+                    "batchItemFailures": [
+                        {"itemIdentifier": r["messageId"]} for r in records[index:]
+                    ]
+                }
+            index += 1
     return {"batchItemFailures": []}
+
+
+def _joins_at(records: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
+    """The run of `Join` jobs from `start`."""
+    run = []
+    for record in records[start:]:
+        try:
+            if not isinstance(jobs.decode(record["body"]), jobs.Join):
+                break
+        except jobs.JobError:
+            break
+        run.append(record)
+    return run
+
+
+def _attempt(svc: services.Services, record: dict[str, Any]) -> bool:
+    """Run one record's job; False if it must go back to SQS."""
+    message_id = record["messageId"]
+    try:
+        return run(svc, jobs.decode(record["body"]), message_id)
+    except jobs.NewerJob as exc:
+        log.error("message %s: %s; leaving it for a worker that reads it", message_id, exc)
+        return False
+    except jobs.JobError as exc:
+        log.error("dropping message %s, which no worker can read: %s", message_id, exc)
+        return True
+    except Exception:
+        log.exception("message %s failed", message_id)
+        return False
 
 
 def run(svc: services.Services, job: jobs.Job, message_id: str) -> bool:

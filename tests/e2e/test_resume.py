@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -162,3 +163,34 @@ def test_clients_that_do_not_ask_get_frames_as_before(
         publish_all(control, room, ["plain"])
         assert frame(aux) == [1, 0, "plain"]
         assert raw.recv(timeout=TIMEOUT) == "plain"
+
+
+def test_a_crowd_reconnecting_at_once_each_recovers_everything_once(
+    stack: LocalStack, control: ControlClient
+) -> None:
+    """Their joins run side by side in the worker; publishes keep their place."""
+    room = f"resume-{uuid.uuid4().hex[:8]}"
+    crowd = 8
+    with client(stack, envelope="1", resume="", subscribe=room) as ws:
+        start = joined(ws)
+    where = encode_resume({room: Position(start["epoch"], start["offset"])})
+    publish_all(control, room, [f"before {i}" for i in range(10)])
+    with ExitStack() as stack_of:
+        sockets = [
+            stack_of.enter_context(client(stack, envelope="1", resume=where, subscribe=room))
+            for _ in range(crowd)
+        ]
+        publish_all(control, room, [f"during {i}" for i in range(5)])
+        expected = [f"before {i}" for i in range(10)] + [f"during {i}" for i in range(5)]
+        for ws in sockets:
+            got, reports = [], []
+            while len(got) < len(expected):
+                value = frame(ws)
+                if value[0] == 6:
+                    reports.append(value[2])
+                else:
+                    got.append(value)
+            assert [f[2] for f in got] == expected  # once each, in order
+            offsets = [f[3]["offset"] for f in got]
+            assert offsets == list(range(start["offset"] + 1, start["offset"] + 16))
+            assert [r["recovery"] for r in reports] == ["recovered"]
