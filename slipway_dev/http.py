@@ -10,15 +10,18 @@ import logging
 import socket
 import threading
 
-from chalice.app import Chalice
+from chalice.app import APIGateway, Chalice
 from chalice.config import Config
 from chalice.local import (
     ChaliceRequestHandler,
     ForbiddenError,
+    HeaderType,
     LocalDevServer,
     LocalGatewayException,
     create_local_server,
 )
+
+from chalicelib.grip.limits import LAMBDA_REQUEST, REST_REQUEST
 
 log = logging.getLogger("slipway_dev.http")
 
@@ -31,7 +34,12 @@ class GatewayRequestHandler(ChaliceRequestHandler):
     - a WebSocket upgrade goes, byte for byte, to the WebSocket emulator on
       `websocket_port` (`chalice local`: one port for both), or is refused with a
       400 that says where WebSocket clients connect (`slipway local`);
-    - the access log goes through `logging`, in the stack's format.
+    - the access log goes through `logging`, in the stack's format;
+    - AWS's request limits (`request_refusal`): a body over API Gateway's 10 MB, or
+      one whose Lambda event would be over 6 MB, is answered 413 as AWS answers it,
+      before the app sees it (and, over 6 MB, before the body is read: it is
+      drained after the answer, or never sent by a client that asked
+      `Expect: 100-continue`).
     """
 
     websocket_port: int | None = None
@@ -41,6 +49,69 @@ class GatewayRequestHandler(ChaliceRequestHandler):
         if isinstance(error, ForbiddenError):  # no such route (or method on it)
             error = _NoRoute(self.command, self.path)
         super()._send_error_response(error)
+
+    _body: bytes | None = None
+
+    def handle_expect_100(self) -> bool:
+        length = self._content_length()
+        if length > LAMBDA_REQUEST:
+            self._refuse(request_refusal(length, length), drain=0)
+            return False
+        return bool(super().handle_expect_100())
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self._within_limits():
+            self._generic_handle()
+
+    do_PUT = do_PATCH = do_DELETE = do_POST  # noqa: N815
+
+    def _content_length(self) -> int:
+        try:
+            return max(0, int(self.headers.get("content-length") or 0))
+        except ValueError:
+            return 0
+
+    def _within_limits(self) -> bool:
+        """Whether the request may reach the app; answers 413 otherwise. A body
+        that may fit is read here (and handed on by `_parse_payload`)."""
+        length = self._content_length()
+        if length > LAMBDA_REQUEST:  # its event is larger still: refused unread
+            self._refuse(request_refusal(length, length), drain=length)
+            return False
+        self._body = self.rfile.read(length) if length else None
+        if self._body is not None:
+            size = lambda_event_size(self._body, dict(self.headers), self.path)
+            refusal = request_refusal(length, size)
+            if refusal is not None:
+                self._refuse(refusal, drain=0)
+                return False
+        return True
+
+    def _parse_payload(self) -> tuple[HeaderType, bytes | None]:
+        body, self._body = self._body, None
+        return dict(self.headers), body
+
+    def _refuse(self, body: dict[str, str] | None, drain: int) -> None:
+        """413 as API Gateway answers it, then read what the client still sends
+        (at most `drain` bytes), so that it gets to read the answer."""
+        assert body is not None
+        data = json.dumps(body).encode()
+        self.close_connection = True
+        self.send_response(413)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+        log.warning("refused %s %s: %s", self.command, self.path, body["error"])
+        left = min(drain, _MAX_DRAIN)
+        try:
+            self.connection.settimeout(10)
+            while left > 0 and (chunk := self.rfile.read(min(left, 1 << 20))):
+                left -= len(chunk)
+        except OSError:
+            pass
 
     def do_GET(self) -> None:  # noqa: N802 (BaseHTTPRequestHandler's naming)
         if self.headers.get("Upgrade", "").lower() != "websocket":
@@ -94,6 +165,49 @@ class GatewayRequestHandler(ChaliceRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         log.info("%s %s", self.client_address[0], format % args)
+
+
+_MAX_DRAIN = 64 * 1024 * 1024
+_BINARY_TYPES = frozenset(APIGateway().binary_types)
+# What a REST API's proxy event holds besides the body and the headers (which it
+# holds twice: headers and multiValueHeaders): requestContext, identity, ids.
+_EVENT_OVERHEAD = 1500
+UPLOAD_HINT = (
+    "send a large message by reference: POST /uploads, PUT the message to the url it "
+    'answers, then publish {"content-ref": <ref>} (docs/control-api.md#large-messages)'
+)
+
+
+def lambda_event_size(body: bytes, headers: dict[str, str], path: str) -> int:
+    """About how many bytes the Lambda event of a request is: its body as the event
+    holds it (a JSON string, or base64 for a binary media type), its headers
+    twice, its path, and the rest of a REST API proxy event."""
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if content_type.split(";")[0].strip() in _BINARY_TYPES:
+        carried = (len(body) + 2) // 3 * 4 + 2
+    else:
+        carried = len(json.dumps(body.decode("utf-8", "replace"), ensure_ascii=False).encode())
+    return carried + 2 * len(json.dumps(headers)) + 2 * len(path) + _EVENT_OVERHEAD
+
+
+def request_refusal(length: int, event_size: int) -> dict[str, str] | None:
+    """The 413 body AWS's limits give a request of `length` bytes whose Lambda
+    event is `event_size` bytes (docs/limits.md), or None. API Gateway's own
+    answer is `{"message": "Request Too Long"}`; `error` is the local stack's
+    explanation."""
+    if length > REST_REQUEST:
+        why = (
+            f"the request body is {length} bytes; API Gateway (REST API) takes at most "
+            f"{REST_REQUEST}"
+        )
+    elif event_size > LAMBDA_REQUEST:
+        why = (
+            f"the request's Lambda event would be about {event_size} bytes; a synchronous "
+            f"Lambda invocation takes at most {LAMBDA_REQUEST}"
+        )
+    else:
+        return None
+    return {"message": "Request Too Long", "error": f"{why}: {UPLOAD_HINT}"}
 
 
 class _NoRoute(LocalGatewayException):

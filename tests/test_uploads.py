@@ -220,3 +220,23 @@ def test_the_ranged_read_of_an_empty_and_a_large_object(gateway: Gateway) -> Non
     blob, head = blobs.peek("t/ten", 4)
     assert (blob.size, blob.data, head) == (10, None, b"0123")
     assert blobs.fetch("t/ten", 10).data == b"0123456789"
+
+
+# -- the local stack's request limits (slipway_dev/http.py) ---------------------------
+
+
+def test_the_local_stack_refuses_what_aws_refuses() -> None:
+    from slipway_dev.http import lambda_event_size, request_refusal
+
+    assert request_refusal(6_000_000, 6_200_000) is None
+    over_lambda = request_refusal(6_000_000, 6_291_457)
+    over_rest = request_refusal(10 * 1024 * 1024 + 1, 0)
+    assert over_lambda is not None and over_rest is not None
+    assert over_lambda["message"] == over_rest["message"] == "Request Too Long"
+    assert "6291456" in over_lambda["error"] and "10485760" in over_rest["error"]
+    assert "POST /uploads" in over_rest["error"]
+    # The body rides in the event as a JSON string (escaped) or as base64 (binary types).
+    text, binary = {"Content-Type": "application/json"}, {"Content-Type": "image/png"}
+    base = lambda_event_size(b"", text, "/p"), lambda_event_size(b"", binary, "/p")
+    assert lambda_event_size(b'"' * 1000, text, "/p") - base[0] == 2000  # each one escaped
+    assert lambda_event_size(b"\0" * 999, binary, "/p") - base[1] == 1332  # base64
