@@ -305,7 +305,7 @@ def set_meta(headers: Mapping[str, str], cid: str, body: bytes | None) -> Respon
 
         try:
             data = json.loads(body or b"")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest({"body": ["not JSON"]}) from None
         meta = svc.store.update_meta(cid, introspection.meta_changes(data))
         return _json(200, {"id": cid, "meta": meta})

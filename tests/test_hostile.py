@@ -203,3 +203,33 @@ def test_the_issued_key_is_read_whatever_host_the_url_names() -> None:
     for host in ("http://169.254.169.254", "https://attacker.example"):
         url = f"{host}/{BUCKET}/{quote(ISSUED)}"  # as a presigned URL spells the key
         assert env.check_upload_key(1, env.key_of(url, BUCKET), MINE) == 2_000_000_000
+
+
+# -- JSON nested deeper than Python's recursion limit ---------------------------------
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+DEEP_B64 = base64.urlsafe_b64encode(b"[" * 2000 + b"]" * 2000).decode().rstrip("=")
+
+
+def test_deep_json_is_bad_input_everywhere_a_stranger_can_send_it() -> None:
+    """json.loads raises RecursionError, not ValueError, past ~1,000 levels: each
+    parser of untrusted JSON turns it into its own refusal (a 400, 401 or [5]),
+    never an error inside the gateway (a 500)."""
+    from chalicelib.grip import decisions, history, introspection, publish, token
+    from chalicelib.grip.errors import BadRequest
+
+    for parse in (publish.parse_items, publish.parse_send, publish.parse_close):
+        with pytest.raises(publish.PublishError):
+            parse(DEEP)
+    with pytest.raises(token.TokenError):
+        token.verify(f"{DEEP_B64}.{DEEP_B64}.{DEEP_B64}", KEY)
+    with pytest.raises(Unauthorized):
+        authorize(f"Bearer {DEEP_B64}.{DEEP_B64}.x", KEY)
+    with pytest.raises(BadRequest):
+        introspection.decode_cursor(DEEP_B64)
+    with pytest.raises(history.ResumeError):
+        history.parse_resume(DEEP_B64)
+    with pytest.raises(Refused) as caught:
+        env.read(DEEP.decode())
+    assert caught.value.code == Code.NOT_AN_ARRAY
+    assert isinstance(decisions._control(DEEP), decisions.Dropped)

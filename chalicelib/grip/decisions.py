@@ -276,7 +276,7 @@ def _event(event: codec.Event, grip_prefix: str | None) -> list[Decision]:
 def _control(raw: bytes) -> Decision:
     try:
         msg = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return Dropped(f"control message is not JSON: {raw[:64]!r}")
     if not isinstance(msg, dict):
         return Dropped("control message is not a JSON object")

@@ -88,8 +88,12 @@ def _no_constant(name: str) -> Any:
 
 
 def loads(text: str | bytes) -> Any:
-    """JSON as JavaScript's `JSON.parse` reads it: no NaN or Infinity."""
-    return json.loads(text, parse_constant=_no_constant)
+    """JSON as JavaScript's `JSON.parse` reads it: no NaN or Infinity. ValueError
+    for JSON nested deeper than Python's recursion limit, as for any bad JSON."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _is_int(value: Any) -> bool:

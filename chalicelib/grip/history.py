@@ -115,7 +115,7 @@ def parse_resume(value: str) -> dict[str, Position]:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         data = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise ResumeError("resume must be base64url of a JSON object") from None
     if not isinstance(data, dict):
         raise ResumeError("resume must hold a JSON object of channel: [epoch, offset]")

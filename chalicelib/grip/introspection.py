@@ -65,7 +65,7 @@ def decode_cursor(raw: str | None, shards: int = 1) -> tuple[int, str | None]:
         return 0, None
     try:
         data: Any = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         data = None
     if (
         not isinstance(data, list)

@@ -161,7 +161,7 @@ def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
 def load_json(body: bytes | str | None, schema: Schema) -> dict[str, Any]:
     try:
         data = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise PublishError({"body": ["Not valid JSON."]}) from None
     if not isinstance(data, dict):
         raise PublishError({"body": ["Must be a JSON object."]})

@@ -62,7 +62,7 @@ def verify(
         raise TokenError("token is not a JWT (expected three dot-separated parts)")
     try:
         header = json.loads(_unb64(parts[0]))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         raise TokenError("token header is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "HS256":
         raise TokenError("token algorithm must be HS256")
@@ -71,7 +71,7 @@ def verify(
         raise TokenError("token signature does not match the key")
     try:
         claims = json.loads(_unb64(parts[1]))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise TokenError("token claims are not JSON") from None
     if not isinstance(claims, dict):
         raise TokenError("token claims are not an object")

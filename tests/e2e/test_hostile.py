@@ -5,6 +5,7 @@ built to escape their route, headers a client forges toward the backend, and env
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -274,3 +275,47 @@ def test_an_announced_upload_at_another_host_is_never_fetched(
     assert seen == []  # nothing ever contacted the other host
     texts = b"".join(r["body"] for r in backend.requests_with(marker))
     assert b"stolen" not in texts
+
+
+# -- JSON nested deeper than Python's recursion limit ---------------------------------
+
+DEEP = "[" * 3000 + "]" * 3000
+DEEP_B64 = base64.urlsafe_b64encode(DEEP.encode()).decode().rstrip("=")
+
+
+def test_deeply_nested_json_is_a_refusal_never_a_500(
+    stack: LocalStack, backend: GripBackend
+) -> None:
+    json_headers = {**AUTH, "Content-Type": "application/json"}
+    marker = uuid.uuid4().hex
+    with client(stack, marker):
+        cid = quote(connection_id(backend, marker), safe="")
+        answers = [
+            requests.post(
+                f"{stack.control}/publish", data=DEEP, headers=json_headers, timeout=TIMEOUT
+            ),
+            requests.post(
+                f"{stack.control}/connections/{cid}/message",
+                data=DEEP,
+                headers=json_headers,
+                timeout=TIMEOUT,
+            ),
+            requests.patch(
+                f"{stack.control}/connections/{cid}/meta",
+                data=DEEP,
+                headers=json_headers,
+                timeout=TIMEOUT,
+            ),
+            requests.get(
+                f"{stack.control}/connections?cursor={DEEP_B64}", headers=AUTH, timeout=TIMEOUT
+            ),
+        ]
+        assert [a.status_code for a in answers] == [400, 400, 400, 400]
+        deep_token = {"Authorization": f"Bearer {DEEP_B64}.{DEEP_B64}.x"}
+        reply = requests.get(f"{stack.control}/channels/x", headers=deep_token, timeout=TIMEOUT)
+        assert reply.status_code == 401
+    with frames_client(stack, marker) as ws:
+        ws.send(f"[1, 1, {DEEP}]")
+        assert refusal(ws, 0) == "not_an_array"
+        ws.send(json.dumps([1, 2, "still here"]))
+        assert recv_frame(ws) == [1, 0, "still here"]
