@@ -1,0 +1,266 @@
+"""Load held by the local stack (issue 18): N clients connected to one channel, P
+publishes to it through the control API, and at the same time T more clients each
+sending M messages through the backend (the gripcontrol test backend echoes them).
+It counts what every client got (lost, duplicates), and samples the resident
+memory (VmRSS, /proc/<pid>/status) of the stack's processes every second: the
+`slipway local` process (API Gateway, @connections, moto, the HTTP routes) and its
+SQS worker. The last line is one machine-readable summary.
+
+    .venv/bin/python -m bench.load                       # 1,000 clients, 100 publishes, 100 x 100
+    .venv/bin/python -m bench.load --clients 200 --publishes 10 --talkers 20 --messages 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gripcontrol import GripPubControl, WebSocketMessageFormat, parse_grip_uri  # noqa: E402
+from pubcontrol import Item  # noqa: E402
+from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+
+from tests.e2e.processes import LocalStack, stack_with_backend  # noqa: E402
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid: int) -> dict[int, str]:
+    """pid -> a short name, for the direct children of `pid`."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            found[int(entry)] = "worker" if "slipway_dev.worker" in cmdline else cmdline[:40]
+    return found
+
+
+class Memory:
+    """VmRSS of the stack and its children, sampled every second on a thread."""
+
+    def __init__(self, stack_pid: int) -> None:
+        self.stack_pid = stack_pid
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._began = time.monotonic()
+
+    def sample(self) -> dict[str, int]:
+        now = {"stack": rss_kib(self.stack_pid)}
+        for pid, name in children(self.stack_pid).items():
+            now[name] = now.get(name, 0) + rss_kib(pid)
+        self.samples.append((time.monotonic() - self._began, now))
+        return now
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.sample()
+
+    def start(self) -> Memory:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def peak(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for _, sample in self.samples:
+            for name, kib in sample.items():
+                out[name] = max(out.get(name, 0), kib)
+        return out
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.0f} MiB"
+
+
+async def run(args: argparse.Namespace) -> dict:
+    stack, backend = stack_with_backend(
+        "--visibility-timeout",
+        "60",
+        "--idle-timeout",
+        "3600",
+        env={"SLIPWAY_BACKEND_ATTEMPTS": "3"},
+    )
+    memory = Memory(stack.proc.pid).start()
+    idle = memory.sample()
+    print(f"stack idle: {', '.join(f'{k} {mib(v)}' for k, v in idle.items())}", flush=True)
+    try:
+        return await _load(args, stack, memory, idle)
+    finally:
+        memory.stop()
+        code = stack.stop()
+        backend.stop()
+        if code != 0:
+            print(f"slipway local exited with {code}:\n{stack.log()[-3000:]}")
+
+
+async def _load(args: argparse.Namespace, stack: LocalStack, memory: Memory, idle: dict) -> dict:
+    channel = f"load-{uuid.uuid4().hex[:8]}"
+    gate = asyncio.Semaphore(50)
+
+    async def open_one(query: str) -> ClientConnection:
+        async with gate:
+            return await connect(f"{stack.websocket}?{query}", open_timeout=120, max_queue=None)
+
+    began = time.monotonic()
+    members = await asyncio.gather(*(open_one(f"subscribe={channel}") for _ in range(args.clients)))
+    talkers = await asyncio.gather(*(open_one(f"t=talker{k}") for k in range(args.talkers)))
+    connected = time.monotonic() - began
+    after_connect = memory.sample()
+    print(
+        f"{args.clients} + {args.talkers} clients connected in {connected:.1f}s; "
+        f"{', '.join(f'{k} {mib(v)}' for k, v in after_connect.items())}",
+        flush=True,
+    )
+
+    texts = [f"publish {i}" for i in range(args.publishes)]
+    wanted = set(texts)
+    counts = [Counter[str]() for _ in members]
+    unique = 0
+    done = asyncio.Event()
+
+    async def member(index: int, ws: ClientConnection) -> None:
+        nonlocal unique
+        async for message in ws:
+            if message in wanted:
+                if not counts[index][message]:
+                    unique += 1
+                    if unique == len(members) * len(texts):
+                        done.set()
+                counts[index][message] += 1
+
+    readers = [asyncio.create_task(member(i, ws)) for i, ws in enumerate(members)]
+
+    def publish_all() -> int:
+        pub = GripPubControl(parse_grip_uri(stack.urls["grip"]))
+        refused = 0
+        for text in texts:
+            for _ in range(5):
+                try:
+                    pub.publish(channel, Item(WebSocketMessageFormat(text)), blocking=True)
+                    break
+                except Exception:
+                    refused += 1
+                    time.sleep(0.5)
+        return refused
+
+    async def talk(k: int, ws: ClientConnection) -> tuple[int, int]:
+        """Send M messages one after another, each once; count the echoes."""
+        sent = [f"talk {k} {i}" for i in range(args.messages)]
+        got: Counter[str] = Counter()
+        for text in sent:
+            await ws.send(text)
+        try:
+            async with asyncio.timeout(args.timeout):
+                while sum(got.values()) < len(sent):
+                    got[await ws.recv()] += 1
+        except TimeoutError:
+            pass
+        lost = sum(1 for text in sent if not got[text])
+        return lost, sum(n - 1 for n in got.values() if n > 1)
+
+    began = time.monotonic()
+    publishing = asyncio.create_task(asyncio.to_thread(publish_all))
+    talking = asyncio.gather(*(talk(k, ws) for k, ws in enumerate(talkers)))
+    talked = await talking
+    echoes_done = time.monotonic() - began
+    refused = await publishing
+    try:
+        await asyncio.wait_for(done.wait(), args.timeout)
+    except TimeoutError:
+        pass
+    delivered = time.monotonic() - began
+    await asyncio.sleep(2.0)  # late duplicates
+    loaded = memory.sample()
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*(ws.close() for ws in members + talkers), return_exceptions=True)
+    await asyncio.sleep(3.0)
+    after_close = memory.sample()
+
+    deliveries = len(members) * len(texts)
+    lost_publishes = deliveries - unique
+    duplicates = sum(n - 1 for c in counts for n in c.values())
+    echoes = args.talkers * args.messages
+    lost_echoes = sum(lost for lost, _ in talked)
+    peak = memory.peak()
+    print(
+        f"{args.publishes} publishes x {args.clients} members: {deliveries} deliveries in "
+        f"{delivered:.1f}s ({deliveries / delivered:.0f}/s), lost {lost_publishes}, duplicates "
+        f"{duplicates}, publishes refused and sent again {refused}"
+    )
+    print(
+        f"{args.talkers} clients x {args.messages} messages through the backend: {echoes} in "
+        f"{echoes_done:.1f}s ({echoes / echoes_done:.0f}/s), lost {lost_echoes}, duplicates "
+        f"{sum(d for _, d in talked)}"
+    )
+    for name in peak:
+        print(
+            f"memory {name}: idle {mib(idle.get(name, 0))}, connected "
+            f"{mib(after_connect.get(name, 0))}, after the load {mib(loaded.get(name, 0))}, "
+            f"peak {mib(peak[name])}, clients closed {mib(after_close.get(name, 0))}"
+        )
+    return {
+        "clients": args.clients,
+        "publishes": args.publishes,
+        "talkers": args.talkers,
+        "messages": args.messages,
+        "connect_s": round(connected, 1),
+        "deliveries": deliveries,
+        "delivered_s": round(delivered, 1),
+        "lost_publishes": lost_publishes,
+        "duplicates": duplicates,
+        "echoes": echoes,
+        "echoes_s": round(echoes_done, 1),
+        "lost_echoes": lost_echoes,
+        "rss_kib_idle": idle,
+        "rss_kib_peak": peak,
+        "rss_kib_after_close": after_close,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=1000, help="subscribers of the channel")
+    parser.add_argument("--publishes", type=int, default=100, help="publishes to the channel")
+    parser.add_argument("--talkers", type=int, default=100, help="clients talking to the backend")
+    parser.add_argument("--messages", type=int, default=100, help="messages each talker sends")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for it all")
+    args = parser.parse_args()
+    summary = asyncio.run(run(args))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
