@@ -104,6 +104,32 @@ def test_the_two_steps_with_curl(stack: LocalStack, tmp_path: Path) -> None:
         assert requests.get(url, timeout=TIMEOUT).content == path.read_bytes()
 
 
+def test_grip_pub_control_publishes_a_ref_in_a_format_of_its_own(stack: LocalStack) -> None:
+    """docs/control-api.md#large-messages: gripcontrol users upload, then publish the ref."""
+    from gripcontrol import GripPubControl
+    from pubcontrol import Format, Item
+
+    class RefFormat(Format):  # as the docs spell it
+        def __init__(self, ref: str) -> None:
+            self.ref = ref
+
+        def name(self) -> str:
+            return "ws-message"
+
+        def export(self) -> dict[str, str]:
+            return {"content-ref": self.ref}
+
+    channel = f"grip-{uuid.uuid4().hex[:8]}"
+    document = {"rows": ["r" * 1000] * 100}
+    ref = ControlClient(stack.control, key=KEY).upload(json.dumps(document))
+    with frames_client(stack, uuid.uuid4().hex, subscribe=channel) as ws:
+        pub = GripPubControl({"control_uri": stack.control, "key": KEY})
+        pub.publish(channel, Item(RefFormat(ref)), blocking=True)
+        kind, _, url, _, _ = recv_frame(ws)
+        assert kind == 4 and ref in url
+        assert requests.get(url, timeout=TIMEOUT).json() == document
+
+
 def test_an_inline_7_mb_publish_is_refused_as_aws_refuses_it(stack: LocalStack) -> None:
     channel = f"inline-{uuid.uuid4().hex[:8]}"
     with frames_client(stack, uuid.uuid4().hex, subscribe=channel) as ws:
