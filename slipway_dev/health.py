@@ -6,7 +6,8 @@ things stop the stack, loudly, rather than leave it running on without them:
 - the queue or the table is gone: the endpoint restarted and lost its data (a
   moto or LocalStack container restarted, say), and every connection and
   subscription with it; nothing can be recovered, so the stack stops at once;
-- the endpoint does not answer at all for `outage_limit` seconds.
+- the endpoint refuses or drops connections for `outage_limit` seconds (a slow
+  answer is an answer: the in-process moto takes one request at a time).
 
 A shorter outage it rides out: it logs when the endpoint stops answering and
 when it answers again; what failed meanwhile failed as on AWS (a rejected
@@ -23,7 +24,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from . import aws
 
@@ -94,7 +95,9 @@ class AwsWatch:
                 if exc.response.get("Error", {}).get("Code") in _GONE:
                     return f"gone: {what}"
                 # Any other error answer (a throttle, a 5xx) still means it is there.
-            except BotoCoreError as exc:
+            except ReadTimeoutError:
+                pass  # it took the request: alive, if slow (the in-process moto under load)
+            except BotoCoreError as exc:  # refused, dropped, or no connection in time
                 return f"no answer: {exc}"
         return None
 
