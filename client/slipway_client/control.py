@@ -213,7 +213,8 @@ class ControlClient:
         except (KeyError, TypeError, ValueError):
             raise ControlError(None, f"POST /uploads answered no url and ref: {target}") from None
         try:
-            reply = self._session.request(
+            # Not through the session: nothing of ours (its headers, cookies) goes to S3.
+            reply = requests.request(
                 str(target.get("method") or "PUT"),
                 url,
                 data=_upload_form(data),
