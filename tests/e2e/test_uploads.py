@@ -20,7 +20,7 @@ from slipway_client import ControlClient
 from chalicelib.grip import envelope
 from chalicelib.grip import uploads as refs
 
-from .processes import KEY, LocalStack
+from .processes import KEY, GripBackend, LocalStack
 from .test_envelope import (
     BUCKET,
     MB,
@@ -32,7 +32,7 @@ from .test_envelope import (
     s3,
     upload_target,
 )
-from .test_gateway import TIMEOUT
+from .test_gateway import TIMEOUT, connection_id
 
 MAX_PUBLISH = 24 * MB
 STACK_ENV = {"SLIPWAY_MAX_PUBLISH_BYTES": str(MAX_PUBLISH)}
@@ -102,6 +102,18 @@ def test_the_two_steps_with_curl(stack: LocalStack, tmp_path: Path) -> None:
         kind, mid, url, method, _ = recv_frame(ws)
         assert (kind, mid, method) == (4, -1, "GET") and target["ref"] in url
         assert requests.get(url, timeout=TIMEOUT).content == path.read_bytes()
+
+
+def test_control_client_sends_a_large_message_to_one_connection_by_reference(
+    stack: LocalStack, backend: GripBackend
+) -> None:
+    marker = uuid.uuid4().hex
+    text = big_text(MB)
+    with frames_client(stack, marker) as ws:
+        ControlClient(stack.control, key=KEY).send(connection_id(backend, marker), text)
+        kind, mid, url, _, _ = recv_frame(ws)
+        assert (kind, mid) == (4, -1) and refs.PREFIX in url
+        assert requests.get(url, timeout=TIMEOUT).json() == text
 
 
 def test_grip_pub_control_publishes_a_ref_in_a_format_of_its_own(stack: LocalStack) -> None:
