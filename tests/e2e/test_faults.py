@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -27,6 +28,7 @@ from gripcontrol import GripPubControl, WebSocketMessageFormat, parse_grip_uri
 from pubcontrol import Item
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as sync_connect
 
 from .processes import KEY, GripBackend, LocalStack, free_port
 from .test_gateway import TIMEOUT, client, closed_with, local_client
@@ -310,6 +312,30 @@ def test_a_message_dynamodb_fails_gets_the_error_frame(stack: LocalStack) -> Non
         assert notice["message"] == "Internal server error"
         ws.send("second try")
         assert ws.recv(timeout=TIMEOUT) == "second try"
+
+
+def test_a_large_message_reaches_envelope_clients_through_s3_slowdowns(
+    stack: LocalStack,
+) -> None:
+    """S3 answering SlowDown to every call for two seconds: the large message is
+    stored once S3 recovers, and an envelope client fetches it from its URL."""
+    channel = f"large-{uuid.uuid4().hex[:8]}"
+    big = "x" * 200_000  # over the 128 KB an @connections post takes
+    with sync_connect(
+        f"{stack.websocket}?subscribe={channel}&envelope=1", open_timeout=TIMEOUT
+    ) as ws:
+        set_faults(stack, "s3:SlowDown:1")
+        publishing = threading.Thread(target=publish, args=(stack, channel, [big]))
+        try:
+            publishing.start()
+            time.sleep(2.0)
+        finally:
+            report = set_faults(stack, "")
+        publishing.join(30)
+        frame = json.loads(ws.recv(timeout=2 * VISIBILITY + TIMEOUT))
+    assert frame[:2] == [4, -1], frame
+    assert big in requests.get(frame[2], timeout=TIMEOUT).text
+    assert report["injected"].get("s3:SlowDown", 0) > 0, report
 
 
 def test_faults_route_refuses_a_bad_rule(stack: LocalStack) -> None:
