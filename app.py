@@ -5,7 +5,7 @@ from urllib.parse import unquote
 
 from chalice import Chalice, Rate
 
-from chalicelib import control, fanout, handlers, keepalive
+from chalicelib import control, fanout, handlers, keepalive, ordered
 
 app = Chalice(app_name="slipway")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -33,6 +33,15 @@ def ws_disconnect(event):
 )
 def worker(event):
     return fanout.handle_batch(event.to_dict()["Records"])
+
+
+@app.on_sqs_message(
+    queue=os.environ.get("SLIPWAY_ORDERED_QUEUE_NAME", "slipway-ordered.fifo"),
+    batch_size=ordered.BATCH,
+)
+def ordered_forwarder(event):
+    """Ordered delivery: a connection's queued events to the backend, in order (docs/ordered.md)."""
+    return ordered.handle_batch(event.to_dict()["Records"])
 
 
 @app.schedule(Rate(keepalive.PERIOD // 60, unit=Rate.MINUTES))

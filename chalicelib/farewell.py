@@ -24,6 +24,13 @@ def farewell(svc: services.Services, conn: Connection, event: codec.Event) -> No
 def forget(svc: services.Services, cid: str) -> None:
     """A post found the connection gone (410) outside any event of its own: remove
     its rows now and tell the backend, which may otherwise never hear of it."""
+    if svc.settings.ordered_queue_url:
+        from . import ordered  # an ordered connection's DISCONNECT waits for its messages
+
+        kept = svc.store.get_connection(cid)
+        if kept is not None and kept.ordered:
+            ordered.enqueue_end(svc, cid, None)
+            return
     conn = svc.store.remove_connection(cid)
     if conn is not None and not conn.detached:
         farewell(svc, conn, codec.Event("DISCONNECT"))

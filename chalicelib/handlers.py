@@ -9,7 +9,7 @@ from typing import Any
 
 from chalice.app import Response
 
-from . import farewell, outbound, resume, services, transfers
+from . import farewell, ordered, outbound, resume, services, transfers
 from .aws.queue import Message
 from .aws.sockets import SocketError
 from .backend import BackendUnreachable
@@ -50,7 +50,12 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
         envelope=request.wants_envelope(
             svc.settings.envelope_all, event.get("queryStringParameters")
         ),
+        ordered=request.wants_ordered(svc.settings.ordered_all, event.get("queryStringParameters")),
     )
+    if conn.ordered and svc.ordered_queue is None:
+        log.warning("rejecting %s: ?ordered=1, but SLIPWAY_ORDERED_QUEUE_URL is not set", conn.id)
+        body = "Ordered delivery is not configured on this gateway (docs/ordered.md)"
+        return Response(body=body, status_code=501, headers=_TEXT)
     try:
         reply = svc.backend.call(conn, [codec.Event("OPEN")])
     except BackendUnreachable as exc:
@@ -174,6 +179,9 @@ def _message(event: dict[str, Any]) -> None:
         outbound.close_quietly(svc, svc.endpoint_for(ctx), cid)
         return
     if conn.detached:
+        return
+    if conn.ordered:  # the forwarder reads the frame, in order (docs/ordered.md)
+        ordered.enqueue_message(svc, conn, event)
         return
     body = event.get("body") or ""
     binary = bool(event.get("isBase64Encoded"))
@@ -325,6 +333,13 @@ def _disconnect(event: dict[str, Any]) -> None:
         ctx.get("disconnectStatusCode"),
         ctx.get("disconnectReason") or "",
     )
+    if svc.settings.ordered_queue_url:
+        # An ordered connection's CLOSE waits for its messages still queued, and the
+        # forwarder needs its row until then.
+        kept = svc.store.get_connection(cid)
+        if kept is not None and kept.ordered:
+            ordered.enqueue_end(svc, cid, ctx)
+            return
     conn = svc.store.remove_connection(cid)
     if conn is None or conn.detached:
         return

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import settings as settings_mod
 from .aws.blobs import Blobs
+from .aws.inbox import Inbox
 from .aws.queue import Queue
 from .aws.sockets import Sockets
 from .aws.store import Store
@@ -49,6 +50,22 @@ class Services:
         cfg = self.settings
         sqs = self._session.client("sqs", config=self._config)
         return Queue(sqs, cfg.queue_url, cfg.queue_message_limit)
+
+    @cached_property
+    def ordered_queue(self) -> Queue | None:
+        """Ordered delivery's FIFO queue (docs/ordered.md), if the deployment has one."""
+        cfg = self.settings
+        if not cfg.ordered_queue_url:
+            return None
+        sqs = self._session.client("sqs", config=self._config)
+        return Queue(sqs, cfg.ordered_queue_url, cfg.queue_message_limit)
+
+    @cached_property
+    def inbox(self) -> Inbox:
+        """Ordered delivery's events waiting for the forwarder (docs/ordered.md)."""
+        cfg = self.settings
+        client = self._session.client("dynamodb", config=self._config)
+        return Inbox(client, cfg.table, cfg.connection_ttl)
 
     @cached_property
     def backend(self) -> Backend:

@@ -6,7 +6,16 @@ For each client it does what API Gateway does around the Lambda functions:
   Sec-WebSocket-Protocol go into the 101 response);
 - registers the connection with the @connections API only once the 101 is out,
   so a post made during `$connect` gets 410, as on AWS;
-- runs `$default` for each text message, one at a time in arrival order;
+- runs `$default` for each text message as it arrives, without waiting for the
+  previous one to finish (up to `EVENT_CONCURRENCY` at once per connection), as
+  API Gateway does: a connection's messages may reach the backend out of order
+  (`serial_events`: one at a time, in arrival order, which AWS never promises);
+  each message's requestTimeEpoch is when it was read, in milliseconds, kept
+  strictly increasing per connection. That last part is not AWS's: this event
+  loop, shared with moto and the handlers, reads a connection's frames in clumps
+  when it is busy and would stamp messages sent milliseconds apart alike, which
+  API Gateway would not. API Gateway can still stamp two messages of a burst with
+  the same millisecond, and nothing then tells their order (docs/ordered.md#limits);
 - enforces the limits of docs/limits.md: a frame over 32 KB or a message over 128 KB
   closes with 1009, a binary frame with 1003, idle timeout and maximum lifetime
   with 1001 "Going away";
@@ -65,6 +74,13 @@ _OWN_HEADERS = frozenset(
 GOING_AWAY = int(WsCloseCode.GOING_AWAY)
 # How long an @connections POST may wait for the client's socket to take the frame.
 _SEND_TIMEOUT = 10.0
+# $default invocations of one connection running at once. API Gateway sets no such
+# bound (each message is an invocation of its own); a few keeps a burst from one
+# client from taking every thread while still letting events overtake each other.
+EVENT_CONCURRENCY = 4
+# Messages of one connection read but not yet handed to $default: past this, the
+# emulator stops reading the socket (TCP pushes back on the client).
+_BACKLOG = 1024
 
 
 @dataclass(frozen=True)
@@ -210,6 +226,7 @@ class WebSocketGateway:
         api_id: str | None = None,
         limits: Limits | None = None,
         workers: int = 32,
+        serial_events: bool = False,
     ) -> None:
         self.routes = routes
         self.registry = registry
@@ -218,6 +235,7 @@ class WebSocketGateway:
         self.stage = stage
         self.api_id = api_id or events.api_id()
         self.limits = limits or Limits()
+        self.event_concurrency = 1 if serial_events else EVENT_CONCURRENCY
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="lambda-ws")
         self._server: Server | None = None
         # Accepted by $connect, waiting for the 101 to go out and the handler to start.
@@ -347,22 +365,43 @@ class WebSocketGateway:
         await self._disconnect(hs, code, reason)
 
     async def _read(self, client: Client) -> None:
+        """Each message is stamped as it arrives (requestTimeEpoch) and its $default
+        runs as soon as one of the connection's event_concurrency runners is free,
+        in arrival order; returns once every message read has been handled."""
         ws = client.ws
+        inbox: asyncio.Queue[tuple[str, int] | None] = asyncio.Queue(_BACKLOG)
+        stamp = 0
+        runners = [
+            asyncio.get_running_loop().create_task(self._run_messages(client, inbox))
+            for _ in range(self.event_concurrency if self.routes.message else 0)
+        ]
         try:
             async for message in ws:
                 if isinstance(message, bytes):
                     await ws.close(CloseCode.UNSUPPORTED_DATA, "Binary frames are not supported")
                     return
                 client.touch()
-                if self.routes.message is None:
-                    continue
-                await self._on_message(client, message)
+                if runners:
+                    # Strictly increasing: see the module's docstring.
+                    stamp = max(events.now_ms(), stamp + 1)
+                    await inbox.put((message, stamp))  # waits while the backlog is full
         except ConnectionClosed:
             pass
+        finally:
+            for _ in runners:
+                await inbox.put(None)
+            if runners:
+                await asyncio.wait(runners)
 
-    async def _on_message(self, client: Client, body: str) -> None:
+    async def _run_messages(
+        self, client: Client, inbox: asyncio.Queue[tuple[str, int] | None]
+    ) -> None:
+        while (item := await inbox.get()) is not None:
+            await self._on_message(client, *item)
+
+    async def _on_message(self, client: Client, body: str, received: int) -> None:
         assert self.routes.message is not None
-        event = events.message_event(client.handshake, body)
+        event = events.message_event(client.handshake, body, received)
         try:
             await self._invoke(self.routes.message, event)
             return

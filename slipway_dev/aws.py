@@ -1,7 +1,8 @@
 """The AWS resources the local stack needs (table, publish queue with its
-dead-letter queue, bucket), at moto (slipway_dev/moto_server.py) or another
-AWS-compatible endpoint: created by slipway_dev/resources.py, the same functions
-`slipway bootstrap` uses, so they are configured as on AWS.
+dead-letter queue, ordered delivery's queue, bucket), at moto
+(slipway_dev/moto_server.py) or another AWS-compatible endpoint: created by
+slipway_dev/resources.py, the same functions `slipway bootstrap` uses, so they
+are configured as on AWS.
 
 What is missing is created; what exists is only checked, never changed, so
 `slipway local --aws-endpoint URL` leaves what is already there untouched.
@@ -46,6 +47,7 @@ class Names:
     table: str = "slipway"
     queue: str = "slipway-publish.fifo"
     dead_letter_queue: str = "slipway-publish-dlq.fifo"
+    ordered_queue: str = "slipway-ordered.fifo"  # docs/ordered.md
     bucket: str = "slipway-blobs"
     visibility_timeout: int = 30
     max_receive_count: int = resources.MAX_RECEIVE_COUNT
@@ -59,6 +61,8 @@ class Resources:
     queue_arn: str
     dead_letter_queue_url: str
     bucket: str
+    ordered_queue_url: str = ""
+    ordered_queue_arn: str = ""
 
 
 def client(service: str, endpoint: str) -> Any:
@@ -82,6 +86,14 @@ def ensure(endpoint: str, names: Names) -> Resources:
         names.max_receive_count,
         correct=False,
     )
+    ordered_url, ordered_arn = resources.ensure_ordered_queue(
+        client("sqs", endpoint),
+        names.ordered_queue,
+        queues.dead_letter_arn,
+        names.visibility_timeout,
+        names.max_receive_count,
+        correct=False,
+    )
     resources.ensure_bucket(client("s3", endpoint), names.bucket, correct=False)
     return Resources(
         endpoint=endpoint,
@@ -90,4 +102,6 @@ def ensure(endpoint: str, names: Names) -> Resources:
         queue_arn=queues.arn,
         dead_letter_queue_url=queues.dead_letter_url,
         bucket=names.bucket,
+        ordered_queue_url=ordered_url,
+        ordered_queue_arn=ordered_arn,
     )

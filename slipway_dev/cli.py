@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--idle-timeout", type=float, default=600.0, help="seconds (default 600, as AWS)")
     add("--max-lifetime", type=float, default=7200.0, help="seconds (default 7200, as AWS)")
     add("--pollers", type=int, default=3, help="SQS batches run at once (default 3)")
+    add(
+        "--serial-events",
+        action="store_true",
+        help="run a connection's $default events one at a time, in order (AWS runs them "
+        "concurrently; docs/ordered.md)",
+    )
     add("--log-level", default="INFO", help="DEBUG, INFO, WARNING... (default INFO)")
     add(
         "--faults",
@@ -160,6 +166,7 @@ def options(args: argparse.Namespace) -> Options:
         app=args.app,
         project_dir=args.project_dir,
         pollers=args.pollers,
+        serial_events=args.serial_events,
         control_url=args.control_url,
         faults=args.faults,
         aws_outage_limit=args.aws_outage_limit,

@@ -242,6 +242,23 @@ def ensure_publish_queues(
     return Queues(url, queue_arn(sqs, url), dlq_url, dlq_arn)
 
 
+def ensure_ordered_queue(
+    sqs: Any,
+    name: str,
+    dead_letter_arn: str,
+    visibility_timeout: int,
+    max_receive_count: int = MAX_RECEIVE_COUNT,
+    report: Report = _log,
+    *,
+    correct: bool = True,
+) -> tuple[str, str]:
+    """Ordered delivery's FIFO queue (docs/ordered.md), a message group per
+    connection, redriving to the publish queue's dead-letter queue; (url, arn)."""
+    attributes = queue_attributes(visibility_timeout, dead_letter_arn, max_receive_count)
+    url = ensure_queue(sqs, name, attributes, report, correct=correct)
+    return url, queue_arn(sqs, url)
+
+
 # -- the bucket -------------------------------------------------------------------
 
 BLOB_EXPIRY_DAYS = 1

@@ -28,10 +28,11 @@ from .apigw import Limits, WebSocketGateway
 from .child import Child, Keeper, python
 from .connections import AsyncConnectionsServer, Registry
 from .demo import DemoServer
-from .functions import load_app, project_dir, websocket_routes
+from .functions import load_app, project_dir, sqs_function, websocket_routes
 from .health import AwsWatch
 from .http import ChaliceHttpServer
 from .moto_server import MotoServer
+from .sqs import SqsEventSource
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Options:
     max_lifetime: float = 7200.0
     stage: str = "local"
     app: str = "app:app"
+    serial_events: bool = False  # $default one at a time per connection (not as AWS)
     project_dir: Path | None = None  # None: functions.project_dir()
     pollers: int = 3
     # Set: another server (`chalice local`) serves the control routes there; none started.
@@ -107,6 +109,7 @@ class Stack:
         self.backend: Child | None = None
         self.worker: Child | None = None
         self.gateway: WebSocketGateway | None = None
+        self.ordered: SqsEventSource | None = None  # ordered delivery's forwarder
         self.demo: DemoServer | None = None
         self.urls: Urls | None = None
         self.faults = faults.Faults()
@@ -147,6 +150,8 @@ class Stack:
                 "SLIPWAY_QUEUE_NAME": opts.names.queue,
                 "SLIPWAY_BUCKET": resources.bucket,
                 "SLIPWAY_CONNECTIONS_ENDPOINT": connections_url,
+                "SLIPWAY_ORDERED_QUEUE_URL": resources.ordered_queue_url,
+                "SLIPWAY_ORDERED_QUEUE_NAME": opts.names.ordered_queue,
             }
         )
         if opts.target:
@@ -205,6 +210,8 @@ class Stack:
         self.worker.start(lambda line: line == "ready", timeout=60)
         self.keeper = Keeper(self.worker, lambda line: line == "ready", timeout=60).start()
 
+        self.ordered = _ordered_forwarder(app, opts, resources)
+
         limits = Limits(idle_timeout=opts.idle_timeout, max_lifetime=opts.max_lifetime)
         self.gateway = WebSocketGateway(
             websocket_routes(app, opts.stage),
@@ -213,6 +220,7 @@ class Stack:
             port=opts.ws_port,
             stage=opts.stage,
             limits=limits,
+            serial_events=opts.serial_events,
         )
         await self.gateway.start()
         if self.http is not None:
@@ -266,6 +274,8 @@ class Stack:
             steps.append(("WebSocket server", self.gateway.stop))
         if self.worker is not None:
             steps.append(("SQS worker", self._stop_worker))
+        if self.ordered is not None:
+            steps.append(("ordered forwarder", self.ordered.stop))
         if self.http is not None:
             steps.append(("HTTP server", self.http.stop))
         if self.connections is not None:
@@ -285,7 +295,28 @@ class Stack:
                 log.exception("stopping the %s failed", name)
         self.gateway = self.http = self.connections = None
         self.worker = self.backend = self.moto = None
+        self.ordered = None
         self.demo = self.keeper = self.aws_watch = None
+
+
+def _ordered_forwarder(app: Any, opts: Options, resources: aws.Resources) -> SqsEventSource | None:
+    """Ordered delivery's SQS function (docs/ordered.md), polled in this process:
+    a batch per connection's group at a time, several groups at once, as Lambda."""
+    found = sqs_function(app, opts.stage, opts.names.ordered_queue, resources.ordered_queue_arn)
+    if found is None:
+        return None  # an app without ordered delivery
+    function, source = found
+    return SqsEventSource(
+        aws.client("sqs", resources.endpoint),
+        resources.ordered_queue_url,
+        resources.ordered_queue_arn,
+        function,
+        batch_size=source.batch_size,
+        concurrency=opts.pollers,
+        visibility_timeout=opts.names.visibility_timeout,
+        region=aws.REGION,
+        wait_seconds=0,  # short polls: see the worker's
+    ).start()
 
 
 def _check_settings() -> None:

@@ -89,4 +89,13 @@ def query_string(multi: Mapping[str, list[str]] | None, single: Mapping[str, str
 
 def wants_envelope(envelope_all: bool, query: Mapping[str, str] | None) -> bool:
     """Envelope mode: for every connection, or for one that asks with `?envelope=1`."""
-    return envelope_all or str((query or {}).get("envelope", "")).lower() in ("1", "true")
+    return envelope_all or _asks(query, "envelope")
+
+
+def wants_ordered(ordered_all: bool, query: Mapping[str, str] | None) -> bool:
+    """Ordered delivery: for every connection, or for one that asks with `?ordered=1`."""
+    return ordered_all or _asks(query, "ordered")
+
+
+def _asks(query: Mapping[str, str] | None, name: str) -> bool:
+    return str((query or {}).get(name, "")).lower() in ("1", "true")

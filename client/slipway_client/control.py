@@ -212,12 +212,20 @@ class ControlClient:
             headers = {str(k): str(v) for k, v in dict(target.get("headers") or {}).items()}
         except (KeyError, TypeError, ValueError):
             raise ControlError(None, f"POST /uploads answered no url and ref: {target}") from None
+        form = _upload_form(data)
+        limit = target.get("max_bytes")
+        if isinstance(limit, int) and len(form) > limit:  # refused at the publish: say so now
+            raise ControlError(
+                400,
+                f"too_large: the upload would be {len(form)} bytes; the deployment takes at "
+                f"most {limit} (SLIPWAY_MAX_PUBLISH_BYTES)",
+            )
         try:
             # Not through the session: nothing of ours (its headers, cookies) goes to S3.
             reply = requests.request(
                 str(target.get("method") or "PUT"),
                 url,
-                data=_upload_form(data),
+                data=form,
                 headers=headers,
                 timeout=self._upload_timeout,
             )

@@ -189,6 +189,17 @@ def test_large_content_is_uploaded_and_published_by_reference(recorder: Recorder
     assert recorder.requests[-1].json() == {"content-bin-ref": "backend-uploads/3.json"}
 
 
+def test_an_upload_over_the_deployments_limit_is_refused_before_it_is_sent(
+    recorder: Recorder,
+) -> None:
+    target = {"url": f"{recorder.url}/s3/x", "ref": "r", "headers": {}, "max_bytes": 2000}
+    recorder.answers = [(200, "application/json", json.dumps(target).encode())]
+    with pytest.raises(ControlError) as caught:
+        ControlClient(recorder.url, KEY, upload_over=1000).publish("room", "x" * 3000)
+    assert caught.value.status == 400 and "SLIPWAY_MAX_PUBLISH_BYTES" in caught.value.error
+    assert [r.path for r in recorder.requests] == ["/api/uploads"]  # no PUT, no publish
+
+
 def test_a_publish_request_stays_under_lambdas_limit(recorder: Recorder) -> None:
     # Each item under the upload threshold, together far over 6 MB: several requests.
     items = [PublishItem("room", text="x" * 200_000) for _ in range(60)]
