@@ -56,6 +56,9 @@ def test_defaults() -> None:
         download_expiry=3600,
         max_upload=8 * 1024 * 1024,
         max_publish=32 * 1024 * 1024,
+        ordered_queue_url=None,
+        ordered_all=False,
+        ordered_hold_ms=250,
     )
 
 
@@ -223,3 +226,11 @@ def test_current_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> 
         assert settings_mod.current() is first
     finally:
         settings_mod.current.cache_clear()
+
+
+def test_ordered_delivery_for_all_needs_its_queue() -> None:
+    with pytest.raises(SettingsError, match="SLIPWAY_ORDERED_QUEUE_URL"):
+        load({**REQUIRED, "SLIPWAY_ORDERED_ALL": "1"})
+    queue = "https://sqs.us-east-1.amazonaws.com/1/slipway-ordered.fifo"
+    s = load({**REQUIRED, "SLIPWAY_ORDERED_ALL": "1", "SLIPWAY_ORDERED_QUEUE_URL": queue})
+    assert s.ordered_all and s.ordered_queue_url == queue
