@@ -6,6 +6,8 @@ same functions the local stack uses), so a second run changes nothing:
 - the DynamoDB table `<app>-<stage>` (`pk`/`sk` strings, on demand, TTL on `expires_at`);
 - the FIFO queue `<app>-<stage>-publish.fifo` and its FIFO dead-letter queue
   (redrive after 5 receives, visibility timeout 6x the worker's Lambda timeout);
+- the FIFO queue `<app>-<stage>-ordered.fifo` of ordered delivery (docs/ordered.md),
+  redriving to the same dead-letter queue;
 - the bucket `<app>-<stage>-blobs-<account>-<region>` (public access blocked,
   objects expire after a day, CORS for presigned browser PUT/GET);
 - the key: an SSM SecureString `/<app>-<stage>/key` holding a new random key
@@ -63,6 +65,7 @@ class Plan:
     table: str
     queue: str
     dead_letter_queue: str
+    ordered_queue: str
     bucket: str
     cors_origins: tuple[str, ...]
     key_parameter: str | None  # exactly one of these two
@@ -94,6 +97,7 @@ class Plan:
             key_arn=key_arn,
             api_stage=self.api_stage,
             api_id=api_id,
+            ordered_queue_arn=self.arn("sqs", self.ordered_queue),
         )
 
 
@@ -104,6 +108,7 @@ class Result:
     queue_arn: str
     dead_letter_queue_url: str
     dead_letter_queue_arn: str
+    ordered_queue_url: str
     bucket: str
     key_variable: str
     key_name: str
@@ -191,6 +196,7 @@ def make_plan(
         table=prefix,
         queue=f"{prefix}-publish.fifo",
         dead_letter_queue=f"{prefix}-publish-dlq.fifo",
+        ordered_queue=f"{prefix}-ordered.fifo",
         bucket=(bucket or f"{prefix}-blobs-{account}-{region}").lower(),
         cors_origins=tuple(cors_origins),
         key_parameter=None if key_secret else (key_parameter or f"/{prefix}/key"),
@@ -237,6 +243,13 @@ def bootstrap(
     queues = resources.ensure_publish_queues(
         client("sqs"), plan.queue, plan.dead_letter_queue, plan.visibility_timeout, report=report
     )
+    ordered_url, _ = resources.ensure_ordered_queue(
+        client("sqs"),
+        plan.ordered_queue,
+        queues.dead_letter_arn,
+        plan.visibility_timeout,
+        report=report,
+    )
     resources.ensure_bucket(
         client("s3"), plan.bucket, report, cors_origins=plan.cors_origins, owner=plan.account
     )
@@ -266,6 +279,8 @@ def bootstrap(
             "SLIPWAY_TABLE": plan.table,
             "SLIPWAY_QUEUE_NAME": plan.queue,
             "SLIPWAY_QUEUE_URL": queues.url,
+            "SLIPWAY_ORDERED_QUEUE_NAME": plan.ordered_queue,
+            "SLIPWAY_ORDERED_QUEUE_URL": ordered_url,
             "SLIPWAY_BUCKET": plan.bucket,
             key.variable: key.name,
         }
@@ -281,6 +296,7 @@ def bootstrap(
         queue_arn=queues.arn,
         dead_letter_queue_url=queues.dead_letter_url,
         dead_letter_queue_arn=queues.dead_letter_arn,
+        ordered_queue_url=ordered_url,
         bucket=plan.bucket,
         key_variable=key.variable,
         key_name=key.name,
@@ -328,6 +344,7 @@ def _report(result: Result, stage: str, say: Callable[[str], None]) -> None:
     say(f"table: {result.table}")
     say(f"queue: {result.queue_url}")
     say(f"dead-letter queue: {result.dead_letter_queue_url}")
+    say(f"ordered queue: {result.ordered_queue_url}")
     say(f"bucket: {result.bucket}")
     say(f"key: {result.key_variable}={result.key_name}")
     say(f"policy: {result.policy_path}")

@@ -80,6 +80,7 @@ class Scope:
     key_arn: str  # an SSM parameter's or a Secrets Manager secret's
     api_stage: str  # API Gateway's stage name (Chalice's default: api)
     api_id: str | None = None  # the WebSocket API's, once deployed
+    ordered_queue_arn: str | None = None  # ordered delivery's queue (docs/ordered.md)
 
     def arn(self, service: str, resource: str) -> str:
         return arn(self.partition, service, self.region, self.account, resource)
@@ -121,6 +122,18 @@ def document(scope: Scope) -> dict[str, Any]:
                 "Action": list(QUEUE_ACTIONS),
                 "Resource": scope.queue_arn,
             },
+            *(
+                [
+                    {
+                        "Sid": "OrderedQueue",
+                        "Effect": "Allow",
+                        "Action": list(QUEUE_ACTIONS),
+                        "Resource": scope.ordered_queue_arn,
+                    }
+                ]
+                if scope.ordered_queue_arn
+                else []
+            ),
             {
                 "Sid": "Blobs",
                 "Effect": "Allow",

@@ -107,12 +107,22 @@ def test_creates_everything_and_writes_the_stage_config(moto, session, config):
         "SLIPWAY_TABLE": prefix,
         "SLIPWAY_QUEUE_NAME": f"{prefix}-publish.fifo",
         "SLIPWAY_QUEUE_URL": result.queue_url,
+        "SLIPWAY_ORDERED_QUEUE_NAME": f"{prefix}-ordered.fifo",
+        "SLIPWAY_ORDERED_QUEUE_URL": result.ordered_queue_url,
         "SLIPWAY_BUCKET": bucket,
         "SLIPWAY_KEY_PARAMETER": f"/{prefix}/key",
     }
     policy = json.loads((path.parent / f"policy-{stage}.json").read_text())
     assert iam.problems(policy, pinned=False) == []
-    assert iam.grants(policy)["sqs:SendMessage"] == [result.queue_arn]
+    ordered_arn = result.queue_arn.replace("-publish.fifo", "-ordered.fifo")
+    assert iam.grants(policy)["sqs:SendMessage"] == [result.queue_arn, ordered_arn]
+    ordered = sqs.get_queue_attributes(QueueUrl=result.ordered_queue_url, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert ordered["FifoQueue"] == "true" and ordered["QueueArn"] == ordered_arn
+    assert json.loads(ordered["RedrivePolicy"])["deadLetterTargetArn"] == (
+        result.dead_letter_queue_arn
+    )
 
 
 def test_a_second_run_changes_nothing(moto, session, config):

@@ -108,7 +108,8 @@ def test_resources_are_this_stages(packaged):
         table = prefix.format("dynamodb") + f"table/slipway-{stage}"
         assert granted["dynamodb:Query"] == [table, f"{table}/index/keepalive"]
         assert granted["sqs:SendMessage"] == [
-            prefix.format("sqs") + f"slipway-{stage}-publish.fifo"
+            prefix.format("sqs") + f"slipway-{stage}-publish.fifo",
+            prefix.format("sqs") + f"slipway-{stage}-ordered.fifo",
         ]
         assert granted["ssm:GetParameter"] == [
             prefix.format("ssm") + f"parameter/slipway-{stage}/key"
@@ -126,7 +127,10 @@ def test_resources_are_this_stages(packaged):
         granted = iam.grants(stack_policy(packaged, stage, True))
         table = ATTRIBUTES["Table.Arn"]
         assert granted["dynamodb:Query"] == [table, f"{table}/index/keepalive"]
-        assert granted["sqs:SendMessage"] == [ATTRIBUTES["PublishQueue.Arn"]]
+        assert granted["sqs:SendMessage"] == [
+            ATTRIBUTES["PublishQueue.Arn"],
+            ATTRIBUTES["OrderedQueue.Arn"],
+        ]
         assert granted["ssm:GetParameter"] == [
             prefix.format("ssm") + "parameter" + REFS["KeyParameterName"]
         ]

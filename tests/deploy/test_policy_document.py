@@ -156,5 +156,14 @@ def test_bootstrap_scopes_the_policy_to_the_stage():
     }
     plan = bootstrap.make_plan(config, "prod", "eu-west-1", "aws", ACCOUNT)
     assert plan.scope(QUEUE_ARN, plan.parameter_arn, None) == scope(
-        bucket=f"shop-prod-blobs-{ACCOUNT}-eu-west-1", api_stage="v1", api_id=None
+        bucket=f"shop-prod-blobs-{ACCOUNT}-eu-west-1",
+        api_stage="v1",
+        api_id=None,
+        ordered_queue_arn=QUEUE_ARN.replace("-publish.fifo", "-ordered.fifo"),
     )
+
+
+def test_ordered_deliverys_queue_gets_the_queue_actions():
+    ordered = QUEUE_ARN.replace("-publish.fifo", "-ordered.fifo")
+    statements = by_sid(policy.document(scope(ordered_queue_arn=ordered)))
+    assert statements["OrderedQueue"] == (list(policy.QUEUE_ACTIONS), ordered)

@@ -25,6 +25,7 @@ FUNCTIONS = {
     "APIHandler": "app.app",
     "Worker": "app.worker",
     "KeepaliveScheduler": "app.keepalive_scheduler",
+    "OrderedForwarder": "app.ordered_forwarder",
 }
 API_STAGE = "api"
 # Stand-in values for what CloudFormation fills in at deploy time.
@@ -38,6 +39,7 @@ REFS = {
     "RestAPI": "restapi123",
     "Table": "slipway-test",
     "PublishQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/slipway-test-publish.fifo",
+    "OrderedQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/slipway-test-ordered.fifo",
     "BlobBucket": "slipway-test-blobbucket-1a2b3c",
     "GripKey": "arn:aws:secretsmanager:us-east-1:123456789012:secret:GripKey-AbCdEf",
     "KeyParameterName": "/slipway-test/key",
@@ -46,6 +48,8 @@ ATTRIBUTES = {
     "Table.Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/slipway-test",
     "PublishQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:slipway-test-publish.fifo",
     "PublishQueue.QueueName": "slipway-test-publish.fifo",
+    "OrderedQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:slipway-test-ordered.fifo",
+    "OrderedQueue.QueueName": "slipway-test-ordered.fifo",
     "BlobBucket.Arn": "arn:aws:s3:::slipway-test-blobbucket-1a2b3c",
 }
 KEY_SOURCES = {  # KeyFromParameter -> what the functions read the key from
@@ -126,18 +130,19 @@ def test_every_function_is_merged_with_chalices(packaged, stage):
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_worker_event_source_reports_batch_item_failures(translated, stage):
-    mappings = [
-        r["Properties"]
+def test_sqs_event_sources_report_batch_item_failures(translated, stage):
+    mappings = {
+        r["Properties"]["FunctionName"]["Ref"]: r["Properties"]
         for r in translated[stage]["Resources"].values()
         if r["Type"] == "AWS::Lambda::EventSourceMapping"
-    ]
-    assert len(mappings) == 1
-    (mapping,) = mappings
-    assert mapping["FunctionName"] == {"Ref": "Worker"}
-    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert resolved(mapping["EventSourceArn"], True) == ATTRIBUTES["PublishQueue.Arn"]
-    assert mapping["BatchSize"] == 10
+    }
+    queues = {"Worker": "PublishQueue.Arn", "OrderedForwarder": "OrderedQueue.Arn"}
+    assert set(mappings) == set(queues)
+    for function, queue in queues.items():
+        mapping = mappings[function]
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert resolved(mapping["EventSourceArn"], True) == ATTRIBUTES[queue]
+        assert mapping["BatchSize"] == 10
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -151,6 +156,8 @@ def test_every_function_gets_the_stacks_resources(packaged, stage, from_paramete
         assert env["SLIPWAY_TABLE"] == REFS["Table"]
         assert env["SLIPWAY_QUEUE_URL"] == REFS["PublishQueue"]
         assert env["SLIPWAY_QUEUE_NAME"] == ATTRIBUTES["PublishQueue.QueueName"]
+        assert env["SLIPWAY_ORDERED_QUEUE_URL"] == REFS["OrderedQueue"]
+        assert env["SLIPWAY_ORDERED_QUEUE_NAME"] == ATTRIBUTES["OrderedQueue.QueueName"]
         assert env["SLIPWAY_BUCKET"] == REFS["BlobBucket"]
         assert env[variable] == key
         assert {"SLIPWAY_KEY", "SLIPWAY_KEY_PARAMETER", "SLIPWAY_KEY_SECRET"} & set(env) == {
@@ -177,7 +184,7 @@ def test_queues_tables_and_bucket(packaged, stage):
     resources = packaged[stage]["Resources"]
     worker_timeout = resources["Worker"]["Properties"]["Timeout"]
     for name in FUNCTIONS:
-        if name not in ("Worker", "KeepaliveScheduler"):  # the others answer API Gateway
+        if name not in ("Worker", "KeepaliveScheduler", "OrderedForwarder"):  # API Gateway's
             assert resources[name]["Properties"]["Timeout"] < worker_timeout
             assert resources[name]["Properties"]["Timeout"] <= 29  # API Gateway's limit
 
@@ -190,6 +197,12 @@ def test_queues_tables_and_bucket(packaged, stage):
         "maxReceiveCount": slipway_resources.MAX_RECEIVE_COUNT,
     }
     assert resolved(queue["QueueName"], True) == "slipway-test-publish.fifo"
+    ordered = resources["OrderedQueue"]["Properties"]
+    forwarder_timeout = resources["OrderedForwarder"]["Properties"]["Timeout"]
+    assert ordered["FifoQueue"] is True
+    assert ordered["VisibilityTimeout"] >= bootstrap.VISIBILITY_FACTOR * forwarder_timeout
+    assert ordered["RedrivePolicy"] == queue["RedrivePolicy"]
+    assert resolved(ordered["QueueName"], True) == "slipway-test-ordered.fifo"
 
     table = resources["Table"]["Properties"]
     assert table["BillingMode"] == "PAY_PER_REQUEST"
@@ -262,6 +275,8 @@ def test_template_declares_what_bootstrap_and_the_local_stack_create():
     queue = template["PublishQueue"]["Properties"]
     wanted = made.queue_attributes(queue["VisibilityTimeout"], "arn:of:the:dlq")
     assert _sqs_attributes(queue) == _wanted_queue(wanted)
+    ordered = template["OrderedQueue"]["Properties"]
+    assert _sqs_attributes(ordered) == _wanted_queue(wanted)
 
     bucket = template["BlobBucket"]["Properties"]
     # The template spells out two settings that AWS gives every new bucket (since
