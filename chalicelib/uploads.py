@@ -76,14 +76,14 @@ class Checked:
 def check(svc: services.Services, ref: ContentRef) -> Checked:
     """The action a ref stands for; `refs.Refused` saying why not."""
     blobs = _blobs(svc)
-    expires = refs.check(ref.ref, _secret(svc), time.time())
+    refs.check(ref.ref, _secret(svc), time.time())
     try:
         blob, head = blobs.peek(ref.ref, refs.MAX_INLINE_OBJECT)
     except NoSuchBlob:
         raise refs.Refused(
             refs.Why.NOT_FOUND, "nothing was uploaded under that ref (PUT it to the url first)"
         ) from None
-    refs.check_stored(blob.size, blob.modified, expires, svc.settings.max_publish)
+    refs.check_size(blob.size, svc.settings.max_publish)
     if blob.data is not None:
         return Checked(jobs.Inline(refs.content(blob.data, ref.binary)), blob.size)
     refs.check_start(head, ref.binary)

@@ -50,12 +50,11 @@ def test_a_ref_this_deployment_did_not_issue_is_foreign(ref: str) -> None:
     assert caught.value.why is refs.Why.FOREIGN
 
 
-def test_an_object_uploaded_late_or_too_large_is_refused() -> None:
-    refs.check_stored(10, modified=100, expires=100, limit=10)
-    for size, modified, why in [(10, 101, refs.Why.EXPIRED), (11, 50, refs.Why.TOO_LARGE)]:
-        with pytest.raises(refs.Refused) as caught:
-            refs.check_stored(size, modified, 100, 10)
-        assert caught.value.why is why
+def test_an_object_over_the_limit_is_refused() -> None:
+    refs.check_size(10, limit=10)
+    with pytest.raises(refs.Refused) as caught:
+        refs.check_size(11, 10)
+    assert caught.value.why is refs.Why.TOO_LARGE
 
 
 def test_the_content_of_a_small_object() -> None:

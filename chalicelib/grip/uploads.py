@@ -87,11 +87,11 @@ def check(ref: str, secret: str, now: float) -> int:
     return expires
 
 
-def check_stored(size: int, modified: float, expires: int, limit: int) -> None:
-    """What S3 says of the object: uploaded in time, and not too large."""
-    if modified > expires:
-        # S3 refuses a PUT after its URL expired; the local stack's S3 does not.
-        raise Refused(Why.EXPIRED, "uploaded after its upload URL expired; upload again")
+def check_size(size: int, limit: int) -> None:
+    """The object's size, as S3 says it (a presigned PUT cannot bound it).
+
+    (Its time needs no check: the ref is refused once expired, and an object is
+    always uploaded before it is published.)"""
     if size > limit:
         raise Refused(
             Why.TOO_LARGE,
