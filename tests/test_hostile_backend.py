@@ -19,6 +19,9 @@ from chalicelib.grip.limits import MAX_BACKEND_RESPONSE
 from chalicelib.grip.model import Connection
 
 READ_TIMEOUT = 1.5
+# A loaded machine may be slow to schedule the reads: "bounded" is what is checked,
+# against the 15 minutes the trickle below would otherwise take.
+SLACK = 3.0
 CONN = Connection("c1", "http://127.0.0.1:1")
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/websocket-events\r\n"
 
@@ -94,7 +97,7 @@ def test_a_100_mb_answer_is_dropped_at_the_cap_without_holding_it() -> None:
     assert "over" in str(error) and str(MAX_BACKEND_RESPONSE) in str(error)
     assert peak < 3 * MAX_BACKEND_RESPONSE  # never the 100 MB
     assert sent[0] < HUNDRED_MB // 2  # the gateway stopped reading and hung up
-    assert elapsed < READ_TIMEOUT
+    assert elapsed < READ_TIMEOUT + SLACK
 
 
 def test_a_chunked_answer_that_never_ends_is_cut_at_the_read_timeout() -> None:
@@ -107,7 +110,7 @@ def test_a_chunked_answer_that_never_ends_is_cut_at_the_read_timeout() -> None:
     with backend_that(endless) as (url, _):
         error, elapsed = call(url)
     assert "longer than" in str(error) or "timed out" in str(error)
-    assert READ_TIMEOUT * 0.9 <= elapsed < READ_TIMEOUT + 1.0
+    assert READ_TIMEOUT * 0.9 <= elapsed < READ_TIMEOUT + SLACK
 
 
 def test_a_trickle_cannot_stretch_every_read_to_the_timeout() -> None:
@@ -122,7 +125,7 @@ def test_a_trickle_cannot_stretch_every_read_to_the_timeout() -> None:
 
     with backend_that(trickle) as (url, _):
         _, elapsed = call(url)
-    assert elapsed < READ_TIMEOUT + 1.0
+    assert elapsed < READ_TIMEOUT + SLACK
 
 
 def test_an_answer_that_never_comes_is_not_waited_for_and_not_sent_again() -> None:
@@ -136,7 +139,7 @@ def test_an_answer_that_never_comes_is_not_waited_for_and_not_sent_again() -> No
 
     with backend_that(silent) as (url, _):
         _, elapsed = call(url)
-    assert elapsed < READ_TIMEOUT + 1.0
+    assert elapsed < READ_TIMEOUT + SLACK
     assert requests_seen == 1  # the backend may have acted: never twice
 
 
