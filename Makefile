@@ -13,13 +13,17 @@ $(STAMP): pyproject.toml requirements.txt client/pyproject.toml
 	@echo "  websockets, pytest, ruff, mypy...): about 1-3 minutes the first time, quiet while pip works."
 	@echo "  Later runs do nothing until pyproject.toml or requirements.txt change."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[dev]' -e './client[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r requirements.txt -e '.[dev]' -e './client[test]'
 	touch $(STAMP)
 	@echo "make install: done. Next: make local (or .venv/bin/chalice local), see README.md"
 
 # Lint first: CI runs `make test` (.ci/run), so it checks both.
+# Tests run in TEST_WORKERS processes (pytest-xdist), a whole file per process at a
+# time (module-scoped fixtures such as an e2e module's `slipway local` start once).
+# TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= 2
 test: install lint
-	$(PY) -m pytest tests client/tests
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) tests client/tests
 
 local: install
 	$(VENV)/bin/slipway local $(ARGS)

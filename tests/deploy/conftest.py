@@ -3,6 +3,7 @@ and a moto server of our own for bootstrap and the key store."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -34,7 +35,23 @@ def offline_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """`chalice package --merge-template` for every stage, run side by side:
-    stage -> the merged template (what `make package` writes to build/package/sam.json)."""
+    stage -> the merged template (what `make package` writes to build/package/sam.json).
+    Once per test run: pytest-xdist's workers (`make test`) share one build, made by
+    whichever asks first, through a file in their common temp dir."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _package(tmp_path_factory)
+    shared = tmp_path_factory.getbasetemp().parent  # the same for every worker of this run
+    with open(shared / "packaged.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done = shared / "packaged.json"
+        if done.exists():
+            return json.loads(done.read_text())
+        templates = _package(tmp_path_factory)
+        done.write_text(json.dumps(templates))
+        return templates
+
+
+def _package(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     chalice = Path(sys.executable).parent / "chalice"
     # Each run creates this if it is missing (as in a fresh clone), and two at once race
     # on it: one sees it appear between its check and its mkdir and exits 2.

@@ -17,10 +17,14 @@ VISIBILITY = "2"
 E2E = Path(__file__).resolve().parent
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """End-to-end tests run last: the fast tests report first, and a slow stack
-    start does not sit between another module's collection and its tests."""
-    items.sort(key=lambda item: E2E in Path(item.path).parents)
+    start does not sit between another module's collection and its tests. Under
+    pytest-xdist (`make test`) they go first instead: the long files start first and
+    the many short ones fill the gaps, rather than one worker finishing a long e2e
+    file alone at the end."""
+    xdist = hasattr(config, "workerinput")  # a pytest-xdist worker
+    items.sort(key=lambda item: (E2E in Path(item.path).parents) != xdist)
 
 
 @pytest.fixture(scope="module")
