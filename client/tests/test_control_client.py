@@ -386,8 +386,8 @@ def test_real_routes_accept_our_publishes(real_routes: RealRoutes) -> None:
     control = ControlClient(real_routes.url, KEY, iss="backend")
     control.publish("room", "hello", id="1")
     assert real_routes.next_event() == {
-        "queued": {"v": 1, "job": "publish", "channel": "room", "content": "hello"}
-    }
+        "queued": {"v": 1, "job": "publish", "channel": "room", "content": "hello", "id": "1"}
+    }  # the id rides along, for the channel history (docs/resume.md)
     control.publish("room", binary=b"\x00\x01")
     assert real_routes.next_event()["queued"]["content-bin"] == "AAE="
     control.publish_close("room", 4000, "bye")
