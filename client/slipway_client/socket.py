@@ -194,7 +194,7 @@ class WebSocketClient:
         # Raw mode has no positions, so rotating would deliver the overlap twice.
         self._rotate_window = check_window(rotate_window) if envelope else None
         self._rotate_timeout = rotate_timeout
-        #: Rotations completed (the old connection closed after the new one took over).
+        #: Rotations done: connections replaced by a rotation's new connection.
         self.rotations = 0
 
         self._state = State.CLOSED
@@ -425,6 +425,7 @@ class WebSocketClient:
                 if candidate is not None and candidate.state is WsState.OPEN:
                     # Dropped mid-rotation: the new connection, already resuming, takes over.
                     self._attach(candidate)
+                    self._handed_over.set()  # the rotation need not wait any longer
                     ws = candidate
                     continue
                 if self._reconnect is None:
@@ -610,8 +611,9 @@ class WebSocketClient:
         finally:
             waiter.cancel()
             self._handover, self._candidate = None, None
-        if self._ws is new:
-            return handover.done  # the old connection dropped meanwhile: the new one took over
+        if self._ws is new:  # the old connection dropped meanwhile: the new one took over
+            self.rotations += 1
+            return handover.done
         if reader.done():
             self._readers.pop(new, None)
             raise SocketClosed(f"the rotation's new connection closed ({new.close_code})")
