@@ -6,8 +6,8 @@ DynamoDB TransactWriteItems deep-copies a table while another request changes it
 ("dictionary changed size during iteration", a 500), and SQS DeleteMessage
 rebuilds the message list without the lock SendMessage takes, which can lose a
 message sent at the same moment. So requests run one at a time; under the GIL
-that costs little. No request may wait inside moto, so SQS long polls are
-answered at once (the stack's own poller short-polls).
+that costs little. No request may wait inside moto: an SQS long poll waits
+outside the lock and asks again when a message may have arrived (_OneAtATime).
 
 Five more fixes, all to moto in this process only:
 - routing lists moto's package directory on every request (~150 stat calls
@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -33,15 +34,33 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _OneAtATime:
-    """A WSGI wrapper running one request at a time, body included."""
+    """A WSGI wrapper running one request at a time, body included.
+
+    An SQS long poll (ReceiveMessage with WaitTimeSeconds) waits here, outside the
+    lock, and asks moto again as soon as another request may have made a message
+    visible (a send, a delete that frees a FIFO group, a visibility change) or every
+    `_RECHECK` seconds (a visibility timeout or a delay running out): it answers as
+    soon as there is a message, or empty when its time is up, as SQS does."""
 
     def __init__(self, app: WsgiApp) -> None:
         self._app = app
         self._lock = threading.Lock()
+        self._sqs_changed = threading.Condition()
+        self._sqs_version = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        _no_long_poll(environ)
+        wait = _long_poll(environ)
         _bare_preflight(environ)
+        if wait > 0:
+            return self._long_poll(environ, start_response, wait)
+        body = self._one(environ, start_response)
+        if environ.get("HTTP_X_AMZ_TARGET") in _SQS_CHANGES:
+            with self._sqs_changed:
+                self._sqs_version += 1
+                self._sqs_changed.notify_all()
+        return body
+
+    def _one(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self._lock:
             result = self._app(environ, start_response)
             try:
@@ -50,6 +69,54 @@ class _OneAtATime:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+
+    def _long_poll(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], wait: float
+    ) -> list[bytes]:
+        deadline = time.monotonic() + wait
+        request = environ["wsgi.input"].read()
+        answer: list[Any] = []
+
+        def keep(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> None:
+            answer[:] = [status, headers]
+
+        while True:
+            with self._sqs_changed:
+                seen = self._sqs_version
+            environ["wsgi.input"] = io.BytesIO(request)
+            body = self._one(environ, keep)
+            left = deadline - time.monotonic()
+            if left <= 0 or not answer or not answer[0].startswith("200") or _has_messages(body):
+                break
+            with self._sqs_changed:
+                if self._sqs_version == seen:
+                    self._sqs_changed.wait(min(left, _RECHECK))
+        if answer:
+            start_response(*answer)
+        return body
+
+
+# The requests after which a long poll asks moto again at once (JSON protocol);
+# anything else that makes a message visible is found within _RECHECK seconds.
+_SQS_CHANGES = {
+    f"AmazonSQS.{action}"
+    for action in (
+        "SendMessage",
+        "SendMessageBatch",
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+    )
+}
+_RECHECK = 0.1
+
+
+def _has_messages(body: list[bytes]) -> bool:
+    try:
+        return bool(json.loads(b"".join(body) or b"{}").get("Messages"))
+    except (ValueError, AttributeError):
+        return True  # not what we expected: hand it over as it is
 
 
 def _bare_preflight(environ: dict[str, Any]) -> None:
@@ -64,23 +131,30 @@ def _bare_preflight(environ: dict[str, Any]) -> None:
         environ["QUERY_STRING"] = ""
 
 
-def _no_long_poll(environ: dict[str, Any]) -> None:
-    """A long poll would hold the one request slot for up to 20 s (say, someone
-    watching the dead-letter queue with the AWS CLI): ReceiveMessage answers at
-    once instead, which SQS may do too. The JSON protocol only, which current
-    SDKs and the AWS CLI use."""
+def _long_poll(environ: dict[str, Any]) -> float:
+    """A ReceiveMessage's WaitTimeSeconds, which moto itself then never sees: moto
+    would hold the one request slot for the whole wait, busy-waiting (and a long
+    poll may last 20 s: say, someone watching the dead-letter queue with the AWS
+    CLI). `_OneAtATime` waits instead, without the slot. The JSON protocol only,
+    which current SDKs and the AWS CLI use."""
     if environ.get("HTTP_X_AMZ_TARGET") != "AmazonSQS.ReceiveMessage":
-        return
+        return 0.0
     body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     try:
         params = json.loads(body)
     except ValueError:
         params = None
+    wait = 0.0
     if isinstance(params, dict):
+        try:
+            wait = max(0.0, min(20.0, float(params.get("WaitTimeSeconds") or 0)))
+        except (TypeError, ValueError):
+            wait = 0.0
         params["WaitTimeSeconds"] = 0
         body = json.dumps(params).encode()
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
+    return wait
 
 
 def fix_fifo_redelivery() -> None:

@@ -56,6 +56,7 @@ class SqsEventSource:
         region: str = "us-east-1",
         report_batch_item_failures: bool = True,
         wait_seconds: int = 1,
+        short_poll_when_busy: bool = True,
     ) -> None:
         if not 1 <= batch_size <= 10:
             raise ValueError("batch_size must be 1..10 (one ReceiveMessage call)")
@@ -70,7 +71,12 @@ class SqsEventSource:
         # 0: short polls, pausing a little longer each time nothing came (for a
         # server that must not hold a request open); else long polls this long,
         # which also bounds how long stop() waits for a receive in progress.
+        # The stack's own moto (slipway_dev/moto_server.py) answers a long poll as
+        # SQS does, the moment a message is there: no pause, no idle request.
         self._wait_seconds = wait_seconds
+        # Another moto server busy-waits through a long poll while batches are in
+        # flight (below): short polls then, unless told this one does not.
+        self._short_poll_when_busy = short_poll_when_busy
         self._pause = _MIN_PAUSE
         self._slots = threading.Semaphore(concurrency)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="sqs-batch")
@@ -124,7 +130,9 @@ class SqsEventSource:
         # moto's long poll spins (busy-waits) while the only visible messages
         # belong to locked FIFO groups, i.e. while we hold batches in flight or
         # failed messages wait out their visibility timeout. Short-poll then.
-        busy = self._in_flight > 0 or time.monotonic() < self._failed_until
+        busy = self._short_poll_when_busy and (
+            self._in_flight > 0 or time.monotonic() < self._failed_until
+        )
         wait = 0 if busy else self._wait_seconds
         reply = self._sqs.receive_message(
             QueueUrl=self._url,

@@ -198,9 +198,11 @@ class Stack:
                 str(opts.names.visibility_timeout),
                 "--pollers",
                 str(opts.pollers),
-                # Our moto serves one request at a time: no long poll may hold it.
+                # Long polls, as Lambda's event source: our moto answers one the
+                # moment a message is there, without holding its one request slot.
                 "--wait-seconds",
-                "0" if self.moto is not None else "1",
+                "1",
+                *(["--long-poll-when-busy"] if self.moto is not None else []),
                 "--log-level",
                 logging.getLevelName(logging.getLogger().getEffectiveLevel()),
             ),
@@ -315,7 +317,8 @@ def _ordered_forwarder(app: Any, opts: Options, resources: aws.Resources) -> Sqs
         concurrency=opts.pollers,
         visibility_timeout=opts.names.visibility_timeout,
         region=aws.REGION,
-        wait_seconds=0,  # short polls: see the worker's
+        wait_seconds=1,  # long polls: see the worker's
+        short_poll_when_busy=opts.aws_endpoint is not None,
     ).start()
 
 

@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--visibility-timeout", type=float, default=30.0)
     parser.add_argument("--pollers", type=int, default=3)
     parser.add_argument("--wait-seconds", type=int, default=0)
+    parser.add_argument(
+        "--long-poll-when-busy",
+        action="store_true",
+        help="long polls even with batches in flight (the stack's own moto answers them well)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logs.configure(args.log_level, process="worker ")
@@ -76,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         visibility_timeout=args.visibility_timeout,
         region=aws.REGION,
         wait_seconds=args.wait_seconds,
+        short_poll_when_busy=not args.long_poll_when_busy,
     ).start()
     print("ready", flush=True)
     stop.wait()

@@ -61,7 +61,9 @@ class Queues:
             self.resources.queue_arn,
             function,
             visibility_timeout=self.visibility,
-            wait_seconds=0,
+            # As the stack runs it against its own moto: long polls, busy or not.
+            wait_seconds=1,
+            short_poll_when_busy=False,
             **kwargs,
         )
 
@@ -251,3 +253,27 @@ def test_partial_batch_response_is_read_as_lambda_reads_it(result: Any, failed: 
         ).failures(result, ["a", "b"])
         == set()
     )
+
+
+def test_a_long_poll_answers_when_a_message_arrives_not_when_it_ends(queues: Queues) -> None:
+    """The stack's moto answers a long poll as SQS does: empty when its time is up,
+    at once when a message comes meanwhile, and holding up no other request."""
+    url = queues.resources.queue_url
+    started = time.monotonic()
+    assert "Messages" not in queues.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
+    assert time.monotonic() - started >= 0.9  # it waited
+    got: dict[str, Any] = {}
+
+    def poll() -> None:
+        started = time.monotonic()
+        reply = queues.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=20)
+        got["bodies"] = [m["Body"] for m in reply.get("Messages", [])]
+        got["after"] = time.monotonic() - started
+
+    waiting = threading.Thread(target=poll)
+    waiting.start()
+    time.sleep(0.3)
+    queues.send("hello")  # goes through while the poll waits
+    waiting.join(20)
+    assert got["bodies"] == ["hello"]
+    assert got["after"] < 10  # answered by the message, long before its 20 s
