@@ -1,12 +1,15 @@
 // The slipway browser client: one WebSocket to a slipway gateway that carries
 // messages of any size (envelope mode, docs/envelope.md), reconnects by itself and
 // reports what happens as DOM events. No dependencies; an ES module, no build step.
+// In envelope mode it also resumes (docs/resume.md, resume.js): it tracks its position
+// in each channel, reconnects with them, drops duplicates and reports each recovery.
 
 import { backoffDelay, backoffOptions } from "./backoff.js";
 import {
   DOWNLOAD,
   FAILURE,
   MESSAGE,
+  RECOVERY,
   UPLOAD_REQUEST,
   UPLOAD_TARGET,
   dataText,
@@ -17,6 +20,7 @@ import {
   messageFrame,
   stripQuery,
 } from "./envelope.js";
+import { Tracker, withResume } from "./resume.js";
 import {
   EnvelopeError,
   QueueFullError,
@@ -35,6 +39,7 @@ export const State = Object.freeze({
 });
 
 const WS_OPEN = 1;
+const GOING_AWAY = 1001; // API Gateway's close at a connection's 2-hour limit
 
 /** @typedef {{payload: any, resolve: (id: any) => void, reject: (e: Error) => void}} QueueItem */
 const FAILED = Symbol("failed");
@@ -65,6 +70,23 @@ export class SlipwayMessageEvent extends Event {
   constructor(data) {
     super("message");
     this.data = data;
+  }
+}
+
+/** `recovery`: a `[6]` frame, after every subscribe of the connection to `channel`.
+ * `status`: "none" (no position presented), "recovered" (`replayed` messages were
+ * replayed just before), "failed" (`reason`: too_old, epoch_changed, unknown_id,
+ * history_off; reload the channel's state). `epoch`/`offset`: the channel's position now. */
+export class SlipwayRecoveryEvent extends Event {
+  /** @param {import("./envelope.js").RecoveryFrame} frame */
+  constructor(frame) {
+    super("recovery");
+    this.channel = frame.channel;
+    this.status = frame.recovery;
+    this.replayed = frame.replayed;
+    this.reason = frame.reason;
+    this.epoch = frame.epoch;
+    this.offset = frame.offset;
   }
 }
 
@@ -131,6 +153,8 @@ export class SlipwayClient extends EventTarget {
   #httpTimeout;
   #protocols;
   #resume;
+  /** @type {Tracker | null} */
+  #tracker;
   #WebSocket;
   #fetch;
 
@@ -179,6 +203,8 @@ export class SlipwayClient extends EventTarget {
     this.#httpTimeout = positive(options.httpTimeout ?? 60_000, "httpTimeout");
     this.#protocols = options.protocols ?? [];
     this.#resume = options.resume ?? null;
+    const positions = options.positions ?? {};
+    this.#tracker = this.#envelope && positions !== false ? new Tracker(positions) : null;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     const fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.#fetch = fetchImpl;
@@ -207,6 +233,17 @@ export class SlipwayClient extends EventTarget {
   /** Messages waiting for the connection (not yet being sent). */
   get queued() {
     return this.#queue.length;
+  }
+  /** Where the client is in each channel, {channel: {epoch, offset}} (a copy); empty in
+   * raw mode, with `positions: false`, and while the gateway keeps no history. */
+  get positions() {
+    return this.#tracker?.positions ?? {};
+  }
+
+  /** Stop presenting a position for `channel` (the backend no longer subscribes us).
+   * @param {string} channel */
+  forget(channel) {
+    this.#tracker?.forget(channel);
   }
 
   // -- lifecycle ---------------------------------------------------------------------
@@ -421,11 +458,20 @@ export class SlipwayClient extends EventTarget {
     }
     switch (frame.type) {
       case MESSAGE:
+        if (frame.stamp && this.#tracker && !this.#tracker.admit(frame.stamp)) break; // a duplicate
         this.#deliver(Promise.resolve(frame.data));
         break;
       case DOWNLOAD:
+        if (frame.stamp && this.#tracker && !this.#tracker.admit(frame.stamp)) break; // not fetched
         this.#deliver(this.#download(frame));
         break;
+      case RECOVERY: {
+        this.#tracker?.recover(frame);
+        const event = new SlipwayRecoveryEvent(frame);
+        // In turn with the messages: after the replayed ones are delivered.
+        this.#delivery = this.#delivery.then(() => this.dispatchEvent(event));
+        break;
+      }
       case UPLOAD_TARGET:
       case FAILURE: {
         const waiting = this.#pending.get(frame.id);
@@ -474,11 +520,11 @@ export class SlipwayClient extends EventTarget {
   // -- the connection's life -------------------------------------------------------------
 
   #dial() {
-    let url = this.#url;
+    let url = this.#tracker ? withResume(this.#url, this.#tracker.positions) : this.#url;
     let ws;
     try {
       if (this.#resume?.url) {
-        url = this.#resume.url(this.#url, { reconnects: this.#reconnects, attempt: this.#attempt });
+        url = this.#resume.url(url, { reconnects: this.#reconnects, attempt: this.#attempt });
       }
       ws = new this.#WebSocket(url, this.#protocols);
     } catch (error) {
@@ -604,7 +650,10 @@ export class SlipwayClient extends EventTarget {
       this.#finish(error);
       return;
     }
-    const delay = backoffDelay(this.#attempt, backoff);
+    // After the gateway's "going away" (API Gateway's 2-hour cut) the first attempt goes
+    // at once: connections reach that age one by one, not all together.
+    const immediate = opened && code === GOING_AWAY && this.#attempt === 0;
+    const delay = immediate ? 0 : backoffDelay(this.#attempt, backoff);
     this.#attempt++;
     this.#setState(State.RECONNECTING, { attempt: this.#attempt, delay, code, reason });
     this.#timer = setTimeout(() => {

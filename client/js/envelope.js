@@ -8,6 +8,11 @@
 // | [3, id, url, method, headers]      | gateway -> client  | upload it there                  |
 // | [4, id, url, method, headers]      | both               | the message is at url            |
 // | [5, id, {success: false, errorCode, errorMessage}] | gateway -> client | request id failed |
+// | [6, 0, {channel, epoch, offset, recovery, replayed, reason}] | gateway -> client | a subscribe's recovery |
+//
+// For a client that presents `resume=` (docs/resume.md), a channel message carries its
+// position as a trailing element: [1, 0, data, {channel, epoch, offset}], and the same
+// after a [4]'s headers. decode() returns it as `stamp`.
 
 import { EnvelopeError } from "./errors.js";
 
@@ -16,6 +21,7 @@ export const UPLOAD_REQUEST = 2;
 export const UPLOAD_TARGET = 3;
 export const DOWNLOAD = 4;
 export const FAILURE = 5;
+export const RECOVERY = 6;
 
 /** Over this many UTF-8 bytes a `[1, id, data]` frame goes through an upload instead
  * (the aux client's 32,000-character threshold, counted in bytes: API Gateway's
@@ -121,12 +127,15 @@ export function stripQuery(url) {
 }
 
 /**
- * @typedef {{type: 1, id: number, data: unknown}} MessageFrame
+ * @typedef {{channel: string, epoch: string, offset: number}} Stamp
+ * @typedef {{type: 1, id: number, data: unknown, stamp?: Stamp}} MessageFrame
  * @typedef {{type: 2, id: number}} UploadRequestFrame
  * @typedef {{type: 3, id: number, url: string, method: string, headers: Record<string, string>}} UploadTargetFrame
- * @typedef {{type: 4, id: number, url: string, method: string, headers: Record<string, string>}} DownloadFrame
+ * @typedef {{type: 4, id: number, url: string, method: string, headers: Record<string, string>, stamp?: Stamp}} DownloadFrame
  * @typedef {{type: 5, id: number, code: string, message: string}} FailureFrame
- * @typedef {MessageFrame | UploadRequestFrame | UploadTargetFrame | DownloadFrame | FailureFrame} Frame
+ * @typedef {{type: 6, id: number, channel: string, epoch: string, offset: number,
+ *   recovery: "none" | "recovered" | "failed", replayed: number, reason: string | null}} RecoveryFrame
+ * @typedef {MessageFrame | UploadRequestFrame | UploadTargetFrame | DownloadFrame | FailureFrame | RecoveryFrame} Frame
  */
 
 /**
@@ -151,14 +160,22 @@ export function decode(text) {
   }
   switch (type) {
     case MESSAGE:
+      if (rest.length === 2) return { type, id, data: rest[0], stamp: readStamp(rest[1], value) };
       if (rest.length !== 1) throw new EnvelopeError("a [1] frame is [1, id, data]", value);
       return { type, id, data: rest[0] };
     case UPLOAD_REQUEST:
       if (rest.length !== 0) throw new EnvelopeError("a [2] frame is [2, id]", value);
       return { type, id };
     case UPLOAD_TARGET:
-    case DOWNLOAD:
       return { type, id, ...location(type, rest, value) };
+    case DOWNLOAD:
+      if (rest.length === 4) {
+        const stamp = readStamp(rest.pop(), value);
+        return { type, id, ...location(type, rest, value), stamp };
+      }
+      return { type, id, ...location(type, rest, value) };
+    case RECOVERY:
+      return { type, id, ...readRecovery(rest, value) };
     case FAILURE: {
       const error = rest[0];
       if (rest.length !== 1 || typeof error !== "object" || error === null || Array.isArray(error)) {
@@ -207,6 +224,50 @@ function location(type, rest, frame) {
     method: method.toUpperCase(),
     headers: /** @type {Record<string, string>} */ ({ ...headers }),
   };
+}
+
+/**
+ * A channel message's position (its trailing element).
+ * @param {unknown} value
+ * @param {unknown[]} frame
+ * @returns {Stamp}
+ */
+function readStamp(value, frame) {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new EnvelopeError("a message's position must be an object", frame);
+  }
+  const { channel, epoch, offset } = /** @type {Record<string, unknown>} */ (value);
+  if (typeof channel !== "string" || channel === "") {
+    throw new EnvelopeError("position: channel must be a non-empty string", frame);
+  }
+  if (typeof epoch !== "string") throw new EnvelopeError("position: epoch must be a string", frame);
+  if (!Number.isInteger(offset) || /** @type {number} */ (offset) < 0) {
+    throw new EnvelopeError("position: offset must be a whole number >= 0", frame);
+  }
+  return { channel, epoch, offset: /** @type {number} */ (offset) };
+}
+
+/**
+ * The body of a [6, 0, {...}] frame.
+ * @param {unknown[]} rest
+ * @param {unknown[]} frame
+ */
+function readRecovery(rest, frame) {
+  const body = rest[0];
+  if (rest.length !== 1 || typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new EnvelopeError("a [6] frame is [6, 0, {channel, epoch, offset, recovery, ...}]", frame);
+  }
+  const { recovery, replayed = 0, reason = null } = /** @type {Record<string, any>} */ (body);
+  if (!["none", "recovered", "failed"].includes(recovery)) {
+    throw new EnvelopeError("[6] frame: recovery must be none, recovered or failed", frame);
+  }
+  if (!Number.isInteger(replayed) || replayed < 0) {
+    throw new EnvelopeError("[6] frame: replayed must be a whole number >= 0", frame);
+  }
+  if (reason !== null && typeof reason !== "string") {
+    throw new EnvelopeError("[6] frame: reason must be a string", frame);
+  }
+  return { ...readStamp(body, frame), recovery, replayed, reason };
 }
 
 /** @param {string} text */

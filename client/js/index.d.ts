@@ -43,17 +43,18 @@ export interface ResumeContext {
 }
 
 /**
- * The extension point for resume-after-reconnect. slipway has no resume protocol
- * yet: these hooks let one be added later without changing the client's API. No
- * frame format is defined here; leave `resume` unset.
+ * Hooks around each connection (an extension point). The resume protocol itself
+ * (docs/resume.md: positions, `resume=`, `[6]` frames) is built in; these hooks are
+ * for anything more, e.g. rejoining rooms when a connection opens.
  */
 export interface ResumeHooks {
-  /** The URL to dial for each connection (the first included); default: unchanged. */
+  /** The URL to dial for each connection (the first included; `url` already carries
+   * `resume=`); default: unchanged. */
   url?(url: string, info: { reconnects: number; attempt: number }): string;
   /** Called when a connection opens, before "open" is dispatched and before queued
    * messages are sent; the client waits for the promise it returns. */
   opened?(context: ResumeContext): void | Promise<void>;
-  /** Called with an envelope frame of a type the client does not know (not 1-5);
+  /** Called with an envelope frame of a type the client does not know (not 1-6);
    * return true when it was handled, false to report it as an EnvelopeError. */
   frame?(frame: unknown[], context: ResumeContext): boolean;
 }
@@ -75,8 +76,12 @@ export interface SlipwayClientOptions {
   httpTimeout?: number;
   /** WebSocket subprotocols. */
   protocols?: string | string[];
-  /** The resume-after-reconnect extension point: not used by slipway yet. */
+  /** Hooks around each connection (see ResumeHooks). */
   resume?: ResumeHooks;
+  /** Envelope mode: positions to resume from (e.g. saved from `client.positions`),
+   * `{channel: {epoch, offset}}` or `{channel: [epoch, offset]}`; `false` turns resume
+   * off (no `resume=`, no de-duplication, no recovery events). Default `{}`. */
+  positions?: Record<string, Position | [string, number]> | false;
   /** Stand-ins for tests; default the global WebSocket and fetch. */
   WebSocket?: typeof WebSocket;
   fetch?: typeof fetch;
@@ -99,6 +104,27 @@ export declare class SlipwayMessageEvent<T = unknown> extends Event {
   readonly type: "message";
   /** Envelope mode: the JSON value. Raw mode: a string, or an ArrayBuffer. */
   readonly data: T;
+}
+
+/** Where a client is in one channel: the last offset it delivered, in an epoch. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** A `[6]` frame: after every subscribe of the connection to `channel`. */
+export declare class SlipwayRecoveryEvent extends Event {
+  readonly type: "recovery";
+  readonly channel: string;
+  /** "none": no position was presented; "recovered": `replayed` messages were delivered
+   * just before; "failed": see `reason` (too_old, epoch_changed, unknown_id,
+   * history_off) — what was published meanwhile is lost: reload the channel's state. */
+  readonly status: "none" | "recovered" | "failed";
+  readonly replayed: number;
+  readonly reason: string | null;
+  /** The channel's position now. */
+  readonly epoch: string;
+  readonly offset: number;
 }
 
 export declare class SlipwayErrorEvent extends Event {
@@ -125,6 +151,7 @@ export interface SlipwayClientEventMap {
   error: SlipwayErrorEvent;
   open: SlipwayOpenEvent;
   close: SlipwayCloseEvent;
+  recovery: SlipwayRecoveryEvent;
 }
 
 export declare class SlipwayClient extends EventTarget {
@@ -139,6 +166,10 @@ export declare class SlipwayClient extends EventTarget {
   readonly attempt: number;
   /** Messages waiting for the connection. */
   readonly queued: number;
+  /** Where the client is in each channel (a copy); empty in raw mode. */
+  readonly positions: Record<string, Position>;
+  /** Stop presenting (and tracking) a position for `channel`. */
+  forget(channel: string): void;
   /** Close code and reason of the last connection that ended. */
   closeCode: number;
   closeReason: string;
@@ -222,13 +253,30 @@ export declare namespace envelope {
   const UPLOAD_TARGET: 3;
   const DOWNLOAD: 4;
   const FAILURE: 5;
+  const RECOVERY: 6;
   const MAX_INLINE_BYTES: 32000;
-  type MessageFrame = { type: 1; id: number; data: unknown };
+  /** A channel message's position (its trailing element). */
+  type Stamp = { channel: string; epoch: string; offset: number };
+  type MessageFrame = { type: 1; id: number; data: unknown; stamp?: Stamp };
   type UploadRequestFrame = { type: 2; id: number };
   type UploadTargetFrame = { type: 3; id: number; url: string; method: string; headers: Record<string, string> };
-  type DownloadFrame = { type: 4; id: number; url: string; method: string; headers: Record<string, string> };
+  type DownloadFrame = {
+    type: 4;
+    id: number;
+    url: string;
+    method: string;
+    headers: Record<string, string>;
+    stamp?: Stamp;
+  };
   type FailureFrame = { type: 5; id: number; code: string; message: string };
-  type Frame = MessageFrame | UploadRequestFrame | UploadTargetFrame | DownloadFrame | FailureFrame;
+  type RecoveryFrame = Stamp & {
+    type: 6;
+    id: number;
+    recovery: "none" | "recovered" | "failed";
+    replayed: number;
+    reason: string | null;
+  };
+  type Frame = MessageFrame | UploadRequestFrame | UploadTargetFrame | DownloadFrame | FailureFrame | RecoveryFrame;
   function utf8Length(text: string): number;
   function dataText(data: unknown): string;
   function messageFrame(id: number, json: string): string;
@@ -238,4 +286,24 @@ export declare namespace envelope {
   function fitsInline(frameText: string): boolean;
   function stripQuery(url: string): string;
   function decode(text: string): Frame;
+}
+
+// -- resume after reconnect (pure; docs/resume.md) --------------------------------------
+
+export declare namespace resume {
+  /** Positions per channel, and which messages are duplicates. */
+  class Tracker {
+    constructor(positions?: Record<string, Position | [string, number]>);
+    readonly positions: Record<string, Position>;
+    /** Whether to deliver the message `stamp` marks (and move its channel there). */
+    admit(stamp: envelope.Stamp): boolean;
+    /** A [6] frame: the channel is at its position (never back within an epoch). */
+    recover(frame: envelope.Stamp): void;
+    forget(channel: string): void;
+  }
+  /** base64url (no padding) of {"<channel>": ["<epoch>", offset]}. */
+  function encodeResume(positions: Record<string, Position>): string;
+  function decodeResume(value: string): Record<string, Position>;
+  /** `url` with `resume=` (an empty value when there are no positions). */
+  function withResume(url: string, positions: Record<string, Position>): string;
 }

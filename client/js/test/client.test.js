@@ -1,13 +1,16 @@
 // Unit tests of the browser client: the envelope framing (pure) and the client
 // against a fake WebSocket and a fake fetch. Run in a real browser by run.js.
 import {
+  EnvelopeError,
   QueueFullError,
+  SlipwayRecoveryEvent,
   RemoteError,
   SlipwayClient,
   SocketClosedError,
   TransferError,
   backoffDelay,
   envelope,
+  resume,
   withEnvelope,
 } from "../index.js";
 
@@ -230,7 +233,7 @@ async function opened(options) {
 
 test("connect dials with envelope=1; sends are [1, id, data] with ids from 1", async () => {
   const { c, socket, seen } = await opened();
-  eq(socket().url, "ws://gw/?name=t&envelope=1");
+  eq(socket().url, "ws://gw/?name=t&envelope=1&resume="); // resume=: no positions yet
   eq(c.state, "open");
   eq(await c.send("hi"), 1);
   eq(await c.send({ n: [1] }), 2);
@@ -420,7 +423,7 @@ test("resume extension point: URL, opened hook before the queue, unknown frames"
   };
   const { c, socket, seen } = client(undefined, { resume });
   const connecting = c.connect();
-  eq(socket().url, "ws://gw/?name=t&envelope=1&r=0");
+  eq(socket().url, "ws://gw/?name=t&envelope=1&resume=&r=0");
   socket().accept();
   await connecting;
   socket().receive("[9,1,{}]");
@@ -433,4 +436,99 @@ test("resume extension point: URL, opened hook before the queue, unknown frames"
   eq(socket().sent, ["[hook]", '[1,1,"after"]']);
   eq(calls, [["opened", false], ["frame", [9, 1, {}]], ["frame", [8, 1]], ["opened", true]]);
   eq(seen.errors.map((e) => e.code), ["bad_frame"], "[8] was not taken: reported");
+});
+
+// -- resume after reconnect (docs/resume.md) ---------------------------------------------
+
+const stamp = (offset, epoch = "e1", channel = "c") => ({ channel, epoch, offset });
+const msg = (data, offset, epoch = "e1", channel = "c") =>
+  JSON.stringify([1, 0, data, stamp(offset, epoch, channel)]);
+const six = (offset, recovery, extra = {}, epoch = "e1") =>
+  JSON.stringify([6, 0, { channel: "c", epoch, offset, recovery, replayed: 0, ...extra }]);
+
+test("frames with positions, and [6]", () => {
+  eq(envelope.decode(msg("hi", 57, "a7f3", "chat")), {
+    type: 1,
+    id: 0,
+    data: "hi",
+    stamp: { channel: "chat", epoch: "a7f3", offset: 57 },
+  });
+  eq(envelope.decode('[4,-1,"https://b/k","GET",{},{"channel":"c","epoch":"e","offset":2}]').stamp, stamp(2, "e"));
+  eq(envelope.decode(six(60, "failed", { reason: "too_old" })), {
+    type: 6,
+    id: 0,
+    channel: "c",
+    epoch: "e1",
+    offset: 60,
+    recovery: "failed",
+    replayed: 0,
+    reason: "too_old",
+  });
+  throws(() => envelope.decode('[1,0,"x",{"channel":"c","epoch":"e","offset":-1}]'), EnvelopeError);
+  throws(() => envelope.decode(six(1, "maybe")), EnvelopeError);
+});
+
+test("resume= spelled as the gateway reads it", () => {
+  eq(resume.encodeResume({ chat: { epoch: "a7f3", offset: 57 } }), "eyJjaGF0IjpbImE3ZjMiLDU3XX0");
+  const positions = { "ünï/+": { epoch: "é", offset: 2 ** 40 } };
+  eq(resume.decodeResume(resume.encodeResume(positions)), positions);
+  eq(resume.withResume("ws://h/?resume=old&a=1#f", {}), "ws://h/?a=1&resume=#f");
+});
+
+test("the tracker drops what was delivered and never goes back in an epoch", () => {
+  const t = new resume.Tracker();
+  ok(t.admit(stamp(5)), "first");
+  ok(!t.admit(stamp(5)) && !t.admit(stamp(3)), "duplicates");
+  t.recover(stamp(4)); // behind: ignored
+  eq(t.positions, { c: { epoch: "e1", offset: 5 } });
+  t.recover(stamp(1, "e2")); // the channel's history was reset
+  ok(!t.admit(stamp(6)), "an epoch the channel left");
+  ok(t.admit(stamp(2, "e2")), "the new epoch");
+});
+
+test("tracks positions, reconnects with them, drops duplicates, reports recovery in order", async () => {
+  const { c, socket, seen } = await opened({ positions: { c: ["e1", 2] } });
+  eq(socket().url, `ws://gw/?name=t&envelope=1&resume=${resume.encodeResume({ c: { epoch: "e1", offset: 2 } })}`);
+  const recoveries = [];
+  c.addEventListener("recovery", (e) => {
+    ok(e instanceof SlipwayRecoveryEvent, "a SlipwayRecoveryEvent");
+    recoveries.push([e.channel, e.status, e.replayed, e.reason, seen.messages.length]);
+  });
+  socket().receive(msg("three", 3));
+  socket().receive(six(3, "recovered", { replayed: 1 }));
+  socket().receive(msg("three", 3)); // a duplicate
+  socket().receive(msg("four", 4));
+  socket().receive('[1,0,"direct"]'); // no position: always delivered
+  await until(() => seen.messages.length === 3, "three messages");
+  eq(seen.messages, ["three", "four", "direct"]);
+  eq(recoveries, [["c", "recovered", 1, null, 1]]);
+  eq(c.positions, { c: { epoch: "e1", offset: 4 } });
+  socket().drop(1006);
+  await until(() => FakeSocket.all.length === 2, "a reconnection");
+  eq(socket().url, `ws://gw/?name=t&envelope=1&resume=${resume.encodeResume(c.positions)}`);
+  socket().accept();
+  socket().receive(six(9, "failed", { reason: "too_old" }));
+  socket().receive(msg("nine", 9)); // not after the [6]'s position: dropped
+  socket().receive(msg("ten", 10));
+  await until(() => seen.messages.length === 4, "the live message");
+  eq(seen.messages.at(-1), "ten");
+  eq(recoveries.at(-1), ["c", "failed", 0, "too_old", 3]);
+  c.forget("c");
+  eq(c.positions, {});
+});
+
+test("the gateway's going away (1001) is resumed at once; raw mode has no resume", async () => {
+  const { c, socket, seen } = await opened({ reconnect: { initialDelay: 60_000, maxDelay: 60_000 } });
+  socket().drop(1001, "Going away");
+  eq(seen.states.at(-1), ["reconnecting", 1]);
+  await until(() => FakeSocket.all.length === 2, "an immediate reconnection");
+  socket().accept();
+  await c.close();
+  const raw = client("ws://gw/raw", { envelope: false, positions: { c: ["e", 1] } });
+  const connecting = raw.c.connect();
+  eq(raw.socket().url, "ws://gw/raw");
+  eq(raw.c.positions, {});
+  raw.socket().accept();
+  await connecting;
+  await raw.c.close();
 });

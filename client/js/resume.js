@@ -1,0 +1,128 @@
+// Resume after reconnect, the browser client's half (docs/resume.md). Pure: no I/O.
+//
+// The gateway numbers every message published to a channel: an `offset` (1, 2, 3, ...)
+// within an `epoch` that changes when the channel's history is lost. The client keeps
+// the last position it delivered per channel, drops what it already delivered, and
+// presents its positions when it reconnects: `resume=` in the URL, base64url (no
+// padding) of the JSON object {"<channel>": ["<epoch>", offset]}.
+
+/** @typedef {{epoch: string, offset: number}} Position */
+
+/** Positions per channel, and which messages are duplicates. */
+export class Tracker {
+  /** @type {Map<string, Position>} */
+  #positions = new Map();
+  /** @type {Map<string, Set<string>>} epochs a channel has left */
+  #left = new Map();
+
+  /** @param {Record<string, Position | [string, number]>} [positions] */
+  constructor(positions = {}) {
+    for (const [channel, pos] of Object.entries(positions)) {
+      const { epoch, offset } = Array.isArray(pos) ? { epoch: pos[0], offset: pos[1] } : pos;
+      if (typeof epoch !== "string" || !Number.isInteger(offset) || offset < 0) {
+        throw new TypeError(`positions.${channel} must be {epoch, offset} or [epoch, offset]`);
+      }
+      this.#positions.set(channel, { epoch, offset });
+    }
+  }
+
+  /** A copy: {channel: {epoch, offset}}. */
+  get positions() {
+    /** @type {Record<string, Position>} */
+    const out = {};
+    for (const [channel, pos] of this.#positions) out[channel] = { ...pos };
+    return out;
+  }
+
+  /**
+   * Whether to deliver the message `stamp` marks (and move its channel there): not
+   * when the channel is at or past it in the same epoch, nor from an epoch it left.
+   * @param {{channel: string, epoch: string, offset: number}} stamp
+   */
+  admit(stamp) {
+    const now = this.#positions.get(stamp.channel);
+    if (now && now.epoch === stamp.epoch && stamp.offset <= now.offset) return false;
+    if (this.#left.get(stamp.channel)?.has(stamp.epoch)) return false;
+    this.#move(stamp.channel, stamp.epoch, stamp.offset);
+    return true;
+  }
+
+  /**
+   * A [6] frame: the channel is at its position from now on (never back within an epoch).
+   * @param {{channel: string, epoch: string, offset: number}} frame
+   */
+  recover(frame) {
+    const now = this.#positions.get(frame.channel);
+    if (now && now.epoch === frame.epoch && now.offset >= frame.offset) return;
+    this.#move(frame.channel, frame.epoch, frame.offset);
+  }
+
+  /** @param {string} channel */
+  forget(channel) {
+    this.#positions.delete(channel);
+    this.#left.delete(channel);
+  }
+
+  /**
+   * @param {string} channel
+   * @param {string} epoch
+   * @param {number} offset
+   */
+  #move(channel, epoch, offset) {
+    const now = this.#positions.get(channel);
+    if (now && now.epoch !== epoch) {
+      if (!this.#left.has(channel)) this.#left.set(channel, new Set());
+      this.#left.get(channel)?.add(now.epoch);
+    }
+    this.#positions.set(channel, { epoch, offset });
+  }
+}
+
+/**
+ * The `resume` value for `positions`.
+ * @param {Record<string, Position>} positions
+ * @returns {string}
+ */
+export function encodeResume(positions) {
+  /** @type {Record<string, [string, number]>} */
+  const body = {};
+  for (const [channel, { epoch, offset }] of Object.entries(positions)) body[channel] = [epoch, offset];
+  const bytes = new TextEncoder().encode(JSON.stringify(body));
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * The positions in a `resume` value (empty: none); throws SyntaxError for another value.
+ * @param {string} value
+ * @returns {Record<string, Position>}
+ */
+export function decodeResume(value) {
+  if (!value) return {};
+  const binary = atob(value.replace(/-/g, "+").replace(/_/g, "/"));
+  const body = JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0))));
+  /** @type {Record<string, Position>} */
+  const out = {};
+  for (const [channel, [epoch, offset]] of Object.entries(body)) out[channel] = { epoch, offset };
+  return out;
+}
+
+/**
+ * `url` with `resume=` carrying `positions` (replacing any); the value is empty when
+ * there are none: the client still says that it speaks the protocol.
+ * @param {string} url
+ * @param {Record<string, Position>} positions
+ * @returns {string}
+ */
+export function withResume(url, positions) {
+  const hash = url.indexOf("#");
+  const fragment = hash === -1 ? "" : url.slice(hash);
+  const base = hash === -1 ? url : url.slice(0, hash);
+  const q = base.indexOf("?");
+  const path = q === -1 ? base : base.slice(0, q);
+  const query = q === -1 ? "" : base.slice(q + 1);
+  const params = query.split("&").filter((p) => p && p.split("=", 1)[0] !== "resume");
+  const value = Object.keys(positions).length ? encodeResume(positions) : "";
+  return `${path}?${[...params, `resume=${value}`].join("&")}${fragment}`;
+}
