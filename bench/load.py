@@ -143,11 +143,10 @@ async def _load(args: argparse.Namespace, stack: LocalStack, memory: Memory, idl
         flush=True,
     )
 
-    texts = [f"publish {i}" for i in range(args.publishes)]
-    wanted = set(texts)
+    rounds = [[f"publish {r} {i}" for i in range(args.publishes)] for r in range(args.rounds)]
+    wanted = {text for texts in rounds for text in texts}
     counts = [Counter[str]() for _ in members]
     unique = 0
-    done = asyncio.Event()
 
     async def member(index: int, ws: ClientConnection) -> None:
         nonlocal unique
@@ -155,13 +154,11 @@ async def _load(args: argparse.Namespace, stack: LocalStack, memory: Memory, idl
             if message in wanted:
                 if not counts[index][message]:
                     unique += 1
-                    if unique == len(members) * len(texts):
-                        done.set()
                 counts[index][message] += 1
 
     readers = [asyncio.create_task(member(i, ws)) for i, ws in enumerate(members)]
 
-    def publish_all() -> int:
+    def publish_all(texts: list[str]) -> int:
         pub = GripPubControl(parse_grip_uri(stack.urls["grip"]))
         refused = 0
         for text in texts:
@@ -176,11 +173,11 @@ async def _load(args: argparse.Namespace, stack: LocalStack, memory: Memory, idl
 
     errors: Counter[str] = Counter()
 
-    async def talk(k: int, ws: ClientConnection) -> tuple[int, int]:
+    async def talk(k: int, ws: ClientConnection, r: int) -> tuple[int, int]:
         """Send M messages one after another, each once; count the echoes. API
         Gateway's error frames are counted apart (an integration timeout's echo
         may still come)."""
-        sent = [f"talk {k} {i}" for i in range(args.messages)]
+        sent = [f"talk {k} {r} {i}" for i in range(args.messages)]
         got: Counter[str] = Counter()
         for text in sent:
             await ws.send(text)
@@ -197,38 +194,49 @@ async def _load(args: argparse.Namespace, stack: LocalStack, memory: Memory, idl
         lost = sum(1 for text in sent if not got[text])
         return lost, sum(n - 1 for n in got.values() if n > 1)
 
-    began = time.monotonic()
-    publishing = asyncio.create_task(asyncio.to_thread(publish_all))
-    talking = asyncio.gather(*(talk(k, ws) for k, ws in enumerate(talkers)))
-    talked = await talking
-    echoes_done = time.monotonic() - began
-    refused = await publishing
-    try:
-        await asyncio.wait_for(done.wait(), args.timeout)
-    except TimeoutError:
-        pass
-    delivered = time.monotonic() - began
-    await asyncio.sleep(2.0)  # late duplicates
-    loaded = memory.sample()
+    talked: list[tuple[int, int]] = []
+    refused = 0
+    echoes_done = delivered = 0.0
+    after_round = []
+    for r, texts in enumerate(rounds):
+        began = time.monotonic()
+        publishing = asyncio.create_task(asyncio.to_thread(publish_all, texts))
+        talked += await asyncio.gather(*(talk(k, ws, r) for k, ws in enumerate(talkers)))
+        echoes_done += time.monotonic() - began
+        refused += await publishing
+        target = len(members) * args.publishes * (r + 1)
+        deadline = time.monotonic() + args.timeout
+        while unique < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        delivered += time.monotonic() - began
+        await asyncio.sleep(2.0)  # late duplicates
+        after_round.append(memory.sample())
+        print(
+            f"round {r + 1}: {', '.join(f'{k} {mib(v)}' for k, v in after_round[-1].items())}",
+            flush=True,
+        )
+    loaded = after_round[-1]
     for task in readers:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws in members + talkers), return_exceptions=True)
     await asyncio.sleep(3.0)
     after_close = memory.sample()
 
-    deliveries = len(members) * len(texts)
+    deliveries = len(members) * len(wanted)
     lost_publishes = deliveries - unique
     duplicates = sum(n - 1 for c in counts for n in c.values())
-    echoes = args.talkers * args.messages
+    echoes = args.talkers * args.messages * args.rounds
     lost_echoes = sum(lost for lost, _ in talked)
     peak = memory.peak()
     print(
-        f"{args.publishes} publishes x {args.clients} members: {deliveries} deliveries in "
+        f"{args.rounds} x {args.publishes} publishes x {args.clients} members: {deliveries} "
+        f"deliveries in "
         f"{delivered:.1f}s ({deliveries / delivered:.0f}/s), lost {lost_publishes}, duplicates "
         f"{duplicates}, publishes refused and sent again {refused}"
     )
     print(
-        f"{args.talkers} clients x {args.messages} messages through the backend: {echoes} in "
+        f"{args.rounds} x {args.talkers} clients x {args.messages} messages through the "
+        f"backend: {echoes} in "
         f"{echoes_done:.1f}s ({echoes / echoes_done:.0f}/s), lost {lost_echoes}, duplicates "
         f"{sum(d for _, d in talked)}; error frames {dict(errors) or 0}"
     )
@@ -243,6 +251,7 @@ async def _load(args: argparse.Namespace, stack: LocalStack, memory: Memory, idl
         "publishes": args.publishes,
         "talkers": args.talkers,
         "messages": args.messages,
+        "rounds": args.rounds,
         "connect_s": round(connected, 1),
         "deliveries": deliveries,
         "delivered_s": round(delivered, 1),
@@ -254,6 +263,7 @@ async def _load(args: argparse.Namespace, stack: LocalStack, memory: Memory, idl
         "error_frames": sum(errors.values()),
         "rss_kib_idle": idle,
         "rss_kib_peak": peak,
+        "rss_kib_after_rounds": after_round,
         "rss_kib_after_close": after_close,
     }
 
@@ -264,6 +274,9 @@ def main() -> None:
     parser.add_argument("--publishes", type=int, default=100, help="publishes to the channel")
     parser.add_argument("--talkers", type=int, default=100, help="clients talking to the backend")
     parser.add_argument("--messages", type=int, default=100, help="messages each talker sends")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="the publishes and messages, this many times"
+    )
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for it all")
     args = parser.parse_args()
     asyncio.run(run(args))
