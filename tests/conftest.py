@@ -97,5 +97,9 @@ def gateway(monkeypatch, moto_url, table, grip_backend, connections) -> Iterator
         SLIPWAY_BUCKET=bucket,
     )
     yield Gateway(registry, queue_url, table)
+    if services.current.cache_info().currsize:  # close its kept @connections connections
+        built = vars(services.current()).get("sockets")
+        if built is not None:
+            built.shutdown()
     settings.current.cache_clear()
     services.current.cache_clear()

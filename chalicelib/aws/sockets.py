@@ -6,6 +6,14 @@ delivery. Single calls go over one keep-alive `http.client` connection per
 thread; `send_many` drives many keep-alive connections from one asyncio loop,
 which spends ~0.2 ms of CPU per delivery and no time handing the GIL between
 threads (bench/fanout.py measures it).
+
+Connections stay open between calls: each thread keeps its event loop and its idle
+keep-alive connections (up to `_IDLE_MAX` per endpoint, each reused for
+`_IDLE_REUSE` seconds), so the records of a batch and the invocations of one Lambda
+container (which reuses its module state) pay the TCP and TLS handshakes once,
+not once a call. A kept connection the server has closed meanwhile (the container
+was frozen between invocations, say) is replaced and the request sent again,
+without counting as a failed attempt. `Sockets.stats` counts connections opened.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from ..grip.errors import BadGateway, Gone
 
 log = logging.getLogger("slipway.sockets")
 _RETRYABLE = {429, 500, 502, 503, 504}
+_IDLE_MAX = 64  # idle connections kept per endpoint and thread
+_IDLE_REUSE = 50.0  # seconds an idle connection is reused for; older ones are closed
 
 
 class SocketError(BadGateway):
@@ -43,6 +53,27 @@ class SocketError(BadGateway):
 
 def _url(endpoint: str, cid: str) -> str:
     return f"{endpoint.rstrip('/')}/@connections/{quote(cid, safe='')}"
+
+
+@dataclass
+class Stats:
+    """Connections opened to @connections endpoints (TLS handshakes: those over https)."""
+
+    opened: int = 0
+    tls: int = 0
+    stale: int = 0  # kept connections found closed by the server and replaced
+
+    def count(self, https: bool) -> None:
+        self.opened += 1
+        self.tls += https
+
+
+@dataclass
+class _Stream:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    kept: bool = False  # taken from the idle pool and not used since
+    idle_since: float = 0.0
 
 
 @dataclass
@@ -64,6 +95,9 @@ class Sockets:
         self._timeout = timeout
         self._attempts = attempts
         self._region = session.region_name or os.environ.get("AWS_REGION", "us-east-1")
+        self.stats = Stats()
+        self._loops: list[tuple[asyncio.AbstractEventLoop, dict[str, list[_Stream]]]] = []
+        self._loops_lock = threading.Lock()
 
     def _region_of(self, host: str) -> str:
         # <api>.execute-api.<region>.amazonaws.com; anything else (local) uses ours.
@@ -77,9 +111,10 @@ class Sockets:
         conn = conns.get(netloc)
         if conn is None:
             if scheme == "https":
-                conn = http.client.HTTPSConnection(netloc, timeout=self._timeout, context=self._tls)
+                conn = _CountedHTTPS(netloc, timeout=self._timeout, context=self._tls)
             else:
-                conn = http.client.HTTPConnection(netloc, timeout=self._timeout)
+                conn = _CountedHTTP(netloc, timeout=self._timeout)
+            conn.stats = self.stats
             conns[netloc] = conn
         return conn
 
@@ -141,40 +176,80 @@ class Sockets:
     ) -> Outcome:
         """POST `data` to every (endpoint, connection id), or DELETE each when
         `data` is None, over at most `concurrency` connections at a time."""
-        return asyncio.run(self._many(deque(targets), data, concurrency))
+        loop = getattr(self._local, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = self._local.loop = asyncio.new_event_loop()
+            self._local.idle = {}
+            with self._loops_lock:
+                self._loops.append((loop, self._local.idle))
+        return loop.run_until_complete(
+            self._many(deque(targets), data, concurrency, self._local.idle)
+        )
+
+    def shutdown(self) -> None:
+        """Close every kept connection, of every thread (whose loop is not running):
+        for tests and shutdowns, which drop a Sockets before its process ends."""
+        with self._loops_lock:
+            loops, self._loops = self._loops, []
+        for loop, idle in loops:
+            if loop.is_running() or loop.is_closed():
+                continue
+            for kept in idle.values():
+                for stream in kept:
+                    _close(stream)
+            idle.clear()
+            loop.run_until_complete(asyncio.sleep(0.01))  # the transports close
+            loop.close()
 
     async def _many(
-        self, todo: deque[tuple[str, str]], payload: bytes | None, concurrency: int
+        self,
+        todo: deque[tuple[str, str]],
+        payload: bytes | None,
+        concurrency: int,
+        idle: dict[str, list[_Stream]],
     ) -> Outcome:
         outcome = Outcome()
-        lanes = [self._lane(todo, payload, outcome) for _ in range(min(concurrency, len(todo)))]
+        lanes = [
+            self._lane(todo, payload, outcome, idle) for _ in range(min(concurrency, len(todo)))
+        ]
         await asyncio.gather(*lanes)
         return outcome
 
     async def _lane(
-        self, todo: deque[tuple[str, str]], payload: bytes | None, outcome: Outcome
+        self,
+        todo: deque[tuple[str, str]],
+        payload: bytes | None,
+        outcome: Outcome,
+        idle: dict[str, list[_Stream]],
     ) -> None:
-        """One keep-alive connection per endpoint, working through the shared queue."""
+        """One keep-alive connection per endpoint, working through the shared queue;
+        taken from and given back to this thread's idle connections."""
         method = "DELETE" if payload is None else "POST"
         body = payload or b""
-        streams: dict[str, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+        streams: dict[str, _Stream] = {}
         try:
             while todo:
                 endpoint, cid = todo.popleft()
                 url = _url(endpoint, cid)
                 parts = urlsplit(url)
-                for attempt in range(self._attempts):
+                attempt = 0
+                while attempt < self._attempts:
                     try:
                         status = await asyncio.wait_for(
-                            self._exchange(streams, method, url, parts, body), self._timeout
+                            self._exchange(streams, idle, method, url, parts, body), self._timeout
                         )
                     except (TimeoutError, OSError, EOFError, ValueError) as exc:
-                        _close(streams.pop(parts.netloc, None))
-                        if attempt + 1 == self._attempts:
+                        stream = streams.pop(parts.netloc, None)
+                        _close(stream)
+                        if stream is not None and stream.kept and not isinstance(exc, TimeoutError):
+                            self.stats.stale += 1  # closed while idle: not this request's fault
+                            continue
+                        attempt += 1
+                        if attempt == self._attempts:
                             outcome.failed.append(cid)
                             log_failure(cid, exc)
-                            break
                         continue
+                    attempt += 1
                     if status < 300:
                         break
                     if status == 410:
@@ -183,18 +258,25 @@ class Sockets:
                     if status == 413:
                         outcome.too_large.append(cid)
                         break
-                    if status not in _RETRYABLE or attempt + 1 == self._attempts:
+                    if status not in _RETRYABLE or attempt == self._attempts:
                         outcome.failed.append(cid)
                         log_failure(cid, f"status {status}")
                         break
-                    await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))
+                    await asyncio.sleep(random.uniform(0, 0.05 * 2 ** (attempt - 1)))
         finally:
-            for stream in streams.values():
-                _close(stream)
+            now = time.monotonic()
+            for netloc, stream in streams.items():
+                kept = idle.setdefault(netloc, [])
+                if len(kept) < _IDLE_MAX and not stream.writer.is_closing():
+                    stream.idle_since = now
+                    kept.append(stream)
+                else:
+                    _close(stream)
 
     async def _exchange(
         self,
-        streams: dict[str, tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+        streams: dict[str, _Stream],
+        idle: dict[str, list[_Stream]],
         method: str,
         url: str,
         parts: SplitResult,
@@ -202,33 +284,66 @@ class Sockets:
     ) -> int:
         stream = streams.get(parts.netloc)
         if stream is None:
-            https = parts.scheme == "https"
-            stream = await asyncio.open_connection(
-                parts.hostname,
-                parts.port or (443 if https else 80),
-                ssl=self._tls if https else None,
-            )
+            stream = _take(idle.get(parts.netloc))
+            if stream is None:
+                https = parts.scheme == "https"
+                reader, writer = await asyncio.open_connection(
+                    parts.hostname,
+                    parts.port or (443 if https else 80),
+                    ssl=self._tls if https else None,
+                )
+                self.stats.count(https)
+                stream = _Stream(reader, writer)
             streams[parts.netloc] = stream
-        reader, writer = stream
         headers = self._signed(method, url, parts, body)
         headers.setdefault("Host", parts.netloc)
         lines = [f"{method} {parts.path} HTTP/1.1"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         lines.append(f"Content-Length: {len(body)}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        status, keep = await _read_response(reader)
+        stream.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        status, keep = await _read_response(stream.reader)
+        stream.kept = False
         if not keep:
             _close(streams.pop(parts.netloc, None))
         return status
+
+
+def _take(kept: list[_Stream] | None) -> _Stream | None:
+    """The most recently used idle connection still worth reusing; older ones closed."""
+    now = time.monotonic()
+    while kept:
+        stream = kept.pop()
+        if now - stream.idle_since < _IDLE_REUSE and not stream.writer.is_closing():
+            stream.kept = True
+            if not stream.reader.at_eof():
+                return stream
+        _close(stream)
+    return None
+
+
+class _CountedHTTP(http.client.HTTPConnection):
+    stats: Stats
+
+    def connect(self) -> None:
+        super().connect()
+        self.stats.count(False)
+
+
+class _CountedHTTPS(http.client.HTTPSConnection):
+    stats: Stats
+
+    def connect(self) -> None:
+        super().connect()
+        self.stats.count(True)
 
 
 def log_failure(cid: str, why: object) -> None:
     log.warning("@connections call for %s failed: %s", cid, why)
 
 
-def _close(stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
+def _close(stream: _Stream | None) -> None:
     if stream is not None:
-        stream[1].close()
+        stream.writer.close()
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
