@@ -94,6 +94,13 @@ def channel_connections(channel):
     return control.channel_connections(request.headers, unquote(channel), request.query_params)
 
 
+@app.route("/channels/{channel}/items", methods=["GET"])
+def channel_items(channel):
+    """The channel's history after ?after=<offset> or ?after-id=<id> (docs/resume.md)."""
+    request = app.current_request
+    return control.channel_items(request.headers, unquote(channel), request.query_params)
+
+
 @app.route("/connections", methods=["GET"])
 def list_connections():
     request = app.current_request
@@ -103,13 +110,6 @@ def list_connections():
 @app.route("/connections/{connection_id}/channels/{channel}", methods=["PUT"])
 def subscribe_connection(connection_id, channel):
     request = app.current_request
-@app.route("/channels/{channel}/items", methods=["GET"])
-def channel_items(channel):
-    """The channel's history after ?after=<offset> or ?after-id=<id> (docs/resume.md)."""
-    request = app.current_request
-    return control.channel_items(request.headers, unquote(channel), request.query_params)
-
-
     return control.subscribe(request.headers, unquote(connection_id), unquote(channel))
 
 
