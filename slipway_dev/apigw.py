@@ -114,6 +114,7 @@ class Client:
         self.last_active = self.opened  # data frames either way count as activity
         self.last_active_ms = handshake.connected_at
         self.closing = False
+        self.stamp = 0  # the last requestTimeEpoch given to its events
         self._closer: asyncio.Task[None] | None = None
 
     @property
@@ -362,7 +363,8 @@ class WebSocketGateway:
         except Exception:
             log.exception("reading from %s failed", client.id)
         code, reason = close_status(ws)
-        await self._disconnect(hs, code, reason)
+        # After its last message's stamp, even when that ran ahead of the clock.
+        await self._disconnect(hs, code, reason, max(events.now_ms(), client.stamp + 1))
 
     async def _read(self, client: Client) -> None:
         """Each message is stamped as it arrives (requestTimeEpoch) and its $default
@@ -370,7 +372,6 @@ class WebSocketGateway:
         in arrival order; returns once every message read has been handled."""
         ws = client.ws
         inbox: asyncio.Queue[tuple[str, int] | None] = asyncio.Queue(_BACKLOG)
-        stamp = 0
         runners = [
             asyncio.get_running_loop().create_task(self._run_messages(client, inbox))
             for _ in range(self.event_concurrency if self.routes.message else 0)
@@ -383,8 +384,8 @@ class WebSocketGateway:
                 client.touch()
                 if runners:
                     # Strictly increasing: see the module's docstring.
-                    stamp = max(events.now_ms(), stamp + 1)
-                    await inbox.put((message, stamp))  # waits while the backlog is full
+                    client.stamp = max(events.now_ms(), client.stamp + 1)
+                    await inbox.put((message, client.stamp))  # waits while the backlog is full
         except ConnectionClosed:
             pass
         finally:
@@ -435,10 +436,12 @@ class WebSocketGateway:
                 return
             await asyncio.sleep(deadline - now)
 
-    async def _disconnect(self, hs: events.Handshake, code: int, reason: str) -> None:
+    async def _disconnect(
+        self, hs: events.Handshake, code: int, reason: str, at: int | None = None
+    ) -> None:
         if self.routes.disconnect is None:
             return
-        event = events.disconnect_event(hs, code, reason)
+        event = events.disconnect_event(hs, code, reason, at)
         try:
             await self._invoke(self.routes.disconnect, event)
         except (TimeoutError, InvocationError):

@@ -118,3 +118,18 @@ def test_envelope_frames_in_ordered_mode(stack: LocalStack, backend: GripBackend
     assert [r[2] for r in replies] == [f"e{i}" for i in range(20)]
     got = backend.wait_for(marker, lambda rs: len(texts(rs)) >= 20, TIMEOUT)
     assert texts(got) == [f"e{i}" for i in range(20)]
+
+
+def test_a_close_right_after_a_burst_comes_after_every_message(
+    stack: LocalStack, backend: GripBackend
+) -> None:
+    marker = uuid.uuid4().hex
+    sent = [f"q{i:02d}" for i in range(50)]
+    with client(stack, marker, ordered="1") as ws:
+        for text in sent:
+            ws.send(text)
+    got = backend.wait_for(
+        marker, lambda rs: any(e.type == "CLOSE" for r in events(rs) for e in r), TIMEOUT
+    )
+    assert texts(got) == sent
+    assert [e.type for e in events(got)[-1]] == ["CLOSE"]
