@@ -85,6 +85,7 @@ def _connection(connection_id: str, item: dict[str, Any]) -> Connection:
         close_code=int(row["close_code"]) if "close_code" in row else None,
         close_reason=row.get("close_reason", ""),
         envelope=bool(row.get("envelope", False)),
+        ordered=bool(row.get("ordered", False)),
     )
 
 
@@ -109,6 +110,7 @@ class Store:
             "meta": _ser.serialize(conn.meta),
             "detached": {"BOOL": conn.detached},
             "envelope": {"BOOL": conn.envelope},
+            "ordered": {"BOOL": conn.ordered},
             "created_at": {"N": str(conn.created_at)},
             "expires_at": self._expires(),
         }
