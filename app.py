@@ -5,7 +5,12 @@ from urllib.parse import unquote
 
 from chalice import Chalice, Rate
 
-from chalicelib import control, fanout, handlers, keepalive, ordered
+from chalicelib import handlers, keepalive, ordered
+from chalicelib.lazy import lazy
+
+# Imported at their first use: a WebSocket function's cold start needs neither.
+control = lazy("chalicelib.control")
+fanout = lazy("chalicelib.fanout")
 
 app = Chalice(app_name="slipway")
 app.experimental_feature_flags.update(["WEBSOCKETS"])

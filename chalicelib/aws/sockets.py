@@ -18,7 +18,6 @@ without counting as a failed attempt. `Sockets.stats` counts connections opened.
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import logging
@@ -29,13 +28,19 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from ..grip.errors import BadGateway, Gone
+from ..lazy import lazy
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = lazy("asyncio")  # for send_many only: not in a cold start's way
 
 log = logging.getLogger("slipway.sockets")
 _RETRYABLE = {429, 500, 502, 503, 504}
