@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from slipway_client import (
 from slipway_client.resume import decode_resume
 
 FAST = Backoff(initial=0.05, max_delay=0.2, max_attempts=20)
+SEED = 12  # the storm test's random moments (any seed passes)
 
 
 class App:
@@ -287,3 +289,39 @@ def test_saved_positions_are_presented_on_the_first_connection() -> None:
                 assert app.messages == [2, 3] and app.recoveries[0][1].replayed == 2
 
     run(main())
+
+
+def test_drops_cuts_and_rotations_at_random_lose_nothing_and_repeat_nothing() -> None:
+    """A storm: while messages flow, connections are aborted, cut with 1001, and
+    rotated (on schedule and forced), at random moments."""
+
+    async def main() -> None:
+        rnd = random.Random(SEED)
+        app = App()
+        async with HistoryGateway() as gw:
+            client = app.client(gw.url + "?subscribe=c,d", rotate_window=(0.1, 0.3))
+            async with client as ws:
+                await app.until(lambda: len(app.recoveries) == 2)
+                sent: list[Any] = []
+                for n in range(400):
+                    channel = "cd"[n % 2]
+                    sent.append(f"{channel}{n}")
+                    await gw.publish(channel, sent[-1])
+                    roll = rnd.random()
+                    if roll < 0.01:
+                        gw.drop_all()
+                    elif roll < 0.02:
+                        await gw.close_all(1001, "Going away")
+                    elif roll < 0.03 and ws.state is State.OPEN:
+                        asyncio.create_task(ws.rotate())
+                    await asyncio.sleep(rnd.random() * 0.004)
+                await app.until(lambda: len(app.messages) >= len(sent), timeout=10)
+                await asyncio.sleep(0.2)
+                assert sorted(app.messages) == sorted(sent)  # each once
+                for channel in "cd":  # in order within each channel
+                    got = [m for m in app.messages if m.startswith(channel)]
+                    assert got == [m for m in sent if m.startswith(channel)]
+                assert ws.rotations >= 3 and len(gw.paths) > ws.rotations + 2
+                assert {r.status for _, r in app.recoveries} <= {"none", "recovered"}
+
+    run(main(), timeout=30)
