@@ -85,7 +85,31 @@ def _connection(connection_id: str, item: dict[str, Any]) -> Connection:
         close_code=int(row["close_code"]) if "close_code" in row else None,
         close_reason=row.get("close_reason", ""),
         envelope=bool(row.get("envelope", False)),
+        resume=bool(row.get("resume", False)),
+        since={c: history.Position(str(e), int(o)) for c, (e, o) in row.get("since", {}).items()},
         ordered=bool(row.get("ordered", False)),
+    )
+
+
+def _head_key(channel: str) -> dict[str, Any]:
+    return {"pk": {"S": f"chanmeta#{channel}"}, "sk": {"S": "hist"}}
+
+
+def _entry(item: dict[str, Any]) -> history.Entry:
+    row = {k: _de.deserialize(v) for k, v in item.items()}
+    payload = None
+    if "text" in row:
+        payload = Payload.of_text(row["text"])
+    elif "bin" in row:
+        payload = Payload.of_bytes(bytes(row["bin"]))
+    return history.Entry(
+        offset=int(row["offset"]),
+        published_at=float(row["at"]),
+        payload=payload,
+        stored=row.get("stored"),
+        binary=bool(row.get("binary", False)),
+        id=row.get("id"),
+        prev_id=row.get("prev_id"),
     )
 
 
@@ -116,6 +140,14 @@ class Store:
         }
         if conn.grip_prefix is not None:
             item["grip_prefix"] = {"S": conn.grip_prefix}
+        if conn.resume:
+            item["resume"] = {"BOOL": True}
+        if conn.since:
+            item["since"] = {
+                "M": {
+                    c: {"L": [{"S": p.epoch}, {"N": str(p.offset)}]} for c, p in conn.since.items()
+                }
+            }
         index = {**_index_key(conn.id), "expires_at": item["expires_at"]}
         self._db.transact_write_items(
             TransactItems=[
@@ -142,14 +174,6 @@ class Store:
                     cid = item["pk"]["S"][len("conn#") :]
                     out[cid] = _connection(cid, item)
                 request = reply.get("UnprocessedKeys") or {}
-        if conn.resume:
-            item["resume"] = {"BOOL": True}
-        if conn.since:
-            item["since"] = {
-                "M": {
-                    c: {"L": [{"S": p.epoch}, {"N": str(p.offset)}]} for c, p in conn.since.items()
-                }
-            }
                 if not request:
                     break
                 time.sleep(0.05 * 2**attempt)
@@ -544,6 +568,15 @@ class Store:
         `resume`: the member is sent positions. `joining`: publishes pass it by
         until its `Join` job has run (`joined`), which replays what it missed."""
         stale = False
+        row = {
+            **_member_key(channel, connection_id),
+            "endpoint": {"S": endpoint},
+            "envelope": {"BOOL": envelope},
+        }
+        if resume:
+            row["resume"] = {"BOOL": True}
+        if joining:
+            row["joining"] = {"BOOL": True}
         for _ in range(_ATTEMPTS):
             member = {
                 "Put": {
@@ -565,15 +598,6 @@ class Store:
                         ":max": {"N": str(self._max_channels)},
                     },
                 }
-        row = {
-            **_member_key(channel, connection_id),
-            "endpoint": {"S": endpoint},
-            "envelope": {"BOOL": envelope},
-        }
-        if resume:
-            row["resume"] = {"BOOL": True}
-        if joining:
-            row["joining"] = {"BOOL": True}
             }
             try:
                 self._db.transact_write_items(
