@@ -56,6 +56,8 @@ def test_defaults() -> None:
         download_expiry=3600,
         max_upload=8 * 1024 * 1024,
         max_publish=32 * 1024 * 1024,
+        history_seconds=600,
+        history_items=1000,
         ordered_queue_url=None,
         ordered_all=False,
         ordered_hold_ms=250,
@@ -226,6 +228,14 @@ def test_current_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> 
         assert settings_mod.current() is first
     finally:
         settings_mod.current.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["SLIPWAY_HISTORY_SECONDS", "SLIPWAY_HISTORY_ITEMS"])
+def test_history_is_off_at_zero_and_never_negative(name: str) -> None:
+    assert load({**REQUIRED, name: "0"}).history is False
+    assert load(REQUIRED).history is True
+    with pytest.raises(SettingsError, match=name):
+        load({**REQUIRED, name: "-1"})
 
 
 def test_ordered_delivery_for_all_needs_its_queue() -> None:
