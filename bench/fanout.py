@@ -336,6 +336,129 @@ def measure(name, fn, connections: Connections, requests: Requests, members: int
     }
 
 
+def warm_connections(queue_url: str, table: str, endpoint: str, members: int, calls: int) -> dict:
+    """Connections opened per 1,000 deliveries over `calls` publishes to one channel,
+    each drained as its own worker invocation: kept across invocations (as now) and,
+    in the same run, dropped after each (as when each call opened its own)."""
+    from chalicelib import services
+
+    seed(table, "warm", members, endpoint)
+    stats = services.current().sockets.stats
+    got = {}
+    for name, drop in (("kept", False), ("per_call", True)):
+        services.current().sockets.shutdown()
+        before = stats.opened
+        for _ in range(calls):
+            run_slipway(queue_url, "warm")
+            if drop:
+                services.current().sockets.shutdown()
+        got[name] = (stats.opened - before) * 1000 / (members * calls)
+    return got
+
+
+def split_bench(queue_url: str, table: str, endpoint: str, n: int, measured: int) -> dict:
+    """A publish to an n-member channel: the split (reading every page, queueing
+    the parts) timed in one invocation, then `measured` parts delivered, each
+    timed as its own invocation."""
+    import boto3
+
+    from chalicelib import control, fanout, services
+
+    started = time.perf_counter()
+    seed_fast(table, "huge", n, endpoint)
+    seeded = time.perf_counter() - started
+    svc = services.current()
+    reads, sends = [0.0], [0.0]
+    store_members, queue_send_all = svc.store.members, svc.queue.send_all
+
+    def timed_members(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return store_members(*a, **kw)
+        finally:
+            reads[0] += time.perf_counter() - t
+
+    def timed_send_all(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return queue_send_all(*a, **kw)
+        finally:
+            sends[0] += time.perf_counter() - t
+
+    svc.store.members, svc.queue.send_all = timed_members, timed_send_all
+    body = json.dumps({"items": [{"channel": "huge", "ws-message": {"content": "hello"}}]})
+    reply = control.publish({"authorization": "Bearer bench-key"}, body.encode())
+    assert reply.status_code == 200, reply.body
+    sqs = boto3.client("sqs")
+    publish = _receive(sqs, queue_url, 1)
+    t = time.perf_counter()
+    assert not fanout.handle_batch(publish)["batchItemFailures"]
+    split = time.perf_counter() - t
+    _delete(sqs, queue_url, publish)
+    svc.store.members, svc.queue.send_all = store_members, queue_send_all
+    parts = []
+    while records := _receive(sqs, queue_url, 10):
+        parts += records
+        _delete(sqs, queue_url, records)
+    part_times = []
+    for record in parts[:measured]:
+        t = time.perf_counter()
+        assert not fanout.handle_batch([record])["batchItemFailures"]
+        part_times.append(time.perf_counter() - t)
+    return {
+        "seeded_s": seeded,
+        "split_s": split,
+        "reads_s": reads[0],
+        "queueing_s": sends[0],
+        "parts": len(parts),
+        "part_s": sorted(part_times)[len(part_times) // 2],
+        "part_members": math.ceil(n / max(1, len(parts))),
+    }
+
+
+def _receive(sqs, queue_url: str, n: int) -> list[dict]:
+    got = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=n, AttributeNames=["All"]
+    ).get("Messages", [])
+    return [
+        {
+            "messageId": m["MessageId"],
+            "body": m["Body"],
+            "attributes": m["Attributes"],
+            "receipt": m["ReceiptHandle"],
+        }
+        for m in got
+    ]
+
+
+def _delete(sqs, queue_url: str, records: list[dict]) -> None:
+    sqs.delete_message_batch(
+        QueueUrl=queue_url,
+        Entries=[{"Id": str(i), "ReceiptHandle": r["receipt"]} for i, r in enumerate(records)],
+    )
+
+
+def seed_fast(table: str, channel: str, count: int, endpoint: str) -> None:
+    """Member rows put straight into moto's in-process backend (the same rows as
+    `seed`): 100,000 BatchWriteItem rows over HTTP would take minutes."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    expires = str(int(time.time()) + 7800)
+    for _ in range(count):
+        backend.put_item(
+            table,
+            {
+                "pk": {"S": f"chan#{channel}"},
+                "sk": {"S": f"{uuid.uuid4().hex[:12]}="},
+                "endpoint": {"S": endpoint},
+                "envelope": {"BOOL": False},
+                "expires_at": {"N": expires},
+            },
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, nargs="+", default=[1000, 10000])
@@ -344,6 +467,14 @@ def main() -> None:
     parser.add_argument(
         "--naive-cap", type=int, default=500, help="members the naive loop is timed over"
     )
+    parser.add_argument(
+        "--invocations", type=int, default=10, help="publishes of the warm-connections line"
+    )
+    parser.add_argument(
+        "--split-members", type=int, default=0, help="also a channel this large (e.g. 100000)"
+    )
+    parser.add_argument("--parallel", type=int, default=100, help="worker invocations at once")
+    parser.add_argument("--parts-measured", type=int, default=5)
     args = parser.parse_args()
     latency = args.latency_ms / 1000
 
@@ -394,6 +525,39 @@ def main() -> None:
             f"calls_per_delivery={ours['calls_per_delivery']:.2f} ddb_reads={ours['ddb_reads']} "
             f"sqs_requests={ours['sqs_requests']} "
             f"naive_ratio={naive['deliveries_per_s'] / limit:.2f}"
+        )
+    table, queue = create_resources(uuid.uuid4().hex[:8])
+    configure(table, queue, connections.url, args.concurrency)
+    warm = warm_connections(queue, table, connections.url, 100, args.invocations)
+    print(
+        f"new @connections connections per 1,000 deliveries over {args.invocations} "
+        f"invocations of 100 deliveries: kept {warm['kept']:.1f}, "
+        f"one set per call {warm['per_call']:.1f} (on AWS each is a TLS handshake)"
+    )
+    summary += f" connections_per_1000={warm['kept']:.1f} per_call_baseline={warm['per_call']:.1f}"
+    if args.split_members:
+        table, queue = create_resources(uuid.uuid4().hex[:8])
+        configure(table, queue, connections.url, args.concurrency)
+        s = split_bench(queue, table, connections.url, args.split_members, args.parts_measured)
+        waves = math.ceil(s["parts"] / args.parallel)
+        projected = s["split_s"] + waves * s["part_s"]
+        sqs_lambda = 0.028  # SQS FIFO -> Lambda p50, published (docs/limits.md)
+        print(
+            f"{args.split_members} members: seeded in {s['seeded_s']:.1f}s (not timed below); "
+            f"split {s['split_s']:.2f}s (reading pages {s['reads_s']:.2f}s, queueing "
+            f"{s['parts']} parts {s['queueing_s']:.2f}s); one part of {s['part_members']} "
+            f"members {s['part_s']:.2f}s (median of {args.parts_measured})"
+        )
+        print(
+            f"   projected publish -> last delivery with {args.parallel} parallel invocations: "
+            f"split + {waves} x part = {projected:.2f}s "
+            f"(+ {2 * sqs_lambda * 1000:.0f} ms of SQS -> Lambda at its p50: "
+            f"{projected + 2 * sqs_lambda:.2f}s)"
+        )
+        summary += (
+            f" split_members={args.split_members} split_s={s['split_s']:.2f} "
+            f"part_s={s['part_s']:.2f} parts={s['parts']} parallel={args.parallel} "
+            f"projected_s={projected + 2 * sqs_lambda:.2f}"
         )
     connections.stop()
     print(summary)
