@@ -23,6 +23,7 @@ from slipway_client import (
 from slipway_client.resume import decode_resume
 
 FAST = Backoff(initial=0.05, max_delay=0.2, max_attempts=20)
+AWAY = Backoff(initial=0.3, jitter=0, max_attempts=5)  # away long enough to publish meanwhile
 SEED = 12  # the storm test's random moments (any seed passes)
 
 
@@ -100,7 +101,8 @@ def test_drop_reconnects_with_positions_and_replays_what_was_missed() -> None:
     async def main() -> None:
         app = App()
         async with HistoryGateway() as gw:
-            async with app.client(gw.url + "?subscribe=c", rotate_window=None) as ws:
+            client = app.client(gw.url + "?subscribe=c", rotate_window=None, reconnect=AWAY)
+            async with client as ws:
                 await app.until(lambda: len(app.recoveries) == 1)
                 for n in range(5):
                     await gw.publish("c", n)
@@ -127,7 +129,8 @@ def test_failed_recovery_is_reported_and_live_messages_follow() -> None:
     async def main() -> None:
         app = App()
         async with HistoryGateway(history_items=10) as gw:
-            async with app.client(gw.url + "?subscribe=c", rotate_window=None) as ws:
+            client = app.client(gw.url + "?subscribe=c", rotate_window=None, reconnect=AWAY)
+            async with client as ws:
                 await app.until(lambda: len(app.recoveries) == 1)
                 await gw.publish("c", "seen")
                 gw.drop_all()
