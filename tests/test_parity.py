@@ -482,10 +482,10 @@ _positions = st.dictionaries(
 
 @given(_positions)
 def test_resume_values_both_ways(positions: dict[str, tuple[str, int]]) -> None:
-
     gateway_view = {c: history.Position(*p) for c, p in positions.items()}
     assert history.parse_resume(cl_resume.encode_resume(positions)) == gateway_view
-    assert cl_resume.decode_resume(history.encode_resume(gateway_view)) == gateway_view
+    client_view = cl_resume.decode_resume(history.encode_resume(gateway_view))
+    assert {c: tuple(p) for c, p in client_view.items()} == positions
 
 
 @given(st.text(max_size=50), _channels, st.text(max_size=12), st.integers(0, 2**53))
