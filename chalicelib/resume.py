@@ -25,9 +25,10 @@ from .outbound import Outbound, send
 
 log = logging.getLogger("slipway.resume")
 
-# How long one invocation waits for a connection that is not open yet (its
-# $connect has not returned) before handing the job back to SQS.
-_OPEN_WAIT = 3.0
+# How long a Join waits for a connection that is not open yet (its $connect has
+# not returned) before it goes to the back of its channel's queue: it holds up
+# the channel's publishes meanwhile.
+_OPEN_WAIT = 0.5
 
 
 # -- publish side -------------------------------------------------------------------
@@ -99,7 +100,9 @@ def subscribe(
 
 def join(svc: services.Services, job: jobs.Join) -> bool:
     """Replay what the member missed, tell it where it is, then let live
-    publishes reach it; False if it must be retried."""
+    publishes reach it. A connection not open yet sends the job to the back of
+    its channel's queue rather than hold the channel up (True either way: an
+    exception is what SQS retries)."""
     store, channel = svc.store, job.channel
     head = store.history_head(channel) or _new_head(svc, channel)
     since = job.since
@@ -129,12 +132,17 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
         messages.append(envelope.position(report).encode("utf-8"))
     if reason is not None:
         log.info("connection %s: recovery in %r failed: %s", conn.id, channel, reason)
-    done = _send_when_open(svc, conn, messages, job.deadline)
-    if done:
-        store.joined(channel, conn.id)
-        if job.since is not None:
-            store.used_since(conn.id, channel)
-    return done
+    if not _send_when_open(svc, conn, messages):
+        if time.time() < job.deadline and store.get_connection(conn.id) is not None:
+            # Behind the publishes queued since: they pass the member by, and this
+            # job replays them when it comes round again.
+            svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
+            return True
+        log.warning("connection %s never opened: no recovery in %r", conn.id, channel)
+    store.joined(channel, conn.id)
+    if job.since is not None:
+        store.used_since(conn.id, channel)
+    return True
 
 
 def _new_head(svc: services.Services, channel: str) -> history.Head:
@@ -153,10 +161,11 @@ def _outbound(svc: services.Services, channel: str, epoch: str, entry: history.E
 
 
 def _send_when_open(
-    svc: services.Services, conn: Connection, messages: list[Outbound | bytes], deadline: int
+    svc: services.Services, conn: Connection, messages: list[Outbound | bytes]
 ) -> bool:
-    """Send in order, waiting for a connection whose $connect has not returned;
-    False to be retried later (the whole job: the client drops what it has)."""
+    """Send in order, waiting a moment for a connection whose $connect has not
+    returned; False if it is not open yet. A connection that leaves part way is
+    forgotten (its $disconnect is on the way)."""
     waited = 0.0
     sent = 0
     while True:
@@ -175,10 +184,7 @@ def _send_when_open(
             if sent:  # it was open, and now it is gone
                 farewell.forget(svc, conn.id)
                 return True
-            if time.time() >= deadline or svc.store.get_connection(conn.id) is None:
-                log.warning("connection %s never opened: no recovery", conn.id)
-                return True
             if waited >= _OPEN_WAIT:
-                return False  # SQS redelivers after the visibility timeout
+                return False
             time.sleep(0.05)
             waited += 0.05

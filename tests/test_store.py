@@ -257,6 +257,21 @@ def test_history_offsets_count_up_and_a_retried_publish_keeps_its_own(store: Sto
     assert store.history_head("elsewhere") is None
 
 
+def test_a_batch_handed_out_again_keeps_every_offset(store: Store) -> None:
+    """SQS hands a whole batch out again when it outlives its visibility timeout:
+    each publish of it keeps the offset it took, not only the last."""
+    from chalicelib.grip.history import RECENT
+
+    ids = [f"msg-{i}" for i in range(RECENT)]
+    first = [store.append_history("room", m, {"text": {"S": m}}, 600, "e")[1] for m in ids]
+    again = [store.append_history("room", m, {"text": {"S": m}}, 600, "e")[1] for m in ids]
+    assert first == again == list(range(1, RECENT + 1))
+    assert store.history_head("room") == ("e", RECENT)
+    # Older than the window: a new offset (documented in docs/resume.md).
+    store.append_history("room", "newer", {"text": {"S": "n"}}, 600, "e")
+    assert store.append_history("room", "msg-0", {"text": {"S": "m"}}, 600, "e")[1] == RECENT + 2
+
+
 def test_an_expired_history_row_is_not_replayed(store: Store) -> None:
     store.append_history("room", "m1", {"text": {"S": "old"}, "id": {"S": "i1"}}, 600, "e")
     store.append_history("room", "m2", {"text": {"S": "new"}, "id": {"S": "i2"}}, 600, "e")

@@ -726,33 +726,55 @@ class Store:
         self, channel: str, message_id: str, fields: dict[str, Any], keep: int, new_epoch: str
     ) -> history.Position:
         """Give a publish its position and keep it for `keep` seconds. The queue
-        message `message_id` that took an offset keeps it when it is retried.
+        message `message_id` that took an offset keeps it when it is handed out
+        again (`history.RECENT`).
 
         `fields`: the row's content (`text`, `bin`, or `stored` and `binary`) and
         `id`/`prev_id`, as DynamoDB attribute values."""
         now = time.time()
         key = _head_key(channel)
-        try:
-            head = self._db.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression="SET epoch = if_not_exists(epoch, :e), msg = :m, "
-                "expires_at = :x ADD top :one",
-                ConditionExpression="attribute_not_exists(msg) OR msg <> :m",
-                ExpressionAttributeValues={
-                    ":e": {"S": new_epoch},
-                    ":m": {"S": message_id},
-                    ":one": {"N": "1"},
-                    # The head outlives its messages: a client back after a quiet
-                    # spell still finds its epoch (a new one would fail its recovery).
-                    ":x": {"N": str(int(now) + keep + 86400)},
-                },
-                ReturnValues="ALL_NEW",
-            )["Attributes"]
-        except self._db.exceptions.ConditionalCheckFailedException:
-            # A retry of the publish that took the top: the same position again.
-            head = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
-        position = history.Position(head["epoch"]["S"], int(head["top"]["N"]))
+        for _ in range(_ATTEMPTS):
+            # Read, then write on the condition that nobody wrote since: one writer
+            # a channel normally (its FIFO group), two when SQS hands a batch out
+            # again while it still runs.
+            item = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True).get(
+                "Item"
+            )
+            top = int(item["top"]["N"]) if item and "top" in item else None
+            epoch = item["epoch"]["S"] if item and "epoch" in item else new_epoch
+            recent = json.loads(item["recent"]["S"]) if item and "recent" in item else []
+            taken = history.recent_offset(recent, message_id)
+            if taken is not None:
+                position = history.Position(epoch, taken)
+                break
+            position = history.Position(epoch, (top or 0) + 1)
+            unchanged: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+            if top is not None:
+                unchanged = {
+                    "ConditionExpression": "#top = :top",
+                    "ExpressionAttributeNames": {"#top": "top"},
+                    "ExpressionAttributeValues": {":top": {"N": str(top)}},
+                }
+            recent = history.remember(recent, message_id, position.offset)
+            try:
+                self._db.put_item(
+                    TableName=self._table,
+                    Item={
+                        **key,
+                        "epoch": {"S": epoch},
+                        "top": {"N": str(position.offset)},
+                        "recent": {"S": json.dumps(recent, separators=(",", ":"))},
+                        # The head outlives its messages: a client back after a quiet
+                        # spell still finds its epoch (a new one would fail its recovery).
+                        "expires_at": {"N": str(int(now) + keep + 86400)},
+                    },
+                    **unchanged,
+                )
+                break
+            except self._db.exceptions.ConditionalCheckFailedException:
+                continue
+        else:
+            raise RuntimeError(f"history of {channel!r}: too many concurrent writers")
         self._db.put_item(
             TableName=self._table,
             Item={

@@ -175,6 +175,25 @@ def report(
     return body
 
 
+# How many of a channel's latest publishes (queue message ids) the head remembers
+# with their offsets, so that a publish SQS hands out again keeps its own offset:
+# more than a Lambda batch (10), for batches handed out again while still running.
+RECENT = 32
+
+
+def recent_offset(recent: list[list[Any]], message_id: str) -> int | None:
+    """The offset the queue message `message_id` took already, if it is recent."""
+    for mid, offset in recent:
+        if mid == message_id:
+            return int(offset)
+    return None
+
+
+def remember(recent: list[list[Any]], message_id: str, offset: int) -> list[list[Any]]:
+    """The head's recent publishes with this one, the oldest forgotten."""
+    return [*recent, [message_id, offset]][-RECENT:]
+
+
 def sort_key(offset: int) -> str:
     """A history row's sort key: zero-padded, so that keys sort as offsets do."""
     return f"{offset:012d}"
