@@ -136,6 +136,7 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
         if time.time() < job.deadline and store.get_connection(conn.id) is not None:
             # Behind the publishes queued since: they pass the member by, and this
             # job replays them when it comes round again.
+            log.info("connection %s not open yet: its join to %r queued again", conn.id, channel)
             svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
             return True
         log.warning("connection %s never opened: no recovery in %r", conn.id, channel)
