@@ -26,6 +26,8 @@ log = logging.getLogger("slipway.fanout")
 _OPEN_WAIT = 3.0
 _BLOB_PREFIX = "publish/"
 _Queued = TypeVar("_Queued", jobs.Publish, jobs.Part)
+# Writes that run beside a delivery (history rows); kept for the container's life.
+_BACKGROUND = ThreadPoolExecutor(4, thread_name_prefix="slipway-history")
 
 
 def handle_batch(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -138,13 +140,30 @@ def _fitted(svc: services.Services, job: _Queued) -> tuple[str, _Queued]:
 
 
 def _publish(svc: services.Services, job: jobs.Publish, message_id: str) -> bool:
-    position = None
     action = job.action
-    if not isinstance(action, jobs.CloseAll) and svc.settings.history:
-        # Kept first: a member joining now replays it if this publish passes it by.
-        kept = _message(svc, action, message_id)
-        position = resume.record(svc, job.channel, message_id, kept, job.id, job.prev_id)
-        action = kept.stored or action
+    if isinstance(action, jobs.CloseAll) or not svc.settings.history:
+        return _fan_out(svc, job, action, message_id, None)
+    # Its position first; its history row is written beside the delivery, and
+    # before the job is done: a member joining later replays it from there.
+    kept = _message(svc, action, message_id)
+    recorded = resume.record(svc, job.channel, message_id, kept, job.id, job.prev_id)
+    if recorded is None:
+        return _fan_out(svc, job, action, message_id, None)
+    position, write = recorded
+    writing = _BACKGROUND.submit(write)
+    try:
+        return _fan_out(svc, job, kept.stored or action, message_id, position)
+    finally:
+        writing.result()  # a failed write fails the job: SQS hands it out again
+
+
+def _fan_out(
+    svc: services.Services,
+    job: jobs.Publish,
+    action: jobs.Action,
+    message_id: str,
+    position: Position | None,
+) -> bool:
     page_size = svc.settings.fanout_page
     members, cursor = svc.store.members(job.channel, limit=page_size)
     if cursor is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import farewell, services
@@ -41,8 +42,10 @@ def record(
     message: Outbound,
     item_id: str | None = None,
     prev_id: str | None = None,
-) -> history.Position | None:
-    """Keep a publish in its channel's history; its position (None: history is off)."""
+) -> tuple[history.Position, Callable[[], None]] | None:
+    """A publish's position in its channel's history, and the write that keeps it
+    (the caller may run it beside the delivery: it only has to be done before the
+    job is); None when history is off."""
     cfg = svc.settings
     if not cfg.history:
         return None
@@ -57,9 +60,9 @@ def record(
         fields["id"] = {"S": item_id}
     if prev_id is not None:
         fields["prev_id"] = {"S": prev_id}
-    return svc.store.append_history(
-        channel, message_id, fields, cfg.history_seconds, secrets.token_hex(4)
-    )
+    keep = cfg.history_seconds
+    position = svc.store.take_offset(channel, message_id, keep, secrets.token_hex(4))
+    return position, lambda: svc.store.keep_entry(channel, position, fields, keep)
 
 
 # -- subscribe side -------------------------------------------------------------------

@@ -725,12 +725,16 @@ class Store:
     def append_history(
         self, channel: str, message_id: str, fields: dict[str, Any], keep: int, new_epoch: str
     ) -> history.Position:
-        """Give a publish its position and keep it for `keep` seconds. The queue
-        message `message_id` that took an offset keeps it when it is handed out
-        again (`history.RECENT`).
+        """Give a publish its position and keep it for `keep` seconds."""
+        position = self.take_offset(channel, message_id, keep, new_epoch)
+        self.keep_entry(channel, position, fields, keep)
+        return position
 
-        `fields`: the row's content (`text`, `bin`, or `stored` and `binary`) and
-        `id`/`prev_id`, as DynamoDB attribute values."""
+    def take_offset(
+        self, channel: str, message_id: str, keep: int, new_epoch: str
+    ) -> history.Position:
+        """A publish's position in its channel. The queue message `message_id` that
+        took an offset keeps it when it is handed out again (`history.RECENT`)."""
         now = time.time()
         key = _head_key(channel)
         for _ in range(_ATTEMPTS):
@@ -775,6 +779,15 @@ class Store:
                 continue
         else:
             raise RuntimeError(f"history of {channel!r}: too many concurrent writers")
+        return position
+
+    def keep_entry(
+        self, channel: str, position: history.Position, fields: dict[str, Any], keep: int
+    ) -> None:
+        """Keep the publish at `position` for `keep` seconds. `fields`: its content
+        (`text`, `bin`, or `stored` and `binary`) and `id`/`prev_id`, as DynamoDB
+        attribute values."""
+        now = time.time()
         self._db.put_item(
             TableName=self._table,
             Item={
@@ -787,7 +800,6 @@ class Store:
                 **fields,
             },
         )
-        return position
 
     def history_head(self, channel: str) -> history.Head | None:
         item = self._db.get_item(

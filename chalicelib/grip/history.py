@@ -177,8 +177,9 @@ def report(
 
 # How many of a channel's latest publishes (queue message ids) the head remembers
 # with their offsets, so that a publish SQS hands out again keeps its own offset:
-# more than a Lambda batch (10), for batches handed out again while still running.
-RECENT = 32
+# more than a Lambda batch (10), for batches handed out again while still running;
+# few enough that the head stays within one DynamoDB write unit (1 KB).
+RECENT = 16
 
 
 def recent_offset(recent: list[list[Any]], message_id: str) -> int | None:
