@@ -101,27 +101,8 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
         conn.query,
     )
 
-    deferred: list[Payload] = []
-    close = False
-    for decision in later:
-        if isinstance(decision, d.Send):
-            deferred.append(decision.payload)
-        elif isinstance(decision, d.Close | d.Disconnect):
-            close = True
-            break
-        else:
-            _apply_state(svc, conn, decision)
-    if deferred or close:
-        # API Gateway refuses posts until $connect returns: the worker delivers these.
-        job = jobs.Deliver(
-            conn.id,
-            conn.endpoint,
-            conn.envelope,
-            tuple(deferred),
-            close,
-            int(time.time()) + svc.settings.open_delivery_deadline,
-        )
-        svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
+    # API Gateway refuses posts until $connect returns: the worker delivers these.
+    _defer(svc, conn, later)
     return _accepted(first.headers)
 
 
@@ -261,6 +242,8 @@ def _defer(svc: services.Services, conn: Connection, decided: list[d.Decision]) 
                 _apply_state(svc, conn, decision)
             except UnknownConnection:
                 return
+    if not deferred and not close:
+        return
     deadline = int(time.time()) + svc.settings.open_delivery_deadline
     job = jobs.Deliver(conn.id, conn.endpoint, conn.envelope, tuple(deferred), close, deadline)
     svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
