@@ -117,3 +117,14 @@ def test_items_query() -> None:
     for bad in ({"after": "-1"}, {"after": "x"}, {"after": "1", "after-id": "x"}, {"limit": "0"}):
         with pytest.raises(BadRequest):
             history.items_query(bad)
+
+
+def test_the_head_finds_a_recent_message_by_counting_back_from_the_top() -> None:
+    recent = ["a", "b", "c"]  # took offsets 5, 6, 7
+    assert [history.recent_offset(recent, 7, m) for m in ("a", "b", "c", "x")] == [5, 6, 7, None]
+
+
+def test_the_head_is_trimmed_back_to_recent_once_it_holds_twice_as_many() -> None:
+    keep = history.RECENT
+    assert history.to_trim(["m"] * (2 * keep - 1)) == 0
+    assert history.to_trim(["m"] * (2 * keep)) == keep

@@ -737,49 +737,50 @@ class Store:
         took an offset keeps it when it is handed out again (`history.RECENT`)."""
         now = time.time()
         key = _head_key(channel)
-        for _ in range(_ATTEMPTS):
-            # Read, then write on the condition that nobody wrote since: one writer
-            # a channel normally (its FIFO group), two when SQS hands a batch out
-            # again while it still runs.
-            item = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True).get(
-                "Item"
-            )
-            top = int(item["top"]["N"]) if item and "top" in item else None
-            epoch = item["epoch"]["S"] if item and "epoch" in item else new_epoch
-            recent = json.loads(item["recent"]["S"]) if item and "recent" in item else []
-            taken = history.recent_offset(recent, message_id)
-            if taken is not None:
-                position = history.Position(epoch, taken)
-                break
-            position = history.Position(epoch, (top or 0) + 1)
-            unchanged: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
-            if top is not None:
-                unchanged = {
-                    "ConditionExpression": "#top = :top",
-                    "ExpressionAttributeNames": {"#top": "top"},
-                    "ExpressionAttributeValues": {":top": {"N": str(top)}},
-                }
-            recent = history.remember(recent, message_id, position.offset)
-            try:
-                self._db.put_item(
+        try:
+            # One write: the next offset, unless this message took one already.
+            head = self._db.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET epoch = if_not_exists(epoch, :e), expires_at = :x, "
+                "recent = list_append(if_not_exists(recent, :none), :m) ADD #top :one",
+                ConditionExpression="attribute_not_exists(recent) OR NOT contains(recent, :id)",
+                ExpressionAttributeNames={"#top": "top"},
+                ExpressionAttributeValues={
+                    ":e": {"S": new_epoch},
+                    ":none": {"L": []},
+                    ":m": {"L": [{"S": message_id}]},
+                    ":id": {"S": message_id},
+                    ":one": {"N": "1"},
+                    # The head outlives its messages: a client back after a quiet
+                    # spell still finds its epoch (a new one would fail its recovery).
+                    ":x": {"N": str(int(now) + keep + 86400)},
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self._db.exceptions.ConditionalCheckFailedException:
+            # Handed out again: the offset it took.
+            head = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
+            recent = [v["S"] for v in head["recent"]["L"]]
+            taken = history.recent_offset(recent, int(head["top"]["N"]), message_id)
+            assert taken is not None  # the condition found it there
+            return history.Position(head["epoch"]["S"], taken)
+        top = int(head["top"]["N"])
+        recent = [v["S"] for v in head["recent"]["L"]]
+        drop = history.to_trim(recent)
+        if drop:
+            try:  # only if nobody wrote since: their own write trims next time
+                self._db.update_item(
                     TableName=self._table,
-                    Item={
-                        **key,
-                        "epoch": {"S": epoch},
-                        "top": {"N": str(position.offset)},
-                        "recent": {"S": json.dumps(recent, separators=(",", ":"))},
-                        # The head outlives its messages: a client back after a quiet
-                        # spell still finds its epoch (a new one would fail its recovery).
-                        "expires_at": {"N": str(int(now) + keep + 86400)},
-                    },
-                    **unchanged,
+                    Key=key,
+                    UpdateExpression="REMOVE " + ", ".join(f"recent[{i}]" for i in range(drop)),
+                    ConditionExpression="#top = :top",
+                    ExpressionAttributeNames={"#top": "top"},
+                    ExpressionAttributeValues={":top": {"N": str(top)}},
                 )
-                break
             except self._db.exceptions.ConditionalCheckFailedException:
-                continue
-        else:
-            raise RuntimeError(f"history of {channel!r}: too many concurrent writers")
-        return position
+                pass
+        return history.Position(head["epoch"]["S"], top)
 
     def keep_entry(
         self, channel: str, position: history.Position, fields: dict[str, Any], keep: int

@@ -175,24 +175,25 @@ def report(
     return body
 
 
-# How many of a channel's latest publishes (queue message ids) the head remembers
-# with their offsets, so that a publish SQS hands out again keeps its own offset:
-# more than a Lambda batch (10), for batches handed out again while still running;
-# few enough that the head stays within one DynamoDB write unit (1 KB).
-RECENT = 16
+# The head remembers the queue message ids of its channel's latest publishes, in
+# offset order (the last took `top`), so that a publish SQS hands out again keeps
+# its own offset. It keeps at least RECENT, more than a Lambda batch (10), and is
+# trimmed back when it holds twice as many: small enough for one write unit (1 KB).
+RECENT = 12
 
 
-def recent_offset(recent: list[list[Any]], message_id: str) -> int | None:
-    """The offset the queue message `message_id` took already, if it is recent."""
-    for mid, offset in recent:
+def recent_offset(recent: list[str], top: int, message_id: str) -> int | None:
+    """The offset the queue message `message_id` took already, if it is recent:
+    the ids run up to `top`, one offset each."""
+    for back, mid in enumerate(reversed(recent)):
         if mid == message_id:
-            return int(offset)
+            return top - back
     return None
 
 
-def remember(recent: list[list[Any]], message_id: str, offset: int) -> list[list[Any]]:
-    """The head's recent publishes with this one, the oldest forgotten."""
-    return [*recent, [message_id, offset]][-RECENT:]
+def to_trim(recent: list[str]) -> int:
+    """How many of the oldest ids to drop from the head now (0 most of the time)."""
+    return len(recent) - RECENT if len(recent) >= 2 * RECENT else 0
 
 
 def sort_key(offset: int) -> str:
