@@ -40,16 +40,23 @@ def handle_batch(records: list[dict[str, Any]]) -> dict[str, Any]:
     channel's publishes a tenth as long.
     """
     svc = services.current()
+    read = [_read(r) for r in records]
     index = 0
     while index < len(records):
-        joins = _joins_at(records, index)
-        if len(joins) > 1:
-            with ThreadPoolExecutor(len(joins)) as pool:
+        end = index + 1
+        while (
+            isinstance(read[index], jobs.Join)
+            and end < len(read)
+            and isinstance(read[end], jobs.Join)
+        ):
+            end += 1
+        if end - index > 1:
+            with ThreadPoolExecutor(end - index) as pool:
                 outcomes = list(
-                    pool.map(lambda r: _attempt(svc, r), records[index : index + len(joins)])
+                    pool.map(lambda k: _attempt(svc, records[k], read[k]), range(index, end))
                 )
         else:
-            outcomes = [_attempt(svc, records[index])]
+            outcomes = [_attempt(svc, records[index], read[index])]
         for done in outcomes:
             if not done:
                 return {
@@ -61,30 +68,25 @@ def handle_batch(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"batchItemFailures": []}
 
 
-def _joins_at(records: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
-    """The run of `Join` jobs from `start`."""
-    run = []
-    for record in records[start:]:
-        try:
-            if not isinstance(jobs.decode(record["body"]), jobs.Join):
-                break
-        except jobs.JobError:
-            break
-        run.append(record)
-    return run
+def _read(record: dict[str, Any]) -> jobs.Job | jobs.JobError:
+    """A record's job, or why no worker of this version can run it."""
+    try:
+        return jobs.decode(record["body"])
+    except jobs.JobError as exc:
+        return exc
 
 
-def _attempt(svc: services.Services, record: dict[str, Any]) -> bool:
+def _attempt(svc: services.Services, record: dict[str, Any], job: jobs.Job | jobs.JobError) -> bool:
     """Run one record's job; False if it must go back to SQS."""
     message_id = record["messageId"]
-    try:
-        return run(svc, jobs.decode(record["body"]), message_id)
-    except jobs.NewerJob as exc:
-        log.error("message %s: %s; leaving it for a worker that reads it", message_id, exc)
+    if isinstance(job, jobs.NewerJob):
+        log.error("message %s: %s; leaving it for a worker that reads it", message_id, job)
         return False
-    except jobs.JobError as exc:
-        log.error("dropping message %s, which no worker can read: %s", message_id, exc)
+    if isinstance(job, jobs.JobError):
+        log.error("dropping message %s, which no worker can read: %s", message_id, job)
         return True
+    try:
+        return run(svc, job, message_id)
     except Exception:
         log.exception("message %s failed", message_id)
         return False
