@@ -834,6 +834,8 @@ class Store:
             },
             "ConsistentRead": True,
         }
+        if limit is not None:
+            kwargs["Limit"] = limit  # rows read a page; expired ones are then filtered out
         out: list[history.Entry] = []
         while True:
             page = self._db.query(**kwargs)
