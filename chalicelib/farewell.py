@@ -21,6 +21,19 @@ def farewell(svc: services.Services, conn: Connection, event: codec.Event) -> No
         log.warning("could not tell the backend that %s closed: %s", conn.id, exc)
 
 
+def ended(svc: services.Services, cid: str, status: int | None, reason: str) -> None:
+    """The connection closed with `status` and `reason` (API Gateway's): remove its
+    rows and tell the backend, with the code a control API close gave, if one did."""
+    conn = svc.store.remove_connection(cid)
+    if conn is None or conn.detached:
+        return  # told already (a post found it gone, then $disconnect came), or detached
+    if conn.close_code is not None:  # closed through the control API, with a code
+        event = codec.closing_event(conn.close_code, conn.close_reason)
+    else:
+        event = codec.closing_event(status, reason)
+    farewell(svc, conn, event)
+
+
 def forget(svc: services.Services, cid: str) -> None:
     """A post found the connection gone (410) outside any event of its own: remove
     its rows now and tell the backend, which may otherwise never hear of it."""

@@ -323,13 +323,6 @@ def _disconnect(event: dict[str, Any]) -> None:
         if kept is not None and kept.ordered:
             ordered.enqueue_end(svc, cid, ctx)
             return
-    conn = svc.store.remove_connection(cid)
-    if conn is None or conn.detached:
-        return
-    if conn.close_code is not None:  # closed through the control API, with a code
-        ws_event = codec.closing_event(conn.close_code, conn.close_reason)
-    else:
-        status = ctx.get("disconnectStatusCode")
-        reason = ctx.get("disconnectReason") or ""
-        ws_event = codec.closing_event(int(status) if status is not None else None, reason)
-    farewell.farewell(svc, conn, ws_event)
+    status = ctx.get("disconnectStatusCode")
+    reason = ctx.get("disconnectReason") or ""
+    farewell.ended(svc, cid, int(status) if status is not None else None, reason)

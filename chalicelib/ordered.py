@@ -120,7 +120,7 @@ def forward(svc: services.Services, cid: str, wakes: list[o.Wake]) -> None:
         else:
             _send(svc, conn, messages)
     if end is not None:
-        _farewell(svc, end)
+        farewell.ended(svc, end.connection_id, end.status, end.reason)
 
 
 def _send(svc: services.Services, conn: Connection, messages: list[o.Inbound]) -> None:
@@ -140,14 +140,3 @@ def _event(svc: services.Services, conn: Connection, job: o.Inbound) -> codec.Ev
     if conn.envelope:
         return transfers.incoming(svc, conn, job.body.decode("utf-8", "replace"), job.binary)
     return codec.Event("BINARY" if job.binary else "TEXT", job.body)
-
-
-def _farewell(svc: services.Services, end: o.Ended) -> None:
-    conn = svc.store.remove_connection(end.connection_id)
-    if conn is None or conn.detached:
-        return  # told already (a post found it gone, then $disconnect came)
-    if conn.close_code is not None:  # closed through the control API, with a code
-        event = codec.closing_event(conn.close_code, conn.close_reason)
-    else:
-        event = codec.closing_event(end.status, end.reason)
-    farewell.farewell(svc, conn, event)
