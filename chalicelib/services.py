@@ -12,7 +12,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from . import settings as settings_mod
-from .aws.blobs import Blobs
+from .aws.blobs import S3_CONFIG, Blobs
 from .aws.inbox import Inbox
 from .aws.queue import Queue
 from .aws.sockets import Sockets
@@ -81,7 +81,13 @@ class Services:
     @cached_property
     def blobs(self) -> Blobs | None:
         bucket = self.settings.bucket
-        return Blobs(self._session.client("s3", config=self._config), bucket) if bucket else None
+        if not bucket:
+            return None
+        from botocore.config import Config
+
+        # One client for the API calls and the presigned URLs (SigV4, regional: S3_CONFIG).
+        config = self._config.merge(Config(**S3_CONFIG))
+        return Blobs(self._session.client("s3", config=config), bucket)
 
     def endpoint_for(self, request_context: dict[str, Any]) -> str:
         """The @connections endpoint of the API a connection came through."""

@@ -239,3 +239,55 @@ def test_the_local_stack_refuses_what_aws_refuses() -> None:
     base = lambda_event_size(b"", text, "/p"), lambda_event_size(b"", binary, "/p")
     assert lambda_event_size(b'"' * 1000, text, "/p") - base[0] == 2000  # each one escaped
     assert lambda_event_size(b"\0" * 999, binary, "/p") - base[1] == 1332  # base64
+
+
+# -- presigned URLs as S3 takes them (docs/security.md#presigned-urls) ----------------
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "us-west-2"])
+def test_presigned_urls_are_sigv4_on_the_buckets_regional_host(monkeypatch, region: str) -> None:
+    """As the deployed gateway presigns (no AWS_ENDPOINT_URL): Signature Version 4 on
+    https://<bucket>.s3.<region>.amazonaws.com, for an envelope upload (with its ACL), a
+    backend's upload and a download. Presigning makes no request."""
+    import os
+    from urllib.parse import parse_qs, urlsplit
+
+    from chalicelib import services, settings
+    from chalicelib.grip import envelope
+
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
+    for name, value in {
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "example",
+    }.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"slipway-dev-blobs-123456789012-{region}"
+    cfg = settings.load(
+        {
+            "TARGET_URL": "https://backend.example.com/ws",
+            "SLIPWAY_KEY": KEY,
+            "SLIPWAY_TABLE": "t",
+            "SLIPWAY_QUEUE_URL": "https://sqs.example.com/q.fifo",
+            "SLIPWAY_BUCKET": bucket,
+        }
+    )
+    blobs = services.Services(cfg).blobs
+    assert blobs is not None
+    urls = [
+        blobs.upload_url("uploads/c/1", dict(envelope.UPLOAD_HEADERS), 60),
+        blobs.upload_url("backend-uploads/r", dict(refs.HEADERS), 60),
+        blobs.download_url("downloads/d", 60),
+    ]
+    for url in urls:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        assert (parts.scheme, parts.hostname) == ("https", f"{bucket}.s3.{region}.amazonaws.com")
+        assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"], url
+        assert query["X-Amz-Credential"][0].split("/")[2:4] == [region, "s3"]
+        assert "AWSAccessKeyId" not in query and "Signature" not in query
+    # What the uploader must send is signed: its Content-Type (and the aux client's ACL).
+    signed = parse_qs(urlsplit(urls[0]).query)["X-Amz-SignedHeaders"][0].split(";")
+    assert {"content-type", "host", "x-amz-acl"} <= set(signed)

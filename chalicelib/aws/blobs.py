@@ -8,6 +8,19 @@ from typing import Any, NamedTuple
 
 from ..grip.errors import NotFound
 
+# How the client is built (chalicelib/services.py): Signature Version 4 (S3 refuses
+# SigV2 on buckets created after June 2020, and boto3 still presigns with SigV2 for
+# some regions by default) on the bucket's regional virtual-hosted endpoint,
+# https://<bucket>.s3.<region>.amazonaws.com: a URL on the global endpoint for a
+# bucket outside us-east-1 can answer a redirect that a browser's CORS PUT does not
+# follow, and in us-east-1 botocore picks the global endpoint unless told
+# "regional". With AWS_ENDPOINT_URL (the local stack) the URL is that endpoint's,
+# path-style (botocore never puts a bucket in front of an IP or localhost).
+S3_CONFIG: dict[str, Any] = {
+    "signature_version": "s3v4",
+    "s3": {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+}
+
 
 class NoSuchBlob(NotFound):
     """No object under that key (never uploaded, or already taken)."""
