@@ -9,6 +9,9 @@ message sent at the same moment. So requests run one at a time; under the GIL
 that costs little. No request may wait inside moto: an SQS long poll waits
 outside the lock and asks again when a message may have arrived (_OneAtATime).
 
+S3 refuses what moto takes: Signature Version 2, and a missing key's 404 to a
+caller without s3:ListBucket (slipway_dev/s3rules.py, in front of moto).
+
 Six more fixes, all to moto in this process only:
 - routing lists moto's package directory on every request (~150 stat calls
   under a global lock): the list is cached;
@@ -355,7 +358,10 @@ class MotoServer:
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass  # werkzeug would log every request
 
-        app: WsgiApp = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+        from .s3rules import S3Rules
+
+        # S3's refusals that moto lacks (SigV2, a missing key's 403), inside the lock.
+        app: WsgiApp = _OneAtATime(S3Rules(DomainDispatcherApplication(create_backend_app)))
         if self._faults is not None:
             app = self._faults.wsgi(app)
         self._server = make_server(

@@ -291,3 +291,67 @@ def test_presigned_urls_are_sigv4_on_the_buckets_regional_host(monkeypatch, regi
     # What the uploader must send is signed: its Content-Type (and the aux client's ACL).
     signed = parse_qs(urlsplit(urls[0]).query)["X-Amz-SignedHeaders"][0].split(";")
     assert {"content-type", "host", "x-amz-acl"} <= set(signed)
+
+
+# -- the local S3 refuses what S3 refuses (slipway_dev/s3rules.py) -------------------
+
+
+def test_the_local_s3_refuses_a_sigv2_url_as_s3_does(gateway: Gateway) -> None:
+    from botocore.config import Config
+
+    from chalicelib import services
+
+    bucket = services.current().settings.bucket
+    boto3.client("s3").put_object(Bucket=bucket, Key="downloads/x", Body=b"x")
+    v2 = boto3.client("s3", config=Config(signature_version="s3"))
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "downloads/x"})
+    assert "Signature=" in url and "X-Amz-Algorithm" not in url
+    reply = requests.get(url, timeout=5)
+    assert reply.status_code == 400
+    assert "<Code>InvalidRequest</Code>" in reply.text and "AWS4-HMAC-SHA256" in reply.text
+    put = v2.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "uploads/y", "ContentType": "text/plain"}
+    )
+    reply = requests.put(put, data=b"y", headers={"Content-Type": "text/plain"}, timeout=5)
+    assert reply.status_code == 400 and "uploads/y" not in bucket_keys("uploads/")
+    # The gateway's own URL (SigV4) is served.
+    blobs = services.current().blobs
+    assert blobs is not None
+    assert requests.get(blobs.download_url("downloads/x", 60), timeout=5).content == b"x"
+
+
+def test_a_missing_key_is_403_unless_the_functions_may_list_it() -> None:
+    """S3's rule, applied by the local S3 with the policy bootstrap writes."""
+    from slipway_dev import s3rules
+
+    bucket = "slipway-dev-blobs"
+    deployed = s3rules.functions_policy(bucket)
+    for prefix in ("publish/", "uploads/", "downloads/", "backend-uploads/"):
+        assert s3rules.missing_key_answer(deployed, bucket, f"{prefix}k") == 404
+    assert s3rules.missing_key_answer(deployed, bucket, "elsewhere/k") == 403
+    assert s3rules.missing_key_answer(s3rules.functions_policy("other"), bucket, "uploads/k") == 403
+    without = {
+        "Version": "2012-10-17",
+        "Statement": [s for s in deployed["Statement"] if "s3:ListBucket" not in s["Action"]],
+    }
+    assert s3rules.missing_key_answer(without, bucket, "uploads/k") == 403
+
+
+def test_the_local_s3_answers_a_missing_key_by_the_policy(gateway: Gateway) -> None:
+    import botocore.exceptions
+
+    from chalicelib import services
+
+    bucket = services.current().settings.bucket
+    s3 = boto3.client("s3")
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=bucket, Key="backend-uploads/never")
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        s3.get_object(Bucket=bucket, Key="elsewhere/never")
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(botocore.exceptions.ClientError) as head:
+        s3.head_object(Bucket=bucket, Key="elsewhere/never")
+    assert head.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    s3.put_object(Bucket=bucket, Key="elsewhere/there", Body=b"1")
+    assert s3.get_object(Bucket=bucket, Key="elsewhere/there")["Body"].read() == b"1"
