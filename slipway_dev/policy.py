@@ -44,6 +44,11 @@ QUEUE_ACTIONS = (
 )
 # PutObjectAcl: a presigned upload carries `x-amz-acl: bucket-owner-full-control`.
 BLOB_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:PutObjectAcl", "s3:DeleteObject")
+# S3 answers a GET of a missing key with 404 only to a caller allowed to list it,
+# else 403 (the key's absence is not disclosed): the gateway tells "not uploaded"
+# from a denial by listing, on the bucket, under its own prefixes only (the
+# `s3:prefix` condition; S3 sets it to the key asked for). docs/security.md.
+LIST_ACTION = "s3:ListBucket"
 CONNECTIONS_ACTION = "execute-api:ManageConnections"
 # @connections: POST sends, GET asks about, DELETE closes (chalicelib/aws/sockets.py).
 SOCKET_METHODS = ("POST", "GET", "DELETE")
@@ -143,6 +148,13 @@ def document(scope: Scope) -> dict[str, Any]:
                     arn(scope.partition, "s3", "", "", f"{scope.bucket}/{prefix}*")
                     for prefix in BLOB_PREFIXES
                 ],
+            },
+            {
+                "Sid": "BlobsList",
+                "Effect": "Allow",
+                "Action": [LIST_ACTION],
+                "Resource": arn(scope.partition, "s3", "", "", scope.bucket),
+                "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in BLOB_PREFIXES]}},
             },
             {
                 "Sid": "Connections",

@@ -28,6 +28,10 @@ AUTHORIZED_BY = {
     "sqs:DeleteMessageBatch": {"sqs:DeleteMessage"},
     "sqs:ChangeMessageVisibilityBatch": {"sqs:ChangeMessageVisibility"},
 }
+# What an operation needs besides its own action: S3 tells a GetObject of a missing
+# key 404 only if the caller may list it (403 otherwise): the gateway's not_found
+# answers depend on s3:ListBucket (scoped by s3:prefix; docs/security.md).
+ALSO_NEEDS = {"s3:GetObject": {"s3:ListBucket"}}
 # Lambda polls the queue for the worker with the worker's own role.
 EVENT_SOURCE = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
@@ -89,7 +93,7 @@ def _presigned(call: ast.Call) -> set[str]:
 def required_actions(operations: Iterable[str]) -> set[str]:
     actions: set[str] = set()
     for op in operations:
-        actions |= AUTHORIZED_BY.get(op, {op})
+        actions |= AUTHORIZED_BY.get(op, {op}) | ALSO_NEEDS.get(op, set())
     return actions
 
 
@@ -131,28 +135,55 @@ def problems(document: Mapping[str, Any], pinned: bool) -> list[str]:
     """Every wildcard beyond the ones AWS's resource shapes need; `pinned`: the
     WebSocket API id must be named too."""
     found = []
-    for action, resources in grants(document).items():
-        if "*" in action:
-            found.append(f"action {action}")
-        for arn in resources:
-            parts = arn.split(":", 5)
-            if arn == "*" or len(parts) != 6 or parts[0] != "arn":
-                found.append(f"{action} on {arn!r}: not one resource's ARN")
-                continue
-            _, partition, service, region, account, resource = parts
-            if "*" in partition + service + region + account:
-                found.append(f"{action} on {arn}: wildcard region, account or service")
-            if service != "s3" and not (region and account):
-                found.append(f"{action} on {arn}: region and account must be named")
-            if not action.startswith(f"{service}:"):
-                found.append(f"{action} on {arn}: another service's resource")
-            shape = _RESOURCE.get(service)
-            match = shape.fullmatch(resource) if shape else None
-            if match is None:
-                found.append(f"{action} on {arn}: resource part {resource!r} too broad")
-            elif pinned and match.groupdict().get("api") == "*":
-                found.append(f"{action} on {arn}: any API id")
+    for statement in statements(document):
+        assert statement["Effect"] == "Allow", statement
+        for action in _list(statement["Action"]):
+            if "*" in action:
+                found.append(f"action {action}")
+            found += _resource_problems(action, _list(statement["Resource"]), statement, pinned)
     return found
+
+
+def _resource_problems(
+    action: str, resources: list[str], statement: Mapping[str, Any], pinned: bool
+) -> list[str]:
+    found = []
+    for arn in resources:
+        parts = arn.split(":", 5)
+        if arn == "*" or len(parts) != 6 or parts[0] != "arn":
+            found.append(f"{action} on {arn!r}: not one resource's ARN")
+            continue
+        _, partition, service, region, account, resource = parts
+        if "*" in partition + service + region + account:
+            found.append(f"{action} on {arn}: wildcard region, account or service")
+        if service != "s3" and not (region and account):
+            found.append(f"{action} on {arn}: region and account must be named")
+        if not action.startswith(f"{service}:"):
+            found.append(f"{action} on {arn}: another service's resource")
+        if action == "s3:ListBucket":  # the bucket, listed under named prefixes only
+            found += _listing_problems(arn, resource, statement)
+            continue
+        shape = _RESOURCE.get(service)
+        match = shape.fullmatch(resource) if shape else None
+        if match is None:
+            found.append(f"{action} on {arn}: resource part {resource!r} too broad")
+        elif pinned and match.groupdict().get("api") == "*":
+            found.append(f"{action} on {arn}: any API id")
+    return found
+
+
+def _listing_problems(arn: str, resource: str, statement: Mapping[str, Any]) -> list[str]:
+    found = []
+    if not _BUCKET.fullmatch(resource):
+        found.append(f"s3:ListBucket on {arn}: not a bucket")
+    prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+    if not prefixes or not all(_PREFIX.fullmatch(p) for p in _list(prefixes)):
+        found.append(f"s3:ListBucket on {arn}: no s3:prefix condition naming key prefixes")
+    return found
+
+
+_BUCKET = re.compile(r"[a-z0-9.-]+")
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]+/\*")
 
 
 # -- CloudFormation values, evaluated ---------------------------------------------

@@ -85,6 +85,7 @@ def test_every_statement_for_a_deployed_stage():
                 "arn:aws:s3:::shop-prod-blobs/backend-uploads/*",
             ],
         ),
+        "BlobsList": (["s3:ListBucket"], "arn:aws:s3:::shop-prod-blobs"),
         "Connections": (
             "execute-api:ManageConnections",
             [
@@ -111,6 +112,19 @@ def test_a_wildcard_only_ends_a_resource():
             assert resource.startswith("arn:aws:"), statement
             assert "*" not in resource[:-1], statement
     assert iam.problems(policy.document(scope()), pinned=True) == []
+
+
+def test_the_bucket_is_listed_under_the_gateways_prefixes_only():
+    """So that S3 answers a missing upload with 404, not 403 (docs/security.md), and
+    the functions list nothing else of the bucket."""
+    [listing] = [s for s in policy.document(scope())["Statement"] if s["Sid"] == "BlobsList"]
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": ["publish/*", "uploads/*", "downloads/*", "backend-uploads/*"]}
+    }
+    unscoped = {"Version": "2012-10-17", "Statement": [{**listing, "Condition": {}}]}
+    assert iam.problems(unscoped, pinned=True) == [
+        "s3:ListBucket on arn:aws:s3:::shop-prod-blobs: no s3:prefix condition naming key prefixes"
+    ]
 
 
 def test_before_the_first_deploy_only_the_api_id_is_open():
