@@ -9,10 +9,11 @@ import json
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
+from botocore.config import Config
 from gripcontrol import decode_websocket_events
 from slipway_client import ControlClient, WebSocketClient
 from slipway_client.envelope import strip_query
@@ -39,8 +40,8 @@ def big_text(size: int) -> str:
     return (unit * (size // len(unit) + 1))[:size]
 
 
-def s3(stack: LocalStack) -> Any:
-    return local_client("s3", stack.urls["aws"])
+def s3(stack: LocalStack, **options: Any) -> Any:
+    return local_client("s3", stack.urls["aws"], **options)
 
 
 def keys(stack: LocalStack, prefix: str = "") -> set[str]:
@@ -140,6 +141,44 @@ def test_the_aux_client_frames_upload_and_announce(stack: LocalStack, backend: G
         assert requests.get(download, timeout=TIMEOUT).content == body
         assert_usable(ws)
     assert texts_from(backend, marker)[0] == body
+
+
+def _sigv4_at_the_local_s3(stack: LocalStack, url: str) -> None:
+    """Signature Version 4, on the stack's S3 (AWS_ENDPOINT_URL: path-style there; on AWS
+    the bucket's regional host, tests/test_uploads.py)."""
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == stack.urls["aws"], url
+    assert parts.path.startswith(f"/{BUCKET}/"), url
+    query = parse_qs(parts.query)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"], url
+    assert "Signature" not in query and "AWSAccessKeyId" not in query, url
+
+
+def test_every_presigned_url_is_sigv4_and_the_local_s3_refuses_sigv2(stack: LocalStack) -> None:
+    """[3] upload targets, [4] downloads and POST /uploads: what S3 takes from a bucket
+    made today. The local S3 refuses a SigV2 URL as S3 does."""
+    data = json.dumps({"big": big_text(40_000)}).encode()
+    with frames_client(stack, uuid.uuid4().hex) as ws:
+        url, headers = upload_target(ws, 6)
+        _sigv4_at_the_local_s3(stack, url)
+        assert requests.put(url, data=data, headers=headers, timeout=TIMEOUT).ok
+        ws.send(json.dumps([4, 6, strip_query(url), "GET", {}]))
+        kind, mid, download, _, _ = recv_frame(ws)  # the echo: too large for a frame
+        assert (kind, mid) == (4, -1)
+        _sigv4_at_the_local_s3(stack, download)
+        assert requests.get(download, timeout=TIMEOUT).content == data
+    issued = requests.post(
+        f"{stack.control}/uploads", headers={"Authorization": f"Bearer {KEY}"}, timeout=TIMEOUT
+    )
+    _sigv4_at_the_local_s3(stack, issued.json()["url"])
+
+    key = strip_query(download).rpartition(f"/{BUCKET}/")[2]
+    v2 = s3(stack, config=Config(signature_version="s3"))
+    sigv2 = v2.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key})
+    assert "Signature=" in sigv2
+    refused = requests.get(sigv2, timeout=TIMEOUT)
+    assert refused.status_code == 400
+    assert "<Code>InvalidRequest</Code>" in refused.text, refused.text
 
 
 def test_small_messages_are_wrapped_and_unwrapped(stack: LocalStack, backend: GripBackend) -> None:
