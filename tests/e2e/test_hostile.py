@@ -230,6 +230,45 @@ def test_an_items_offset_that_is_not_plain_digits_is_a_400_naming_it(stack: Loca
     assert "after" in json.dumps(body)
 
 
+@pytest.mark.parametrize("mid", [2**53, -(2**53), 10**400])
+def test_an_envelope_frame_id_past_javascripts_integers_is_an_invalid_frame(
+    stack: LocalStack, mid: int
+) -> None:
+    with frames_client(stack, uuid.uuid4().hex) as ws:
+        ws.send(json.dumps([2, mid]))  # an upload request: its id would go into the S3 key
+        assert refusal(ws, 0) == "invalid_frame"
+        ws.send(json.dumps([1, 7, "after"]))
+        assert recv_frame(ws) == [1, 0, "after"]  # the test backend echoes
+
+
+def test_a_resume_offset_past_javascripts_integers_is_ignored_not_a_failure(
+    stack: LocalStack,
+) -> None:
+    """A client's `resume=` offsets are numbers it chose: one past 2**53 - 1 is
+    ignored (logged) like any bad position, and the connection works as a new one."""
+    room = f"hostile-{uuid.uuid4().hex[:8]}"
+    with client(stack, envelope="1", resume="", subscribe=room) as ws:
+        epoch = json.loads(ws.recv(timeout=TIMEOUT))[2]["epoch"]
+    requests.post(
+        f"{stack.control}/publish/",
+        json={"items": [{"channel": room, "formats": {"ws-message": {"content": "old"}}}]},
+        headers=AUTH,
+        timeout=TIMEOUT,
+    ).raise_for_status()
+    far = base64.urlsafe_b64encode(json.dumps({room: [epoch, 10**400]}).encode()).decode()
+    with client(stack, envelope="1", resume=far.rstrip("="), subscribe=room) as ws:
+        kind, _, report = json.loads(ws.recv(timeout=TIMEOUT))
+        assert kind == 6 and report["replayed"] == 0, report
+        requests.post(
+            f"{stack.control}/publish/",
+            json={"items": [{"channel": room, "formats": {"ws-message": {"content": "new"}}}]},
+            headers=AUTH,
+            timeout=TIMEOUT,
+        ).raise_for_status()
+        assert json.loads(ws.recv(timeout=TIMEOUT))[:3] == [1, 0, "new"]
+    assert "positions ignored" in stack.log()
+
+
 # -- connection ids built to escape their route ----------------------------------------
 
 ESCAPING_IDS = [
