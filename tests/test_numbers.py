@@ -88,3 +88,34 @@ REQUIRED = {"TARGET_URL": "http://b", "SLIPWAY_TABLE": "t", "SLIPWAY_QUEUE_URL":
 def test_a_duration_setting_must_be_finite(raw: str) -> None:
     with pytest.raises(SettingsError, match="SLIPWAY_BACKEND_READ_TIMEOUT"):
         load({**REQUIRED, "SLIPWAY_BACKEND_READ_TIMEOUT": raw})
+
+
+any_json_number = (
+    st.integers()
+    | st.integers(min_value=10**20, max_value=10**300)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.booleans()
+    | st.sampled_from([999, 1000, 4999, 5000, 1000.0, 1000.5])
+)
+
+
+@settings(max_examples=200)
+@given(any_json_number)
+def test_any_close_code_is_refused_naming_it_or_a_close_code(code: object) -> None:
+    """The control API's close of a connection, and a publish's close action."""
+    from chalicelib.grip.publish import PublishError, parse_close, parse_publish
+
+    body = json.dumps({"code": code, "reason": "bye"})
+    try:
+        got, _ = parse_close(body)
+    except PublishError as exc:
+        assert "code" in json.dumps(exc.body())
+    else:
+        assert type(got) is int and 1000 <= got <= 4999
+    item = {"channel": "c", "formats": {"ws-message": {"action": "close", "code": code}}}
+    try:
+        (published,) = parse_publish(json.dumps({"items": [item]}))
+    except PublishError as exc:
+        assert "code" in json.dumps(exc.body())
+    else:
+        assert type(published.action.code) is int and 1000 <= published.action.code <= 4999
