@@ -111,6 +111,15 @@ def test_a_token_made_for_backends_never_opens_the_control_api(name: str, iss: s
         authorize(f"Bearer {BACKEND_TOKENS[name]()}", KEY, iss)
 
 
+@pytest.mark.parametrize("iss", [["slipway"], {"a": 1}, 5, None, True])
+def test_a_token_with_an_odd_issuer_is_judged_not_a_500(iss: object) -> None:
+    authorize(f"Bearer {signed(HS256, {'exp': soon(), 'iss': iss})}", KEY)
+    with pytest.raises(Unauthorized, match="issuer"):
+        authorize(f"Bearer {signed(HS256, {'exp': soon(), 'iss': iss})}", KEY, "my-app")
+    with pytest.raises(Unauthorized, match="use"):
+        authorize(f"Bearer {signed(HS256, {'exp': soon(), 'use': iss})}", KEY)
+
+
 def test_control_tokens_as_backends_make_them_still_pass() -> None:
     """pubcontrol's {iss, exp} (GripPubControl with control_iss), a bare {exp}, an
     explicit use "control", and slipway_client's ControlClient, with and without iss."""

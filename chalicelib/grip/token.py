@@ -85,10 +85,11 @@ def meant_for_backends(claims: dict[str, Any]) -> str | None:
             f"token is for use {use!r}, not the control API: a Grip-Sig proves a request "
             "came from the gateway and opens nothing (sign a control token with the key)"
         )
-    if claims.get("iss") in BACKEND_ISSUERS:
+    iss = claims.get("iss")
+    if isinstance(iss, str) and iss in BACKEND_ISSUERS:  # a list or object is unhashable
         return (
-            f"token issuer {claims['iss']!r} is the gateway's own, for Grip-Sig toward "
-            "backends: a control token needs another iss (or none)"
+            f"token issuer {iss!r} signs Grip-Sig toward backends (slipway's or Pushpin's), "
+            "not control tokens: a control token needs another iss (or none)"
         )
     return None
 
