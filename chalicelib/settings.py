@@ -6,6 +6,7 @@ process. A misspelt `SLIPWAY_*` variable fails loudly instead of being ignored.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -14,6 +15,7 @@ from functools import lru_cache
 from . import secrets
 from .grip.errors import ConfigError
 from .grip.limits import MAX_CHANNELS, MAX_PUBLISH, ORDERED_HOLD_MS, QUEUE_MESSAGE
+from .grip.token import BACKEND_ISSUERS
 
 
 class SettingsError(ConfigError):
@@ -155,6 +157,14 @@ def load(env: Mapping[str, str]) -> Settings:
                 raise SettingsError(f"{name} must be 0 (off) or more")
         elif convert in (int, float) and values[field] <= 0:  # type: ignore[operator]
             raise SettingsError(f"{name} must be greater than 0")
+        if convert is float and not math.isfinite(values[field]):  # type: ignore[arg-type]
+            raise SettingsError(f"{name} must be a finite number, not {env.get(name)!r}")
+    if values["control_iss"] in BACKEND_ISSUERS:
+        raise SettingsError(
+            f"SLIPWAY_CONTROL_ISS={values['control_iss']!r} is the issuer of Grip-Sig tokens "
+            "toward backends, which the control API refuses: choose another "
+            "(docs/security.md#token-confusion)"
+        )
     if values["ordered_all"] and not values["ordered_queue_url"]:
         raise SettingsError("SLIPWAY_ORDERED_ALL needs SLIPWAY_ORDERED_QUEUE_URL (docs/ordered.md)")
     assert set(values) == {f.name for f in fields(Settings)}

@@ -30,6 +30,7 @@ from chalicelib.grip.decisions import (
     grip_prefix_of,
     read_response,
 )
+from chalicelib.grip.limits import IDLE_TIMEOUT, MAX_KEEPALIVE_TIMEOUT
 
 CT = "application/websocket-events"
 OK = {"Content-Type": CT}
@@ -469,6 +470,47 @@ def test_keep_alive_with_invalid_values_is_dropped(extra: dict[str, object]) -> 
     decision = control({"type": "keep-alive", **extra})
     assert isinstance(decision, Dropped)
     assert "keep-alive" in decision.reason
+
+
+# A JSON number of any kind: what a backend (or a bug in one) may put in `timeout`.
+json_numbers = (
+    st.integers()
+    | st.integers(min_value=10**15, max_value=10**200)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0, 1, MAX_KEEPALIVE_TIMEOUT, MAX_KEEPALIVE_TIMEOUT + 1, 10**41])
+)
+
+
+@settings(max_examples=300)
+@given(json_numbers)
+def test_any_keep_alive_timeout_is_refused_or_within_bounds(timeout: object) -> None:
+    """Issue 24, finding 8: 10**41 and 200-digit timeouts were kept for ever in the
+    deployment's 32 timeout slots. Whatever number comes, it is dropped (saying
+    why) or a whole number of seconds from 1 to MAX_KEEPALIVE_TIMEOUT."""
+    decision = control({"type": "keep-alive", "content": "ka", "timeout": timeout})
+    if isinstance(decision, Dropped):
+        assert "keep-alive timeout" in decision.reason
+        assert len(decision.reason) < 200
+    else:
+        assert isinstance(decision, KeepAlive)
+        assert type(decision.timeout) is int
+        assert 1 <= decision.timeout <= MAX_KEEPALIVE_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"1e41", b"100000000000000000000000000000000000000000", b"9" * 200, b"Infinity", b"NaN"],
+)
+def test_an_unbounded_keep_alive_timeout_is_dropped_naming_the_field(raw: bytes) -> None:
+    decision = control(b'{"type": "keep-alive", "content": "ka", "timeout": ' + raw + b"}")
+    assert isinstance(decision, Dropped)
+    assert f"timeout must be an integer from 1 to {MAX_KEEPALIVE_TIMEOUT}" in decision.reason
+
+
+def test_the_keep_alive_bound_is_api_gateways_idle_timeout() -> None:
+    assert MAX_KEEPALIVE_TIMEOUT == IDLE_TIMEOUT == 600
+    msg = {"type": "keep-alive", "content": "ka", "timeout": IDLE_TIMEOUT}
+    assert control(msg) == KeepAlive(b"ka", False, IDLE_TIMEOUT, "idle")
 
 
 def test_set_meta() -> None:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import jwt
 import pytest
+from slipway_client import ControlClient
 
 from chalicelib.grip import envelope as env
 from chalicelib.grip.auth import authorize
@@ -21,6 +22,8 @@ from chalicelib.grip.envelope import Code, Refused
 from chalicelib.grip.errors import Unauthorized
 from chalicelib.grip.limits import MAX_TOKEN_LIFETIME
 from chalicelib.grip.request import backend_headers, handshake_headers
+from chalicelib.grip.token import grip_sig
+from chalicelib.settings import SettingsError, load
 
 KEY = "hostile-test-key-" + "0123456789abcdef" * 3  # 64 bytes: PyJWT's HS512 minimum
 
@@ -66,6 +69,9 @@ BAD_TOKENS = {
         HS256, {"exp": int(time.time()) + MAX_TOKEN_LIFETIME + 60}
     ),
     "exp 1e308": lambda: signed(HS256, {"exp": 1e308}),
+    "exp NaN": lambda: signed(HS256, {"exp": float("nan")}),
+    "exp Infinity": lambda: signed(HS256, {"exp": float("inf")}),
+    "exp 10**400": lambda: signed(HS256, {"exp": 10**400}),
     "another key": lambda: jwt.encode({"exp": soon()}, "x" * 48, algorithm="HS256"),
     "claims changed after signing": lambda: ".".join(
         [signed(HS256, {"exp": soon()}).split(".")[0], b64(b'{"exp":9999999999}')]
@@ -80,6 +86,56 @@ BAD_TOKENS = {
 def test_a_forged_or_unbounded_token_is_refused(name: str) -> None:
     with pytest.raises(Unauthorized):
         authorize(f"Bearer {BAD_TOKENS[name]()}", KEY)
+
+
+# Tokens made for backends (issue 24, finding 1): a backend that logs or echoes its
+# request headers must not hand out the control API.
+def pushpins_grip_sig() -> str:
+    return jwt.encode({"iss": "pushpin", "exp": soon()}, KEY, algorithm="HS256")
+
+
+BACKEND_TOKENS = {
+    "the gateway's own Grip-Sig": lambda: grip_sig(KEY),
+    "a Grip-Sig of before the use claim": lambda: signed(HS256, {"iss": "slipway", "exp": soon()}),
+    "Pushpin's Grip-Sig": pushpins_grip_sig,
+    "use grip-sig, no issuer": lambda: signed(HS256, {"exp": soon(), "use": "grip-sig"}),
+    "any use but control": lambda: signed(HS256, {"exp": soon(), "use": "backend"}),
+}
+
+
+@pytest.mark.parametrize("iss", [None, "slipway", "pushpin", "my-app"])
+@pytest.mark.parametrize("name", list(BACKEND_TOKENS))
+def test_a_token_made_for_backends_never_opens_the_control_api(name: str, iss: str | None) -> None:
+    """Whatever SLIPWAY_CONTROL_ISS says (settings refuse slipway and pushpin too)."""
+    with pytest.raises(Unauthorized, match="Grip-Sig|control API|issuer"):
+        authorize(f"Bearer {BACKEND_TOKENS[name]()}", KEY, iss)
+
+
+@pytest.mark.parametrize("iss", [["slipway"], {"a": 1}, 5, None, True])
+def test_a_token_with_an_odd_issuer_is_judged_not_a_500(iss: object) -> None:
+    authorize(f"Bearer {signed(HS256, {'exp': soon(), 'iss': iss})}", KEY)
+    with pytest.raises(Unauthorized, match="issuer"):
+        authorize(f"Bearer {signed(HS256, {'exp': soon(), 'iss': iss})}", KEY, "my-app")
+    with pytest.raises(Unauthorized, match="use"):
+        authorize(f"Bearer {signed(HS256, {'exp': soon(), 'use': iss})}", KEY)
+
+
+def test_control_tokens_as_backends_make_them_still_pass() -> None:
+    """pubcontrol's {iss, exp} (GripPubControl with control_iss), a bare {exp}, an
+    explicit use "control", and slipway_client's ControlClient, with and without iss."""
+    authorize(f"Bearer {jwt.encode({'iss': 'my-app', 'exp': soon()}, KEY)}", KEY, "my-app")
+    authorize(f"Bearer {jwt.encode({'iss': 'my-app', 'exp': soon()}, KEY)}", KEY)
+    authorize(f"Bearer {signed(HS256, {'exp': soon(), 'use': 'control'})}", KEY)
+    authorize(ControlClient("http://x", KEY).authorization(), KEY)
+    authorize(ControlClient("http://x", KEY, iss="my-app").authorization(), KEY, "my-app")
+
+
+@pytest.mark.parametrize("iss", ["slipway", "pushpin"])
+def test_the_grip_sig_issuers_cannot_be_the_control_issuer(iss: str) -> None:
+    env = {"TARGET_URL": "http://b", "SLIPWAY_TABLE": "t", "SLIPWAY_QUEUE_URL": "http://q"}
+    with pytest.raises(SettingsError, match="SLIPWAY_CONTROL_ISS"):
+        load({**env, "SLIPWAY_CONTROL_ISS": iss})
+    assert load({**env, "SLIPWAY_CONTROL_ISS": "my-app"}).control_iss == "my-app"
 
 
 BAD_HEADERS = [

@@ -9,7 +9,7 @@ import time
 
 from chalicelib import keepalive, services
 from chalicelib.grip import keepalive as ka
-from chalicelib.grip.limits import MAX_KEEPALIVE_TIMEOUTS
+from chalicelib.grip.limits import MAX_KEEPALIVE_TIMEOUT, MAX_KEEPALIVE_TIMEOUTS
 from chalicelib.grip.payload import Payload
 from tests.harness import Gateway
 
@@ -62,7 +62,7 @@ def test_too_many_distinct_timeouts_are_refused_with_a_warning(gateway: Gateway,
     store = services.current().store
     used = set(store.keepalive_timeouts())
     cid, _, _ = gateway.connect()
-    fresh = [t for t in range(1000, 2000) if t not in used]
+    fresh = [t for t in range(100, MAX_KEEPALIVE_TIMEOUT + 1) if t not in used]
     for t in fresh[: MAX_KEEPALIVE_TIMEOUTS - len(used)]:
         store.set_keep_alive(cid, ka.started(time.time(), Payload.of_text("x"), t, ka.IDLE))
     with caplog.at_level(logging.WARNING):

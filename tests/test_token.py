@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 
 import gripcontrol
@@ -14,12 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chalicelib.grip.limits import MAX_TOKEN_LIFETIME
 from chalicelib.grip.token import TokenError, grip_sig, sign, verify
 
 # 64 bytes: long enough that PyJWT warns for no algorithm.
 KEY = "k" * 32 + "0123456789abcdef0123456789abcdef"
 OTHER = "o" * 64
 NOW = 1_700_000_000
+HS256 = {"alg": "HS256", "typ": "JWT"}
 
 
 def b64(data: bytes) -> str:
@@ -66,7 +69,11 @@ def test_no_padding_in_the_token() -> None:
 
 def test_grip_sig_claims() -> None:
     token = grip_sig(KEY, now=NOW + 0.9)
-    assert verify(token, KEY, iss="slipway", now=NOW) == {"iss": "slipway", "exp": NOW + 3600}
+    assert verify(token, KEY, iss="slipway", now=NOW) == {
+        "iss": "slipway",
+        "exp": NOW + 3600,
+        "use": "grip-sig",
+    }
     assert verify(token, KEY, now=NOW + 3599)
     with pytest.raises(TokenError, match="expired"):
         verify(token, KEY, now=NOW + 3600)
@@ -99,6 +106,17 @@ def test_gripcontrol_validate_sig_accepts_our_grip_sig() -> None:
     token = grip_sig(KEY)
     assert gripcontrol.validate_sig(token, KEY) is True
     assert gripcontrol.validate_sig(token, KEY, iss="slipway") is True
+
+
+def test_the_grip_sig_use_claim_breaks_no_backend_check() -> None:
+    """The claim that binds Grip-Sig to backends is private: gripcontrol's
+    validate_sig (django-grip's check), PyJWT without options and our client all
+    accept it, where an `aud` would make PyJWT refuse the token."""
+    token = grip_sig(KEY)
+    assert gripcontrol.validate_sig(token, KEY) is True
+    assert jwt.decode(token, KEY, algorithms=["HS256"])["use"] == "grip-sig"
+    with_aud = sign({"exp": int(time.time()) + 60, "aud": "backend"}, KEY)
+    assert gripcontrol.validate_sig(with_aud, KEY) is False
 
 
 def test_gripcontrol_validate_sig_rejects_the_wrong_key_or_issuer() -> None:
@@ -149,6 +167,44 @@ def test_pyjwt_float_exp_is_honoured() -> None:
 # --- refusals ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "raw_exp",
+    [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1" + b"0" * 400, b"9" * 4000],
+    ids=["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "10**400", "4000 digits"],
+)
+def test_a_non_finite_exp_is_refused(raw_exp: bytes) -> None:
+    """Issue 24, finding 5: `exp: NaN` compared false both ways and never expired."""
+    token = hand_made(HS256, None, raw_claims=b'{"exp": ' + raw_exp + b"}")
+    with pytest.raises(TokenError, match="exp"):
+        verify(token, KEY, now=NOW, max_lifetime=MAX_TOKEN_LIFETIME)
+    with pytest.raises(TokenError, match="exp"):
+        verify(token, KEY, now=NOW)  # with no lifetime bound too (a backend's Grip-Sig check)
+
+
+# Any JSON number: what a token's exp may hold once its claims are parsed.
+json_numbers = (
+    st.integers()
+    | st.integers(min_value=10**300, max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(NOW - 10, NOW + MAX_TOKEN_LIFETIME + 10)
+    | st.booleans()
+)
+
+
+@settings(max_examples=300)
+@given(json_numbers)
+def test_any_exp_is_refused_or_finite_and_within_a_day(exp: object) -> None:
+    token = sign({"exp": exp}, KEY)
+    try:
+        claims = verify(token, KEY, now=NOW, max_lifetime=MAX_TOKEN_LIFETIME)
+    except TokenError as exc:
+        assert "exp" in str(exc) or "expire" in str(exc)
+    else:
+        assert isinstance(claims["exp"], int | float) and not isinstance(claims["exp"], bool)
+        assert math.isfinite(claims["exp"])
+        assert NOW < claims["exp"] <= NOW + MAX_TOKEN_LIFETIME
+
+
 def test_expired() -> None:
     token = sign({"exp": NOW}, KEY)
     assert verify(token, KEY, now=NOW - 1)
@@ -160,7 +216,7 @@ def test_expired() -> None:
 
 @pytest.mark.parametrize(
     "claims",
-    [{}, {"iss": "slipway"}, {"exp": None}, {"exp": "9999999999"}, {"exp": True}, {"exp": [1]}],
+    [{}, {"iss": "x"}, {"exp": None}, {"exp": "9999999999"}, {"exp": True}, {"exp": [1]}],
     ids=["empty", "iss only", "null", "string", "bool", "list"],
 )
 def test_missing_or_non_numeric_exp(claims: dict) -> None:

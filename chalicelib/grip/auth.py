@@ -13,8 +13,9 @@ def authorize(header: str | None, key: str | None, iss: str | None = None) -> No
     """Pass if the header carries the deployment key; Unauthorized (401) if not,
     ControlDisabled (503) if no key is configured.
 
-    Accepts `Bearer <JWT>` (HS256 over the key, `exp` required and at most
-    MAX_TOKEN_LIFETIME ahead, `iss` checked when configured) and `Bearer <key>`
+    Accepts `Bearer <JWT>` (HS256 over the key, `exp` required, finite and at most
+    MAX_TOKEN_LIFETIME ahead, `iss` checked when configured; never a token made
+    for backends, such as the gateway's own Grip-Sig) and `Bearer <key>`
     itself, which is what pubcontrol sends when it has a key but no issuer. With
     no key configured nothing is allowed. The key is read from this header only:
     a `?key=` in the URL (a GRIP URI pasted whole) authorizes nothing."""
@@ -31,6 +32,10 @@ def authorize(header: str | None, key: str | None, iss: str | None = None) -> No
     if credential.count(".") != 2:
         raise Unauthorized("wrong key")
     try:
-        token.verify(credential, key, iss=iss, max_lifetime=MAX_TOKEN_LIFETIME)
+        claims = token.verify(credential, key, iss=iss, max_lifetime=MAX_TOKEN_LIFETIME)
     except token.TokenError as exc:
         raise Unauthorized(str(exc)) from None
+    # Whatever SLIPWAY_CONTROL_ISS says: a backend may log or echo its request headers.
+    problem = token.meant_for_backends(claims)
+    if problem is not None:
+        raise Unauthorized(problem)

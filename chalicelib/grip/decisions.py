@@ -16,7 +16,7 @@ from typing import Any
 
 from . import codec
 from .keepalive import DEFAULT_TIMEOUT, IDLE, INTERVAL
-from .limits import MAX_CHANNEL_LENGTH
+from .limits import MAX_CHANNEL_LENGTH, MAX_KEEPALIVE_TIMEOUT
 from .payload import Payload
 
 DEFAULT_PREFIX = "m:"
@@ -307,14 +307,28 @@ def _control(raw: bytes) -> Decision:
     return Dropped(f"unknown control message type {kind!r}")
 
 
+def _shown(value: Any) -> str:
+    """A value for a log line, cut short (a 200-digit integer stays readable)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**20 else "a huge integer"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _keep_alive(msg: dict[str, Any]) -> Decision:
     """Pushpin's keep-alive (`src/handler/wscontrolmessage.cpp`): no content turns
     it off; `message-type` defaults to the content's own kind."""
     timeout = msg.get("timeout", DEFAULT_TIMEOUT)
     mode = msg.get("mode", IDLE)
     kind = msg.get("message-type")
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
-        return Dropped("keep-alive timeout must be a positive integer")
+    if (
+        not isinstance(timeout, int)
+        or isinstance(timeout, bool)
+        or not 1 <= timeout <= MAX_KEEPALIVE_TIMEOUT
+    ):
+        return Dropped(
+            f"keep-alive timeout must be an integer from 1 to {MAX_KEEPALIVE_TIMEOUT} "
+            f"seconds (API Gateway closes a connection idle for {MAX_KEEPALIVE_TIMEOUT} s), "
+            f"not {_shown(timeout)}"
+        )
     if mode not in (IDLE, INTERVAL):
         return Dropped(f"keep-alive mode {mode!r} is not idle or interval")
     if kind not in (None, "text", "binary", "ping", "pong"):

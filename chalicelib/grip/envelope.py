@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-from .limits import MAX_INLINE, UTF8_MAX_BYTES_PER_CHAR
+from .limits import MAX_INLINE, MAX_SAFE_INTEGER, UTF8_MAX_BYTES_PER_CHAR
 
 MESSAGE, UPLOAD_REQUEST, UPLOAD_TARGET, DOWNLOAD, FAILURE, POSITION = 1, 2, 3, 4, 5, 6
 PUSH_ID = 0  # the id of a message the gateway sends
@@ -108,6 +108,10 @@ def read(text: str) -> ClientFrame:
         raise Refused(PUSH_ID, Code.NOT_AN_ARRAY, "a frame must be a JSON array") from None
     if not isinstance(value, list) or len(value) < 2 or not _is_int(value[1]):
         raise Refused(PUSH_ID, Code.NOT_AN_ARRAY, "a frame must be a JSON array [type, id, ...]")
+    if abs(value[1]) > MAX_SAFE_INTEGER:
+        raise Refused(
+            PUSH_ID, Code.INVALID_FRAME, f"a frame id is an integer of at most {MAX_SAFE_INTEGER}"
+        )
     kind, mid = value[0], value[1]
     if not _is_int(kind):  # true == 1 and 1.0 == 1 in Python, not in a frame
         raise Refused(mid, Code.UNKNOWN_TYPE, f"unknown frame type {kind!r}: expected 1, 2 or 4")

@@ -21,8 +21,8 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from .errors import BadRequest
-from .introspection import page_limit
-from .limits import MAX_CHANNEL_LENGTH, MAX_CHANNELS
+from .introspection import decimal, page_limit
+from .limits import MAX_CHANNEL_LENGTH, MAX_CHANNELS, MAX_SAFE_INTEGER
 from .payload import Payload
 
 # The query parameter a client presents its positions in (and opts in with).
@@ -30,6 +30,8 @@ RESUME_PARAM = "resume"
 # A `resume=` value longer than this is ignored rather than decoded: API
 # Gateway's request line is bounded too, and a client has at most MAX_CHANNELS.
 MAX_RESUME_LENGTH = 8 * 1024
+# The largest offset a client's resume= or an items query may name.
+MAX_OFFSET = MAX_SAFE_INTEGER
 
 
 class Position(NamedTuple):
@@ -144,7 +146,7 @@ def encode_resume(positions: dict[str, Position]) -> str:
 
 
 def _is_offset(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_OFFSET
 
 
 # -- what the client is told --------------------------------------------------------
@@ -231,9 +233,10 @@ def items_query(params: dict[str, str] | None) -> ItemsQuery:
         raise BadRequest({"after": ["give after or after-id, not both"]})
     after = 0
     if after_raw is not None:
-        if not after_raw.isdigit() or len(after_raw) > 12:
-            raise BadRequest({"after": ["an offset: an integer, 0 or more"]})
-        after = int(after_raw)
+        found = decimal(after_raw, 0, MAX_OFFSET)
+        if found is None:
+            raise BadRequest({"after": [f"an offset: an integer from 0 to {MAX_OFFSET}"]})
+        after = found
     if after_id is not None and not after_id:
         raise BadRequest({"after-id": ["a GRIP item id, not empty"]})
     return ItemsQuery(after, after_id, page_limit(params.get("limit")))

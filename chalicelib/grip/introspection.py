@@ -42,13 +42,25 @@ def channel_name(channel: str) -> str:
     return channel
 
 
+def decimal(raw: str, low: int, high: int) -> int | None:
+    """A query parameter's whole number from `low` to `high`, or None. ASCII digits
+    only: str.isdigit also passes "²" and "١٢", which int() refuses or reads, and a
+    string of thousands of digits is refused before int() is asked to read it."""
+    digits = raw.lstrip("0") or "0"
+    if not raw.isascii() or not raw.isdigit() or len(digits) > len(str(high)):
+        return None
+    value = int(digits)
+    return value if low <= value <= high else None
+
+
 def page_limit(raw: str | None) -> int:
     """`?limit=`: 1 to MAX_PAGE, DEFAULT_PAGE when absent."""
     if raw is None or raw == "":
         return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    limit = decimal(raw, 1, MAX_PAGE)
+    if limit is None:
         raise BadRequest({"limit": [f"an integer from 1 to {MAX_PAGE}"]})
-    return int(raw)
+    return limit
 
 
 def encode_cursor(shard: int, after: str) -> str:

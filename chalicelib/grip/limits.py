@@ -29,6 +29,14 @@ MAX_PUBLISH = 32 * 1024 * 1024
 MAX_CHANNEL_LENGTH = 512
 # How many channels one connection may join (default of SLIPWAY_MAX_CHANNELS).
 MAX_CHANNELS = 20
+# API Gateway closes a WebSocket connection that carried nothing for this long.
+IDLE_TIMEOUT = 600
+# The longest keep-alive `timeout` (seconds) a backend may set. A keep-alive is
+# there to beat idle timeouts (Pushpin's default is 55 s); one longer than API
+# Gateway's never fires on an idle connection, which is closed first. Bounding it
+# also keeps absurd values (10**41, a 200-digit integer) out of the deployment's
+# MAX_KEEPALIVE_TIMEOUTS slots.
+MAX_KEEPALIVE_TIMEOUT = IDLE_TIMEOUT
 # Distinct keep-alive timeouts one deployment may use: the scheduler makes one
 # index query a second for each.
 MAX_KEEPALIVE_TIMEOUTS = 32
@@ -41,6 +49,10 @@ MAX_BACKEND_RESPONSE = 10 * 1024 * 1024
 # A control API JWT may expire at most this far ahead (pubcontrol and
 # slipway_client give theirs an hour): a leaked token is not a key for ever.
 MAX_TOKEN_LIFETIME = 24 * 3600
+# The largest whole number read from a client or a query (a channel offset, an
+# envelope frame id): JavaScript's largest exact integer, as browser clients count,
+# and well inside DynamoDB's 38 digits. Past it, a number is refused, not stored.
+MAX_SAFE_INTEGER = 2**53 - 1
 # UTF-8 takes at most this many bytes a character: a text this much under a
 # limit in characters fits without counting its bytes.
 UTF8_MAX_BYTES_PER_CHAR = 4

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any
 
@@ -32,6 +33,19 @@ def _key(key: str | bytes) -> bytes:
     return key.encode("utf-8") if isinstance(key, str) else key
 
 
+def _finite(value: Any) -> float | None:
+    """A JSON number as a float, or None for a boolean, NaN, an infinity or an
+    integer past float's range (NaN compares false with everything: it would
+    never expire)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def sign(claims: dict[str, Any], key: str | bytes) -> str:
     """A compact HS256 JWT carrying `claims`."""
     body = _b64(_HEADER) + b"." + _b64(json.dumps(claims, separators=(",", ":")).encode())
@@ -44,8 +58,8 @@ def verify(
 ) -> dict[str, Any]:
     """The claims of a valid token, else `GripSigError` saying why.
 
-    HS256 only; `exp` is required and must be in the future; `iss` is checked
-    when given.
+    HS256 only; `exp` is required, a finite number and in the future; `iss` is
+    checked when given.
     """
     parts = token.split(".")
     if len(parts) != 3:
@@ -65,9 +79,11 @@ def verify(
         raise GripSigError("token claims are not JSON") from None
     if not isinstance(claims, dict):
         raise GripSigError("token claims are not a JSON object")
-    exp = claims.get("exp")
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
+    if "exp" not in claims:
         raise GripSigError("token has no exp claim")
+    exp = _finite(claims["exp"])
+    if exp is None:
+        raise GripSigError("token exp must be a finite number of seconds since the epoch")
     if (time.time() if now is None else now) >= exp:
         raise GripSigError("token has expired")
     if iss is not None and claims.get("iss") != iss:

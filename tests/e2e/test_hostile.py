@@ -16,11 +16,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, urlsplit
 
+import gripcontrol
 import jwt
 import pytest
 import requests
 
-from chalicelib.grip.limits import MAX_TOKEN_LIFETIME, REST_REQUEST
+from chalicelib.grip.limits import (
+    MAX_KEEPALIVE_TIMEOUT,
+    MAX_KEEPALIVE_TIMEOUTS,
+    MAX_TOKEN_LIFETIME,
+    REST_REQUEST,
+)
 
 from .processes import KEY, GripBackend, LocalStack
 from .test_envelope import BUCKET, frames_client, recv_frame, refusal
@@ -105,6 +111,11 @@ BAD_CREDENTIALS = {
     "expired": token({"exp": in_(-10)}),
     "exp ten years ahead": token({"exp": in_(10 * 365 * 86400)}),
     "exp a day and an hour ahead": token({"exp": in_(MAX_TOKEN_LIFETIME + 3600)}),
+    # Issue 24, finding 5: NaN compares false both ways, so it never expired.
+    "exp NaN": token({"exp": float("nan")}),
+    "exp Infinity": token({"exp": float("inf")}),
+    "exp 10**400": token({"exp": 10**400}),
+    "Pushpin's Grip-Sig": token({"iss": "pushpin", "exp": in_(3600)}),
 }
 
 
@@ -138,6 +149,124 @@ def test_an_hour_long_token_as_pubcontrol_makes_it_works(stack: LocalStack) -> N
     headers = {"Authorization": f"Bearer {token({'exp': in_(3600)})}"}
     reply = requests.get(f"{stack.control}/channels/lobby", headers=headers, timeout=TIMEOUT)
     assert reply.status_code == 200
+
+
+# -- token confusion: a backend's request headers are not a credential -----------------
+
+
+def test_a_grip_sig_echoed_by_a_backend_opens_nothing(
+    stack: LocalStack, backend: GripBackend
+) -> None:
+    """Issue 24, finding 1: the Grip-Sig of a backend request, logged or echoed by the
+    backend, was a Bearer token for the whole control API for its hour."""
+    marker = uuid.uuid4().hex
+    with client(stack, marker) as ws:
+        seen = backend.wait_for(marker, lambda got: len(got) >= 1)[0]["headers"]
+        cid, sig = seen["connection-id"], seen["grip-sig"]
+        stolen = {"Authorization": f"Bearer {sig}"}
+        item = {"channel": marker, "formats": {"ws-message": {"content": "x"}}}
+        path = f"{stack.control}/connections/{quote(cid, safe='')}"
+        attempts = [
+            requests.get(f"{stack.control}/connections", headers=stolen, timeout=TIMEOUT),
+            requests.get(path, headers=stolen, timeout=TIMEOUT),
+            requests.post(
+                f"{stack.control}/publish/", json={"items": [item]}, headers=stolen, timeout=TIMEOUT
+            ),
+            requests.post(f"{stack.control}/uploads", headers=stolen, timeout=TIMEOUT),
+            requests.post(
+                f"{path}/message", json={"content": "owned"}, headers=stolen, timeout=TIMEOUT
+            ),
+            requests.delete(path, headers=stolen, timeout=TIMEOUT),
+        ]
+        for reply in attempts:
+            assert reply.status_code == 401, (reply.request.method, reply.request.url, reply.text)
+            assert "Grip-Sig" in reply.json()["error"]
+        # Nothing was sent to the client nor closed: its next message is echoed as ever.
+        ws.send("still mine")
+        assert ws.recv(timeout=TIMEOUT) == "still mine"
+    # The same header is still a good Grip-Sig for the backend: it checked it.
+    assert gripcontrol.validate_sig(sig, KEY)
+
+
+# -- numbers: bounded, or refused naming the field -------------------------------------
+
+
+def test_huge_keep_alive_timeouts_never_fill_the_deployments_timeout_slots(
+    stack: LocalStack, backend: GripBackend
+) -> None:
+    """Issue 24, finding 8: each distinct keep-alive timeout takes one of the
+    deployment's 32 slots for ever; 10**41 and a 200-digit one were accepted. 32
+    such answers, then a real keep-alive: it still gets its slot and arrives."""
+    huge = [10**41 + k for k in range(MAX_KEEPALIVE_TIMEOUTS - 1)] + [int("9" * 200)]
+    for timeout in huge:
+        # The OPEN response carries the keep-alive: it is carried out before the handshake ends.
+        with client(stack, keepalive=json.dumps({"content": "never", "timeout": timeout})):
+            pass
+    with client(
+        stack, keepalive=json.dumps({"content": "ka", "timeout": 1, "mode": "interval"})
+    ) as ws:
+        assert ws.recv(timeout=TIMEOUT) == "ka"
+    assert f"keep-alive timeout must be an integer from 1 to {MAX_KEEPALIVE_TIMEOUT}" in stack.log()
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=%C2%B2", "limit=" + "9" * 5000, "limit=%EF%BC%91", "limit=1e3"]
+)
+@pytest.mark.parametrize(
+    "route", ["/connections", "/channels/lobby/connections", "/channels/lobby/items"]
+)
+def test_a_page_limit_that_is_not_plain_digits_is_a_400_naming_it(
+    stack: LocalStack, route: str, query: str
+) -> None:
+    """`?limit=²` passed str.isdigit and failed int(): a 500 before the fix."""
+    status, body = raw(stack, "GET", f"{route}?{query}")
+    assert status == 400, (status, body)
+    assert "limit" in json.dumps(body)
+
+
+def test_an_items_offset_that_is_not_plain_digits_is_a_400_naming_it(stack: LocalStack) -> None:
+    status, body = raw(stack, "GET", "/channels/lobby/items?after=%C2%B2")
+    assert status == 400, (status, body)
+    assert "after" in json.dumps(body)
+
+
+@pytest.mark.parametrize("mid", [2**53, -(2**53), 10**400])
+def test_an_envelope_frame_id_past_javascripts_integers_is_an_invalid_frame(
+    stack: LocalStack, mid: int
+) -> None:
+    with frames_client(stack, uuid.uuid4().hex) as ws:
+        ws.send(json.dumps([2, mid]))  # an upload request: its id would go into the S3 key
+        assert refusal(ws, 0) == "invalid_frame"
+        ws.send(json.dumps([1, 7, "after"]))
+        assert recv_frame(ws) == [1, 0, "after"]  # the test backend echoes
+
+
+def test_a_resume_offset_past_javascripts_integers_is_ignored_not_a_failure(
+    stack: LocalStack,
+) -> None:
+    """A client's `resume=` offsets are numbers it chose: one past 2**53 - 1 is
+    ignored (logged) like any bad position, and the connection works as a new one."""
+    room = f"hostile-{uuid.uuid4().hex[:8]}"
+    with client(stack, envelope="1", resume="", subscribe=room) as ws:
+        epoch = json.loads(ws.recv(timeout=TIMEOUT))[2]["epoch"]
+    requests.post(
+        f"{stack.control}/publish/",
+        json={"items": [{"channel": room, "formats": {"ws-message": {"content": "old"}}}]},
+        headers=AUTH,
+        timeout=TIMEOUT,
+    ).raise_for_status()
+    far = base64.urlsafe_b64encode(json.dumps({room: [epoch, 10**400]}).encode()).decode()
+    with client(stack, envelope="1", resume=far.rstrip("="), subscribe=room) as ws:
+        kind, _, report = json.loads(ws.recv(timeout=TIMEOUT))
+        assert kind == 6 and report["replayed"] == 0, report
+        requests.post(
+            f"{stack.control}/publish/",
+            json={"items": [{"channel": room, "formats": {"ws-message": {"content": "new"}}}]},
+            headers=AUTH,
+            timeout=TIMEOUT,
+        ).raise_for_status()
+        assert json.loads(ws.recv(timeout=TIMEOUT))[:3] == [1, 0, "new"]
+    assert "positions ignored" in stack.log()
 
 
 # -- connection ids built to escape their route ----------------------------------------
