@@ -207,9 +207,9 @@ def _run(app: Chalice, host: str, port: int, stage: str, project: Path) -> None:
             print(f"{name}: {value}")
         print("ready", flush=True)
         if not target:
-            log.info(
-                "try it: python -m websockets %s in two terminals, then /join lobby", websocket
-            )
+            from .cli import websocket_command
+
+            log.info("try it: %s in two terminals, then /join lobby", websocket_command(websocket))
 
     _after_bind(announce)
     if threading.current_thread() is threading.main_thread():  # --no-autoreload

@@ -138,6 +138,18 @@ def check_port(host: str, port: int, flag: str) -> None:
             ) from None
 
 
+def websocket_command(url: str) -> str:
+    """The shell command that opens a chat on `url`: `python -m websockets` with this
+    interpreter (the venv's: a system Python has no `websockets`), relative when it is
+    under the working directory, so the hint works as printed."""
+    import shlex
+
+    python, here = Path(sys.executable), Path.cwd()
+    shown = str(python.relative_to(here)) if here in python.parents and here.parent != here else ""
+    shown = shown or str(python)
+    return f"{shlex.quote(shown)} -m websockets {shlex.quote(url)}"
+
+
 def _dead_letter_name(queue: str) -> str:
     base, fifo, _ = queue.partition(".fifo")
     return f"{base}-dlq{fifo}"
@@ -212,9 +224,7 @@ async def run(opts: Options) -> int:
     print(f"faults: {urls.faults}")
     print("ready", flush=True)
     if opts.target is None and not opts.control_url:  # chalice local says it itself
-        log.info(
-            "try it: python -m websockets %s in two terminals, then /join lobby", urls.websocket
-        )
+        log.info("try it: %s in two terminals, then /join lobby", websocket_command(urls.websocket))
         log.info("or open %s in two browser tabs", urls.demo)
     stopped = asyncio.ensure_future(stop.wait())
     died = asyncio.ensure_future(stack.trouble())
@@ -242,10 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     logs.configure(args.log_level)
-    try:
+    try:  # every port this run binds, before anything starts (the demo page's came ~15 s late)
         check_port(args.host, args.ws_port, "--ws-port")
         if not args.control_url:
             check_port(args.host, args.http_port, "--http-port")
+        if args.target is None:  # the demo backend itself takes any free port
+            check_port(args.host, args.demo_port, "--demo-port")
     except SystemExit as exc:
         log.error("%s", exc.code)
         return 2

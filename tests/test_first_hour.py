@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +51,36 @@ def test_slipway_local_refuses_a_busy_port_before_starting_anything(
         assert cli.main(["local", "--ws-port", "0", "--http-port", str(port)]) == 2
     assert "pick another with --http-port PORT" in caplog.text
     assert "created" not in caplog.text
+
+
+def test_a_busy_demo_page_port_is_refused_before_starting_anything(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It was found ~15 s late, by the demo page's server: `[Errno 98] Address already
+    in use`, naming neither the port nor the flag."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["local", "--ws-port", "0", "--http-port", "0", "--demo-port", str(port)]
+        assert cli.main(argv) == 2
+    assert f"port {port} on 127.0.0.1 is in use" in caplog.text
+    assert "pick another with --demo-port PORT" in caplog.text
+    assert "created" not in caplog.text
+
+
+def test_the_try_it_hint_runs_websockets_with_this_interpreter(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`python -m websockets` fails on a system Python without the package: the hint
+    names the interpreter that has it, relative when under the working directory."""
+    python = tmp_path / ".venv" / "bin" / "python"
+    monkeypatch.setattr(sys, "executable", str(python))
+    monkeypatch.chdir(tmp_path)
+    url = "ws://127.0.0.1:8000/?ordered=1"
+    assert cli.websocket_command(url) == f".venv/bin/python -m websockets '{url}'"
+    monkeypatch.chdir("/")
+    assert cli.websocket_command(url) == f"{python} -m websockets '{url}'"
 
 
 def test_a_publish_without_ws_message_says_which_formats_it_ignored() -> None:
