@@ -50,14 +50,12 @@ from urllib.parse import urlsplit
 from chalice.app import Chalice
 
 from . import aws, logs
+from .target import placeholder
 
 # The rest of slipway_dev (moto, websockets...) is imported only inside `chalice
 # local`: `chalice package` and `chalice deploy` import app.py too.
 log = logging.getLogger("slipway_dev.chalice_local")
 
-# RFC 2606 / 6761: a TARGET_URL on these is a placeholder (.chalice/config.json's
-# `https://backend.example.com/ws`), not a backend: the demo backend runs instead.
-_PLACEHOLDER_DOMAINS = ("example.com", "example.net", "example.org", "example", "invalid")
 # Directories whose changes never mean "reload": tools' caches, the venv, bytecode.
 _NOT_WATCHED = {"__pycache__", "node_modules", "build", "dist"}
 _READY_TIMEOUT = 120.0
@@ -115,7 +113,8 @@ def _run(app: Chalice, host: str, port: int, stage: str, project: Path) -> None:
     first = _initial_environment()
     stage_env = _stage_environment(project, stage)
     target = first.get("TARGET_URL") or stage_env.get("TARGET_URL")
-    if target and _placeholder(target):
+    # .chalice/config.json's placeholder is not a backend: the demo backend runs instead.
+    if target and placeholder(target):
         log.info(
             "TARGET_URL %s (stage %s in .chalice/config.json) is a placeholder: running the "
             "demo backend; set TARGET_URL to use yours",
@@ -246,11 +245,6 @@ def _stage_environment(project: Path, stage: str) -> dict[str, str]:
         return dict(config.environment_variables)
     except Exception:  # Chalice itself has read it already: it will say what is wrong
         return {}
-
-
-def _placeholder(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    return any(host == d or host.endswith("." + d) for d in _PLACEHOLDER_DOMAINS)
 
 
 def _read_until_ready(proc: subprocess.Popen[str]) -> dict[str, str]:

@@ -31,9 +31,14 @@ log = logging.getLogger("slipway_dev.cli")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slipway")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{bootstrap,local}")
+    commands = parser.add_subparsers(dest="command", metavar="{bootstrap,check-target,local}")
     commands.add_parser(
         "bootstrap", add_help=False, help="create the AWS resources for chalice deploy"
+    )
+    commands.add_parser(
+        "check-target",
+        add_help=False,
+        help="check that a stage's TARGET_URL is not the placeholder (make package runs it)",
     )
     local = commands.add_parser(
         "local",
@@ -246,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import bootstrap
 
         return bootstrap.main(argv[1:])
+    if argv[:1] == ["check-target"]:
+        from . import target
+
+        return target.main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:  # a bare `slipway`: what it can do

@@ -12,7 +12,7 @@ import pytest
 
 from chalicelib.grip.decisions import Reject, read_response
 from chalicelib.grip.publish import parse_items, skipped_warning
-from slipway_dev import chalice_local, cli
+from slipway_dev import cli, target
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,4 +123,71 @@ def test_a_non_grip_200_to_open_is_a_plain_text_502_saying_what_was_wrong() -> N
     ],
 )
 def test_the_stage_placeholder_target_means_the_demo_backend(url: str, placeholder: bool) -> None:
-    assert chalice_local._placeholder(url) is placeholder
+    assert target.placeholder(url) is placeholder
+
+
+def _project(tmp_path: Path, stages: dict[str, str | None]) -> Path:
+    config = {
+        "version": "2.0",
+        "app_name": "x",
+        "stages": {
+            stage: {"environment_variables": {"TARGET_URL": url} if url else {}}
+            for stage, url in stages.items()
+        },
+    }
+    (tmp_path / ".chalice").mkdir()
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_check_target_warns_for_dev_and_refuses_the_placeholder_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = _project(
+        tmp_path,
+        {
+            "dev": "https://backend.example.com/ws",
+            "prod": "https://backend.example.com/ws",
+            "live": "https://chat.internal.acme.io/ws",
+            "bare": None,
+        },
+    )
+
+    def check(stage: str) -> tuple[int, str]:
+        code = cli.main(["check-target", "--stage", stage, "--project-dir", str(project)])
+        return code, capsys.readouterr().err
+
+    code, err = check("dev")
+    assert code == 0
+    assert err.startswith(
+        "slipway check-target: warning: stage dev's TARGET_URL https://backend.example.com/ws "
+        "is the placeholder"
+    )
+    code, err = check("prod")
+    assert code == 2
+    assert "error: stage prod's TARGET_URL https://backend.example.com/ws is the placeholder" in err
+    assert "stages.prod.environment_variables.TARGET_URL in .chalice/config.json" in err
+    assert check("live") == (0, "")
+    code, err = check("bare")
+    assert code == 2 and "stage bare has no TARGET_URL" in err
+
+
+def test_make_package_refuses_a_stage_whose_target_is_the_placeholder(tmp_path: Path) -> None:
+    """`make package STAGE=prod` wrote a template that sends every event to
+    backend.example.com, silently."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "package"
+    done = subprocess.run(
+        ["make", "-s", "package", "STAGE=prod", f"PACKAGE_DIR={out}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "stage prod's TARGET_URL https://backend.example.com/ws is the placeholder" in (
+        done.stderr
+    )
+    assert not out.exists()  # refused before chalice package ran
