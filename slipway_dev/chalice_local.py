@@ -208,7 +208,10 @@ def _run(app: Chalice, host: str, port: int, stage: str, project: Path) -> None:
         if not target:
             from .cli import websocket_command
 
-            log.info("try it: %s in two terminals, then /join lobby", websocket_command(websocket))
+            log.info(
+                "try it: %s in two terminals, then /join lobby",
+                websocket_command(f"{websocket}?ordered=1"),
+            )
 
     _after_bind(announce)
     if threading.current_thread() is threading.main_thread():  # --no-autoreload

@@ -229,7 +229,10 @@ async def run(opts: Options) -> int:
     print(f"faults: {urls.faults}")
     print("ready", flush=True)
     if opts.target is None and not opts.control_url:  # chalice local says it itself
-        log.info("try it: %s in two terminals, then /join lobby", websocket_command(urls.websocket))
+        log.info(
+            "try it: %s in two terminals, then /join lobby",
+            websocket_command(f"{urls.websocket}?ordered=1"),
+        )
         log.info("or open %s in two browser tabs", urls.demo)
     stopped = asyncio.ensure_future(stop.wait())
     died = asyncio.ensure_future(stack.trouble())
