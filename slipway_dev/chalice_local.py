@@ -214,8 +214,29 @@ def _run(app: Chalice, host: str, port: int, stage: str, project: Path) -> None:
             )
 
     _after_bind(announce)
+    _stop_on_signals()
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT stop the server and, through atexit, the stack.
+
+    A background job of a non-interactive shell (`chalice local &` in a script)
+    starts with SIGINT ignored, and Python then installs no KeyboardInterrupt
+    handler: SIGINT, the script's Ctrl-C included, did nothing. With
+    --no-autoreload this is the main thread: both signals exit cleanly. Under the
+    autoreloader this is a server thread, where Python sets no handler: SIGINT gets
+    its default action back (the process ends; the stack, its child, is told by
+    PR_SET_PDEATHSIG and stops in order; the autoreloader's parent then exits).
+    That parent never imports the app: a SIGINT sent to it alone stays ignored
+    (docs/local-stack.md)."""
     if threading.current_thread() is threading.main_thread():  # --no-autoreload
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # atexit stops the stack
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: sys.exit(0))  # atexit stops the stack
+    elif signal.getsignal(signal.SIGINT) == signal.SIG_IGN and sys.platform == "linux":
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).signal(signal.SIGINT, signal.SIG_DFL)
+        except OSError:
+            pass
 
 
 def _logging(app: Chalice, level: str) -> None:
