@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 from pathlib import Path
@@ -191,3 +192,31 @@ def test_make_package_refuses_a_stage_whose_target_is_the_placeholder(tmp_path: 
         done.stderr
     )
     assert not out.exists()  # refused before chalice package ran
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.mark.parametrize("page", ["control-api.md", "resume.md"])
+def test_the_docs_give_the_items_routes_limit_as_the_code_has_it(page: str) -> None:
+    from chalicelib.grip.introspection import DEFAULT_PAGE, MAX_PAGE
+
+    text = (DOCS / page).read_text()
+    start = text.index("/items?after=")
+    found = re.search(r"`\?limit=`\s*\(?1 to (\d+), default (\d+)", text[start : start + 300])
+    assert found is not None, text[start : start + 300]
+    assert (int(found[1]), int(found[2])) == (MAX_PAGE, DEFAULT_PAGE)
+
+
+def test_the_docs_say_what_id_and_prev_id_do() -> None:
+    """control-api.md said "not used for delivery: no sequencing, no recovery"; resume
+    uses them. The subscribe row of the backend protocol lacked `prev-id`."""
+    control = (DOCS / "control-api.md").read_text()
+    assert "no recovery" not in control
+    assert "kept with the message in the channel history" in control
+    row = next(
+        line
+        for line in (DOCS / "backend-protocol.md").read_text().splitlines()
+        if line.startswith("| `subscribe` |")
+    )
+    assert "`prev-id`" in row and "resume.md#backend-driven-recovery-prev-id" in row
