@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 from botocore.config import Config
-from gripcontrol import validate_sig
+from gripcontrol import GripPubControl, WebSocketMessageFormat, validate_sig
+from pubcontrol import Item
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -307,6 +308,11 @@ def test_a_control_call_to_the_websocket_port_is_told_the_control_url(stack: Loc
     inspect = _raw(port, b"GET /connections/abc HTTP/1.1\r\nHost: x\r\n\r\n")
     assert inspect.startswith(b"HTTP/1.1 400 Bad Request\r\n"), inspect
     assert inspect.endswith(b"\r\n\r\n" + expected)
+    # gripcontrol, pointed at this port: it was `RemoteDisconnected`.
+    pub = GripPubControl({"control_uri": f"http://127.0.0.1:{port}", "key": KEY})
+    with pytest.raises(ValueError) as failed:  # pubcontrol's error for every failure
+        pub.publish("c", Item(WebSocketMessageFormat("x")), blocking=True)
+    assert "the control API is at " + stack.control in str(failed.value)
     # And the port still serves WebSockets.
     with client(stack) as ws:
         ws.send("after")
