@@ -181,7 +181,18 @@ def test_make_package_refuses_a_stage_whose_target_is_the_placeholder(tmp_path: 
     root = Path(__file__).resolve().parent.parent
     out = tmp_path / "package"
     done = subprocess.run(
-        ["make", "-s", "package", "STAGE=prod", f"PACKAGE_DIR={out}"],
+        # -o: never (re)install from a test; the venv running it is the one.
+        [
+            "make",
+            "-s",
+            "-o",
+            "install",
+            "-o",
+            ".venv/.installed",
+            "package",
+            "STAGE=prod",
+            f"PACKAGE_DIR={out}",
+        ],
         cwd=root,
         capture_output=True,
         text=True,
