@@ -52,6 +52,7 @@ PACKAGE_REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 .PHONY: package
 package: install
+	$(VENV)/bin/slipway check-target --stage $(STAGE)
 	rm -rf $(PACKAGE_DIR)
 	AWS_DEFAULT_REGION=$(PACKAGE_REGION) $(VENV)/bin/chalice package --stage $(STAGE) \
 		--merge-template infra/resources.json $(PACKAGE_DIR)

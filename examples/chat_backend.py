@@ -18,6 +18,12 @@ subscriptions, and what is said is published to the room's channel through the
 GRIP control API. The one state of its own is the roster /who reads (a GRIP
 gateway does not list a channel's subscribers): in memory, so a restarted
 backend has forgotten who was in each room.
+
+Its commands change a connection's state (`/join`, then lines said in that room),
+so it needs each connection's lines in the order they were sent: on slipway the
+demo clients connect with `?ordered=1` (docs/ordered.md), and a connection
+without it is told so. Behind Pushpin, which keeps that order itself, the
+parameter is passed along and ignored.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ from pubcontrol import Item
 
 CONTENT_TYPE = "application/websocket-events"
 HELP = "/join <room> to enter a room, /name <name> to rename, /leave, /who"
+UNORDERED = (
+    "(this connection is unordered: lines sent quickly may be handled out of order; "
+    "connect with ?ordered=1 to keep them in order)"
+)
 
 
 class Chat:
@@ -95,6 +105,10 @@ class Chat:
             )
             # The id the control API takes: POST /connections/<id>/message reaches this client.
             ctx.send(f"welcome, {name}! your connection id is {ctx.id}. {HELP}")
+            if (query.get("ordered") or [""])[0].lower() not in ("1", "true"):
+                # API Gateway may run a connection's events side by side: lines sent
+                # quickly (a paste of /join, /name and a line) would be handled in any order.
+                ctx.send(UNORDERED)
         while ctx.can_recv():
             try:
                 message = ctx.recv()

@@ -103,9 +103,10 @@ def main() -> None:
     parser.add_argument("url", help="the gateway's WebSocket URL (make local prints it)")
     parser.add_argument("--name", help="your name in the chat")
     args = parser.parse_args()
-    url = args.url
-    if args.name:
-        url += ("&" if "?" in url else "?") + urlencode({"name": args.name})
+    # Ordered delivery: the demo backend's commands need a connection's lines in
+    # order (a /join pasted with the line after it), docs/ordered.md.
+    query = {"ordered": "1", **({"name": args.name} if args.name else {})}
+    url = args.url + ("&" if "?" in args.url else "?") + urlencode(query)
     try:
         asyncio.run(chat(url))
     except KeyboardInterrupt:

@@ -50,6 +50,7 @@ from chalicelib.grip.limits import MAX_FRAME, MAX_POST, CloseCode
 
 from . import events
 from .connections import Closed, Registry, iso
+from .http import json_bytes
 from .runtime import InvocationError
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,53 @@ def _result_body(result: dict[str, Any]) -> bytes:
     return str(body).encode("utf-8")
 
 
+def not_websocket_body(control_url: str | None) -> bytes:
+    """What a plain HTTP request (a control API call sent here by mistake) is
+    answered, as the control port answers a WebSocket handshake."""
+    where = control_url or "the `control:` URL the stack printed"
+    return json_bytes({"error": f"this is the WebSocket endpoint: the control API is at {where}"})
+
+
+class _Connection(ServerConnection):
+    """websockets answers a request it cannot read as a handshake (a POST with a
+    body: a publish sent to this port) with no response at all: curl says "Empty
+    reply", gripcontrol `RemoteDisconnected`. This one reads the request line first,
+    and answers anything but a GET with 400 and `refusal` (not_websocket_body)."""
+
+    refusal = b""
+    _MAX_LINE = 8192
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._line: bytearray | None = bytearray()  # None: the request line was let through
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # what the client still sends, read so that it gets to read the answer
+        if self._line is None:
+            return super().data_received(data)
+        self._line += data
+        if b"\n" not in self._line and len(self._line) < self._MAX_LINE:
+            return
+        head, self._line = bytes(self._line), None
+        if head.split(b" ", 1)[0] == b"GET":
+            return super().data_received(head)
+        self._refused = True
+        response = _response(400, [], self.refusal)
+        self.transport.write(response.serialize())
+        method = head.split(b" ", 1)[0].decode("ascii", "replace")[:16]
+        log.info("refused %s on the WebSocket port: not a WebSocket handshake", method)
+        # Closed when the client has read it and closes, or after a while.
+        self.loop.call_later(5, self.transport.close)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            self.transport.close()
+            return None
+        return super().eof_received()
+
+
 class WebSocketGateway:
     def __init__(
         self,
@@ -228,6 +276,7 @@ class WebSocketGateway:
         limits: Limits | None = None,
         workers: int = 32,
         serial_events: bool = False,
+        control_url: str | None = None,
     ) -> None:
         self.routes = routes
         self.registry = registry
@@ -237,6 +286,7 @@ class WebSocketGateway:
         self.api_id = api_id or events.api_id()
         self.limits = limits or Limits()
         self.event_concurrency = 1 if serial_events else EVENT_CONCURRENCY
+        self.refusal = not_websocket_body(control_url)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="lambda-ws")
         self._server: Server | None = None
         # Accepted by $connect, waiting for the 101 to go out and the handler to start.
@@ -251,6 +301,7 @@ class WebSocketGateway:
             self.host,
             self.port,
             process_response=self._process_response,
+            create_connection=type("Connection", (_Connection,), {"refusal": self.refusal}),
             # API Gateway negotiates no extension: frame sizes are wire sizes.
             compression=None,
             max_size=(self.limits.message, self.limits.frame),
@@ -316,6 +367,8 @@ class WebSocketGateway:
         self, ws: ServerConnection, request: Request, response: Response
     ) -> Response | None:
         if response.status_code != 101:
+            if "websocket" not in request.headers.get("Upgrade", "").lower():
+                return _response(400, [], self.refusal)  # a plain GET: a control call?
             return None  # not a valid upgrade: API Gateway answers before any Lambda
         hs = self._handshake(ws, request)
         result: Any = {"statusCode": 200}
@@ -324,9 +377,9 @@ class WebSocketGateway:
                 result = await self._invoke(self.routes.connect, events.connect_event(hs))
             except TimeoutError:
                 log.warning("$connect of %s timed out", hs.connection_id)
-                return _response(504, [], b'{"message": "Endpoint request timed out"}')
+                return _response(504, [], json_bytes({"message": "Endpoint request timed out"}))
             except InvocationError:
-                return _response(502, [], b'{"message": "Internal server error"}')
+                return _response(502, [], json_bytes({"message": "Internal server error"}))
         if not isinstance(result, dict):
             result = {"statusCode": 200}
         status = int(result.get("statusCode") or 200)

@@ -50,14 +50,12 @@ from urllib.parse import urlsplit
 from chalice.app import Chalice
 
 from . import aws, logs
+from .target import placeholder
 
 # The rest of slipway_dev (moto, websockets...) is imported only inside `chalice
 # local`: `chalice package` and `chalice deploy` import app.py too.
 log = logging.getLogger("slipway_dev.chalice_local")
 
-# RFC 2606 / 6761: a TARGET_URL on these is a placeholder (.chalice/config.json's
-# `https://backend.example.com/ws`), not a backend: the demo backend runs instead.
-_PLACEHOLDER_DOMAINS = ("example.com", "example.net", "example.org", "example", "invalid")
 # Directories whose changes never mean "reload": tools' caches, the venv, bytecode.
 _NOT_WATCHED = {"__pycache__", "node_modules", "build", "dist"}
 _READY_TIMEOUT = 120.0
@@ -115,7 +113,8 @@ def _run(app: Chalice, host: str, port: int, stage: str, project: Path) -> None:
     first = _initial_environment()
     stage_env = _stage_environment(project, stage)
     target = first.get("TARGET_URL") or stage_env.get("TARGET_URL")
-    if target and _placeholder(target):
+    # .chalice/config.json's placeholder is not a backend: the demo backend runs instead.
+    if target and placeholder(target):
         log.info(
             "TARGET_URL %s (stage %s in .chalice/config.json) is a placeholder: running the "
             "demo backend; set TARGET_URL to use yours",
@@ -207,13 +206,37 @@ def _run(app: Chalice, host: str, port: int, stage: str, project: Path) -> None:
             print(f"{name}: {value}")
         print("ready", flush=True)
         if not target:
+            from .cli import websocket_command
+
             log.info(
-                "try it: python -m websockets %s in two terminals, then /join lobby", websocket
+                "try it: %s in two terminals, then /join lobby",
+                websocket_command(f"{websocket}?ordered=1"),
             )
 
     _after_bind(announce)
+    _stop_on_signals()
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT stop the server and, through atexit, the stack.
+
+    A background job of a non-interactive shell (`chalice local &` in a script)
+    starts with SIGINT ignored, and Python then installs no KeyboardInterrupt
+    handler: SIGINT, the script's Ctrl-C included, did nothing. With
+    --no-autoreload this is the main thread: both signals exit cleanly. Under the
+    autoreloader this is a server thread, where Python sets no handler: SIGINT gets
+    its default action back (the process ends; the stack, its child, is told by
+    PR_SET_PDEATHSIG and stops in order; the autoreloader's parent then exits).
+    That parent never imports the app: a SIGINT sent to it alone stays ignored
+    (docs/local-stack.md)."""
     if threading.current_thread() is threading.main_thread():  # --no-autoreload
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # atexit stops the stack
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: sys.exit(0))  # atexit stops the stack
+    elif signal.getsignal(signal.SIGINT) == signal.SIG_IGN and sys.platform == "linux":
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).signal(signal.SIGINT, signal.SIG_DFL)
+        except OSError:
+            pass
 
 
 def _logging(app: Chalice, level: str) -> None:
@@ -246,11 +269,6 @@ def _stage_environment(project: Path, stage: str) -> dict[str, str]:
         return dict(config.environment_variables)
     except Exception:  # Chalice itself has read it already: it will say what is wrong
         return {}
-
-
-def _placeholder(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    return any(host == d or host.endswith("." + d) for d in _PLACEHOLDER_DOMAINS)
 
 
 def _read_until_ready(proc: subprocess.Popen[str]) -> dict[str, str]:

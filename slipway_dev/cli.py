@@ -31,9 +31,14 @@ log = logging.getLogger("slipway_dev.cli")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slipway")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{bootstrap,local}")
+    commands = parser.add_subparsers(dest="command", metavar="{bootstrap,check-target,local}")
     commands.add_parser(
         "bootstrap", add_help=False, help="create the AWS resources for chalice deploy"
+    )
+    commands.add_parser(
+        "check-target",
+        add_help=False,
+        help="check that a stage's TARGET_URL is not the placeholder (make package runs it)",
     )
     local = commands.add_parser(
         "local",
@@ -138,6 +143,18 @@ def check_port(host: str, port: int, flag: str) -> None:
             ) from None
 
 
+def websocket_command(url: str) -> str:
+    """The shell command that opens a chat on `url`: `python -m websockets` with this
+    interpreter (the venv's: a system Python has no `websockets`), relative when it is
+    under the working directory, so the hint works as printed."""
+    import shlex
+
+    python, here = Path(sys.executable), Path.cwd()
+    shown = str(python.relative_to(here)) if here in python.parents and here.parent != here else ""
+    shown = shown or str(python)
+    return f"{shlex.quote(shown)} -m websockets {shlex.quote(url)}"
+
+
 def _dead_letter_name(queue: str) -> str:
     base, fifo, _ = queue.partition(".fifo")
     return f"{base}-dlq{fifo}"
@@ -213,7 +230,8 @@ async def run(opts: Options) -> int:
     print("ready", flush=True)
     if opts.target is None and not opts.control_url:  # chalice local says it itself
         log.info(
-            "try it: python -m websockets %s in two terminals, then /join lobby", urls.websocket
+            "try it: %s in two terminals, then /join lobby",
+            websocket_command(f"{urls.websocket}?ordered=1"),
         )
         log.info("or open %s in two browser tabs", urls.demo)
     stopped = asyncio.ensure_future(stop.wait())
@@ -236,16 +254,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import bootstrap
 
         return bootstrap.main(argv[1:])
+    if argv[:1] == ["check-target"]:
+        from . import target
+
+        return target.main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:  # a bare `slipway`: what it can do
         parser.print_help()
         return 0
     logs.configure(args.log_level)
-    try:
+    try:  # every port this run binds, before anything starts (the demo page's came ~15 s late)
         check_port(args.host, args.ws_port, "--ws-port")
         if not args.control_url:
             check_port(args.host, args.http_port, "--http-port")
+        if args.target is None:  # the demo backend itself takes any free port
+            check_port(args.host, args.demo_port, "--demo-port")
     except SystemExit as exc:
         log.error("%s", exc.code)
         return 2

@@ -26,6 +26,13 @@ from chalicelib.grip.limits import LAMBDA_REQUEST, REST_REQUEST
 log = logging.getLogger("slipway_dev.http")
 
 
+def json_bytes(body: dict[str, str]) -> bytes:
+    """An error body as the app's own are written: Chalice serializes a Response's
+    dict compactly (`{"error":"..."}`), and so does API Gateway. Every JSON answer
+    the local stack makes itself goes through here, so all read alike."""
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 class GatewayRequestHandler(ChaliceRequestHandler):
     """Chalice's local request handler, plus:
 
@@ -95,7 +102,7 @@ class GatewayRequestHandler(ChaliceRequestHandler):
         """413 as API Gateway answers it, then read what the client still sends
         (at most `drain` bytes), so that it gets to read the answer."""
         assert body is not None
-        data = json.dumps(body).encode()
+        data = json_bytes(body)
         self.close_connection = True
         self.send_response(413)
         self.send_header("Content-Type", "application/json")
@@ -120,7 +127,7 @@ class GatewayRequestHandler(ChaliceRequestHandler):
             self._splice(self.websocket_port)
         else:
             where = self.websocket_url or "the `websocket:` URL the stack printed"
-            body = json.dumps({"error": f"this is the control API: connect to {where}"})
+            body = json_bytes({"error": f"this is the control API: connect to {where}"})
             self._send_http_response(400, {"Content-Type": "application/json"}, body)
 
     def _splice(self, port: int) -> None:
@@ -131,7 +138,8 @@ class GatewayRequestHandler(ChaliceRequestHandler):
             upstream = socket.create_connection(("127.0.0.1", port), timeout=10)
         except OSError as exc:
             log.error("WebSocket emulator unreachable on port %d: %s", port, exc)
-            self._send_http_response(502, {"Content-Type": "application/json"}, "{}")
+            body = json_bytes({"error": "the WebSocket emulator is unreachable"})
+            self._send_http_response(502, {"Content-Type": "application/json"}, body)
             return
         upstream.settimeout(None)
         headers = [(k, v) for k, v in self.headers.items() if k.lower() != "x-forwarded-for"]
@@ -215,7 +223,7 @@ class _NoRoute(LocalGatewayException):
 
     def __init__(self, method: str, path: str) -> None:
         body = {"error": f"no route {method} {path.split('?')[0]}: GET / lists the routes"}
-        super().__init__({"Content-Type": "application/json"}, json.dumps(body).encode())
+        super().__init__({"Content-Type": "application/json"}, json_bytes(body))
 
 
 def gateway_server(
@@ -268,6 +276,7 @@ class ChaliceHttpServer:
         )
         # An unknown path is 404 {"error": ...} (GatewayRequestHandler), where API
         # Gateway answers 403 "Missing Authentication Token".
+        self._config = config
         self._dev: LocalDevServer = gateway_server(app, config, host, port)
         self._dev.server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -279,7 +288,9 @@ class ChaliceHttpServer:
     def url(self, host: str) -> str:
         return f"http://{host}:{self.port}"
 
-    def start(self) -> ChaliceHttpServer:
+    def start(self, websocket_url: str | None = None) -> ChaliceHttpServer:
+        """Serve; a WebSocket handshake is told to connect to `websocket_url`."""
+        use_handler(self._dev, self._config, None, websocket_url)
         # server.serve_forever, not LocalDevServer.serve_forever: that one prints
         # "Serving on" with the requested port, which is 0 here.
         self._thread = threading.Thread(

@@ -223,10 +223,11 @@ class Stack:
             stage=opts.stage,
             limits=limits,
             serial_events=opts.serial_events,
+            control_url=control,
         )
         await self.gateway.start()
         if self.http is not None:
-            self.http.start()
+            self.http.start(f"ws://{host}:{self.gateway.port}/")
 
         if self.backend is not None:  # the page is a client of the demo backend
             self.demo = DemoServer(opts.host, opts.demo_port, self.gateway.port).start()

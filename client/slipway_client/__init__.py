@@ -11,7 +11,13 @@
 """
 
 from .backend import Closed, Disconnected, Response, WebSocketContext
-from .control import ConnectionPage, ConnectionSummary, ControlClient, PublishItem
+from .control import (
+    ConnectionPage,
+    ConnectionSummary,
+    ControlClient,
+    PublishItem,
+    PublishResult,
+)
 from .errors import (
     CodecError,
     ControlError,
@@ -42,6 +48,7 @@ __all__ = [
     "GripSigError",
     "Position",
     "PublishItem",
+    "PublishResult",
     "Recovery",
     "RemoteError",
     "Response",

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -42,6 +42,7 @@ __all__ = [
     "ControlClient",
     "ControlError",
     "PublishItem",
+    "PublishResult",
     "UnknownConnection",
 ]
 
@@ -128,6 +129,61 @@ class PublishItem:
         return item
 
 
+@dataclass(frozen=True)
+class PublishResult:
+    """What the gateway answered a publish. Every publish is queued (or raises
+    `ControlError`); these say what its subscribers will not all get. Indexes
+    count the items as you passed them, across the requests of a `publish_many`.
+
+    - `skipped`: items not published at all: no `ws-message` format (a typo such
+      as `ws_message` in a dict item, or another format only);
+    - `too_large_for_raw`: items over API Gateway's 128 KB, which only connections
+      in envelope mode receive (raw connections are skipped);
+    - `warnings`: the gateway's own words, one per request that had any (their
+      indexes count within that request).
+    """
+
+    skipped: tuple[int, ...] = ()
+    too_large_for_raw: tuple[int, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Every item published, to raw and envelope connections alike."""
+        return not self.skipped and not self.too_large_for_raw
+
+    @classmethod
+    def from_json(cls, reply: Mapping[str, Any], start: int = 0, size: int = 0) -> PublishResult:
+        """One request's answer; `start` is the index of its first item among the
+        caller's, `size` how many items it carried."""
+        skipped = sorted(set(_indexes(reply.get("skipped"))))
+        # The gateway counts these among the items it published, not among those sent.
+        published = [i for i in range(size) if i not in skipped]
+        large = [
+            published[k] if k < len(published) else k
+            for k in _indexes(reply.get("too_large_for_raw"))
+        ]
+        warning = reply.get("warning")
+        return cls(
+            tuple(start + i for i in skipped),
+            tuple(start + i for i in large),
+            (warning,) if isinstance(warning, str) and warning else (),
+        )
+
+    def __add__(self, other: PublishResult) -> PublishResult:
+        return PublishResult(
+            self.skipped + other.skipped,
+            self.too_large_for_raw + other.too_large_for_raw,
+            self.warnings + other.warnings,
+        )
+
+
+def _indexes(value: Any) -> list[int]:
+    if not isinstance(value, list):
+        return []
+    return [i for i in value if isinstance(i, int) and not isinstance(i, bool) and i >= 0]
+
+
 class ControlClient:
     """A client of one slipway deployment's control API.
 
@@ -156,6 +212,17 @@ class ControlClient:
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+        parts = urlsplit(base_url)
+        if parts.query or parts.fragment:
+            # The GRIP URL (`grip:` of `slipway local`, http://host/?key=...) is for
+            # gripcontrol: its query would swallow every path (HTTP 405 on POST /).
+            plain = parts._replace(query="", fragment="").geturl()
+            hint = " and its key as `key`" if "key=" in parts.query else ""
+            raise ValueError(
+                f"base_url is the control API's base URL without a query, e.g. {plain!r} "
+                f"(`slipway local` prints it as `control:`), not {base_url!r}: pass the base"
+                f"{hint}"
+            )
         self.base_url = base_url.rstrip("/")
         self._key = key
         self._iss = iss
@@ -174,33 +241,42 @@ class ControlClient:
         *,
         id: str | None = None,
         prev_id: str | None = None,
-    ) -> None:
-        """Send a message (exactly one of `text`, `binary`) to every subscriber of `channel`."""
-        self.publish_many([PublishItem(channel, text, binary, id=id, prev_id=prev_id)])
+    ) -> PublishResult:
+        """Send a message (exactly one of `text`, `binary`) to every subscriber of
+        `channel`. The result says if raw connections are skipped (`too_large_for_raw`)."""
+        return self.publish_many([PublishItem(channel, text, binary, id=id, prev_id=prev_id)])
 
     def publish_close(
         self, channel: str, code: int | None = None, reason: str | None = None
-    ) -> None:
+    ) -> PublishResult:
         """Close every connection subscribed to `channel`."""
-        self.publish_many([PublishItem(channel, close=True, code=code, reason=reason)])
+        return self.publish_many([PublishItem(channel, close=True, code=code, reason=reason)])
 
-    def publish_many(self, items: Iterable[PublishItem | Mapping[str, Any]]) -> None:
+    def publish_many(self, items: Iterable[PublishItem | Mapping[str, Any]]) -> PublishResult:
         """Publish several items in order. Plain dicts are sent as they are (docs/control-api.md
         item shape). More than 100 items go in several requests, one after the
-        other: each request is all-or-nothing, the whole call is not."""
+        other: each request is all-or-nothing, the whole call is not. The result
+        gathers every request's warnings, with indexes into `items`."""
+        result = PublishResult()
         chunk: list[dict[str, Any]] = []
-        size = 0
+        size = start = 0
         for item in items:
             # Uploaded only now: a ref is published within its expiry, however many items.
             encoded = self._item_json(item) if isinstance(item, PublishItem) else dict(item)
             length = len(json.dumps(encoded)) + 1
             if chunk and (len(chunk) == MAX_ITEMS_PER_REQUEST or size + length > REQUEST_BUDGET):
-                self._call("POST", "/publish/", {"items": chunk})
+                result += self._publish_request(chunk, start)
+                start += len(chunk)
                 chunk, size = [], 0
             chunk.append(encoded)
             size += length
         if chunk:
-            self._call("POST", "/publish/", {"items": chunk})
+            result += self._publish_request(chunk, start)
+        return result
+
+    def _publish_request(self, chunk: list[dict[str, Any]], start: int) -> PublishResult:
+        reply = self._call("POST", "/publish/", {"items": chunk})
+        return PublishResult.from_json(reply, start, len(chunk))
 
     def upload(self, data: str | bytes) -> str:
         """Upload one message (text for `str`, binary for `bytes`) and return its

@@ -26,6 +26,7 @@ from slipway_client import (
     ControlClient,
     ControlError,
     PublishItem,
+    PublishResult,
     UnknownConnection,
     token,
 )
@@ -442,3 +443,54 @@ def test_real_routes_id_with_a_slash(real_routes: RealRoutes) -> None:
     with pytest.raises(UnknownConnection) as err:
         ControlClient(real_routes.url, KEY, iss="backend").inspect("x/y")
     assert err.value.error == "no connection x/y"
+
+
+# -- the first hour: what a publish answered, and the wrong URL -------------------
+
+
+def test_publish_returns_the_gateways_warnings_with_the_callers_indexes(
+    recorder: Recorder,
+) -> None:
+    """`publish` returned None: `skipped` and `too_large_for_raw` never reached the caller."""
+    first = {
+        "message": "Published",
+        "skipped": [1],
+        # Counted among the items published: 0 and 2 are the body's 0 and 3.
+        "too_large_for_raw": [0, 2],
+        "warning": "not published, no ws-message format: item 1 (ws_message). ...",
+    }
+    second = {"message": "Published", "skipped": [0], "warning": "item 0 ..."}
+    recorder.answers += [
+        (200, "application/json", json.dumps(first).encode()),
+        (200, "application/json", json.dumps(second).encode()),
+    ]
+    items: list[Any] = [PublishItem(f"c{i}", text=str(i)) for i in range(101)]
+    result = ControlClient(recorder.url, KEY).publish_many(items)
+    assert result == PublishResult(
+        skipped=(1, 100),
+        too_large_for_raw=(0, 3),
+        warnings=(first["warning"], second["warning"]),
+    )
+    assert not result.complete
+    plain = ControlClient(recorder.url, KEY).publish("room", "hi")
+    assert plain == PublishResult() and plain.complete
+
+
+def test_the_grip_url_is_refused_saying_which_url_the_client_takes() -> None:
+    """Given `slipway local`'s `grip:` line, every call answered `HTTP 405:
+    Unsupported method: POST` (the query swallowed the path)."""
+    with pytest.raises(ValueError) as refused:
+        ControlClient("http://127.0.0.1:8001/?key=abc", KEY)
+    message = str(refused.value)
+    assert "base_url is the control API's base URL without a query" in message
+    assert "'http://127.0.0.1:8001/'" in message and "`control:`" in message
+    assert "its key as `key`" in message
+
+
+def test_real_routes_say_what_was_skipped(real_routes: RealRoutes) -> None:
+    control = ControlClient(real_routes.url, KEY, iss="backend")
+    typo = {"channel": "room", "formats": {"ws_message": {"content": "typo"}}}
+    result = control.publish_many([typo, PublishItem("room", text="ok")])
+    assert result.skipped == (0,) and result.too_large_for_raw == ()
+    assert "no ws-message format: item 0 (ws_message)" in result.warnings[0]
+    assert real_routes.next_event()["queued"]["content"] == "ok"

@@ -257,17 +257,40 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.parametrize(
-    "sig, group",
-    [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
-    ids=["sigterm", "sigint", "ctrl-c-to-the-process-group"],
+    "sig, group, background, flags",
+    [
+        (signal.SIGTERM, False, False, ()),
+        (signal.SIGINT, False, False, ()),
+        (signal.SIGINT, True, False, ()),
+        # `chalice local &` in a script: it starts with SIGINT ignored (POSIX), and
+        # did nothing on the script's Ctrl-C, nor on a SIGINT with --no-autoreload.
+        (signal.SIGINT, True, True, ()),
+        (signal.SIGINT, False, True, ("--no-autoreload",)),
+        (signal.SIGTERM, False, True, ("--no-autoreload",)),
+    ],
+    ids=[
+        "sigterm",
+        "sigint",
+        "ctrl-c-to-the-process-group",
+        "background-ctrl-c-to-the-process-group",
+        "background-sigint-no-autoreload",
+        "background-sigterm-no-autoreload",
+    ],
 )
-def test_stopping_chalice_local_leaves_no_process(project: Path, sig: int, group: bool) -> None:
+def test_stopping_chalice_local_leaves_no_process(
+    project: Path, sig: int, group: bool, background: bool, flags: tuple[str, ...]
+) -> None:
     """With the autoreloader (the default): its parent, its server process, the stack
-    and the stack's children (worker, demo backend) all end."""
+    and the stack's children (worker, demo backend) all end; without it, the same."""
     port = free_port()
     proc = subprocess.Popen(
-        [str(CHALICE), "local", "--port", str(port)],
+        [str(CHALICE), "local", "--port", str(port), *flags],
+        preexec_fn=_ignore_sigint if background else None,
         cwd=project,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "TARGET_URL": ""},
         stdout=subprocess.PIPE,
@@ -291,7 +314,16 @@ def test_stopping_chalice_local_leaves_no_process(project: Path, sig: int, group
             os.killpg(proc.pid, sig)
         else:
             proc.send_signal(sig)
-    proc.wait(30)
+    try:
+        proc.wait(30)  # the autoreloader's parent ends by SIGTERM's default action: -15
+    except subprocess.TimeoutExpired:
+        for pid in [proc.pid, *tree]:  # leave nothing behind, then fail
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        proc.wait(10)
+        raise AssertionError(f"chalice local ignored signal {sig}") from None
     assert wait_gone(tree) == []
     with socket.socket() as probe:  # and the port is free again
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -4,7 +4,9 @@ an external AWS endpoint whose resources already exist."""
 
 from __future__ import annotations
 
+import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -63,13 +65,29 @@ def test_console_script_runs_the_demo_chat_and_stops_on_ctrl_c(tmp_path: Path) -
             assert bob.recv(timeout=TIMEOUT).startswith("welcome, bob!")
             # The joiner may also see its own announcement, before or after the reply.
             alice.send("/join lobby")
-            recv_until(alice, "you joined #lobby")
+            # An unordered connection is told how to keep its lines in order.
+            notice = "(this connection is unordered: lines sent quickly may be handled"
+            assert any(got.startswith(notice) for got in recv_until(alice, "you joined #lobby"))
             bob.send("/join lobby")
             recv_until(bob, "you joined #lobby")
             recv_until(alice, "* bob joined #lobby")
             alice.send("hello bob")
             recv_until(bob, "alice: hello bob")
             recv_until(alice, "alice: hello bob")
+            # Lines pasted at once, as the README's command sends them (ordered mode):
+            # the backend handles them in order, whatever API Gateway's concurrency.
+            with connect(f"{stack.websocket}?ordered=1&name=carol", open_timeout=TIMEOUT) as carol:
+                assert carol.recv(timeout=TIMEOUT).startswith("welcome, carol!")
+                for line in ("/join lobby", "/name cat", "hi from a paste"):
+                    carol.send(line)
+                seen = recv_until(bob, "cat: hi from a paste")
+                assert seen[-3:] == ["* carol joined #lobby", "* carol is now cat", seen[-1]]
+                assert "connect with ?ordered=1" not in recv_until(carol, "cat: hi from a paste")
+        # The hint names a command that works: this interpreter has websockets.
+        hint = next(line for line in stack.log().splitlines() if "try it: " in line)
+        command = shlex.split(hint.split("try it: ", 1)[1].split(" in two terminals")[0])
+        assert command[1:] == ["-m", "websockets", f"{stack.websocket}?ordered=1"], hint
+        assert subprocess.run([command[0], "-c", "import websockets"]).returncode == 0
     finally:
         code = stack.stop(signal.SIGINT)
     assert code == 0, stack.log()[-3000:]
@@ -162,10 +180,18 @@ def test_the_demo_chat_client_carries_a_large_line_to_the_room() -> None:
     alice = bob = None
     try:
         alice, bob = ChatClient(stack, "alice"), ChatClient(stack, "bob")
-        for who in (alice, bob):
-            who.lines.until(lambda line: line.startswith("welcome, "), 30)
-            who.say("/join lobby")
-            who.until("you joined #lobby")
+        bob.lines.until(lambda line: line.startswith("welcome, "), 30)
+        bob.say("/join lobby")
+        bob.until("you joined #lobby")
+        # Three lines pasted at once reach the backend in order (the client asks for
+        # ordered mode): the line is said in the room, under the new name.
+        alice.lines.until(lambda line: line.startswith("welcome, "), 30)
+        alice.say("/join lobby\n/name ann\nhello from a paste")
+        seen = bob.until("ann: hello from a paste")
+        assert seen[-3:] == ["* alice joined #lobby", "* alice is now ann", seen[-1]], seen
+        assert not any("connect with ?ordered=1" in got for got in alice.until("you joined #lobby"))
+        alice.say("/name alice")
+        bob.until("* ann is now alice")
         alice.say("/big 300")  # 300 KB: uploaded, published through S3, downloaded
         line = "alice: " + "0123456789abcdef" * 7
         bob.lines.until(lambda got: got.startswith(line[:60]) and "(307,207 characters)" in got, 30)

@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 from botocore.config import Config
-from gripcontrol import validate_sig
+from gripcontrol import GripPubControl, WebSocketMessageFormat, validate_sig
+from pubcontrol import Item
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -273,3 +274,67 @@ def test_connections_api_on_an_open_connection(stack: LocalStack, backend: GripB
         api.post_to_connection(ConnectionId=cid, Data=b"too late")
     got = backend.wait_for(marker, lambda got: got and got[-1]["body"].startswith(b"CLOSE"))
     assert got[-1]["body"] == b"CLOSE 2\r\n\x03\xe8\r\n"
+
+
+# -- the first hour: a control call sent to the WebSocket port ----------------------
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    """Send one raw HTTP request and read the answer to its end, as curl does."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_control_call_to_the_websocket_port_is_told_the_control_url(stack: LocalStack) -> None:
+    port = int(stack.websocket.rsplit(":", 1)[1].strip("/"))
+    body = b'{"items": [{"channel": "c", "formats": {"ws-message": {"content": "x"}}}]}'
+    expected = (
+        b'{"error":"this is the WebSocket endpoint: the control API is at '
+        + stack.control.encode()
+        + b'"}'
+    )
+    publish = _raw(
+        port,
+        b"POST /publish/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+    )
+    assert publish.startswith(b"HTTP/1.1 400 Bad Request\r\n"), publish  # was: no answer
+    assert publish.endswith(b"\r\n\r\n" + expected)
+    # A GET without an upgrade (curl of a control route) gets the same answer.
+    inspect = _raw(port, b"GET /connections/abc HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert inspect.startswith(b"HTTP/1.1 400 Bad Request\r\n"), inspect
+    assert inspect.endswith(b"\r\n\r\n" + expected)
+    # gripcontrol, pointed at this port: it was `RemoteDisconnected`.
+    pub = GripPubControl({"control_uri": f"http://127.0.0.1:{port}", "key": KEY})
+    with pytest.raises(ValueError) as failed:  # pubcontrol's error for every failure
+        pub.publish("c", Item(WebSocketMessageFormat("x")), blocking=True)
+    assert "the control API is at " + stack.control in str(failed.value)
+    # And the port still serves WebSockets.
+    with client(stack) as ws:
+        ws.send("after")
+        assert ws.recv(timeout=TIMEOUT) == "after"
+
+
+def test_the_gateways_own_error_bodies_are_compact_json_as_the_apps(stack: LocalStack) -> None:
+    """One format for every JSON error, whoever writes it: the app's (Chalice's
+    compact serialization) and the local stack's own."""
+    http_port = int(stack.control.rsplit(":", 1)[1])
+    unknown = _raw(http_port, b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert unknown.endswith(b'\r\n\r\n{"error":"no route GET /nowhere: GET / lists the routes"}')
+    upgrade = _raw(
+        http_port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n",
+    )
+    assert upgrade.endswith(
+        b'\r\n\r\n{"error":"this is the control API: connect to ' + stack.websocket.encode() + b'"}'
+    ), upgrade
+    unauthorized = _raw(
+        http_port,
+        b"POST /publish/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    assert b'\r\n\r\n{"error":"' in unauthorized and b'": "' not in unauthorized, unauthorized
