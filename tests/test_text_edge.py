@@ -20,7 +20,7 @@ from requests.utils import check_header_validity
 from chalicelib.grip import envelope, history, jobs, meta, request, text
 from chalicelib.grip.decisions import Dropped, Send, SetMeta, read_response
 from chalicelib.grip.errors import BadRequest
-from chalicelib.grip.introspection import meta_changes
+from chalicelib.grip.introspection import meta_changes, page_limit
 from chalicelib.grip.limits import MAX_META_BYTES, MAX_META_NAMES, MAX_META_VALUE
 from chalicelib.grip.payload import Payload
 from chalicelib.grip.publish import parse_publish, parse_send
@@ -233,3 +233,13 @@ def test_stored_meta_a_header_cannot_carry_never_reaches_the_backend() -> None:
     """A row written before these rules must not break its connection's requests."""
     headers = request.backend_headers({}, "cid", {"user": "€uro", "ok": "fine"}, None)
     assert headers["Meta-ok"] == "fine" and "Meta-user" not in headers
+
+
+@pytest.mark.parametrize("raw", ["¹", "١٢", "²0"])
+def test_a_number_in_a_query_is_ascii_digits(raw: str) -> None:
+    """`str.isdigit` takes superscripts and other scripts' digits, which `int`
+    refuses or reads: a 400, not a 500 (found by the fuzz run)."""
+    with pytest.raises(BadRequest):
+        page_limit(raw)
+    with pytest.raises(BadRequest):
+        history.items_query({"after": raw})

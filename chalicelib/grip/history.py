@@ -234,7 +234,7 @@ def items_query(params: dict[str, str] | None) -> ItemsQuery:
         raise BadRequest({"after": ["give after or after-id, not both"]})
     after = 0
     if after_raw is not None:
-        if not after_raw.isdigit() or len(after_raw) > 12:
+        if not (after_raw.isascii() and after_raw.isdigit()) or len(after_raw) > 12:
             raise BadRequest({"after": ["an offset: an integer, 0 or more"]})
         after = int(after_raw)
     if after_id is not None and not after_id:

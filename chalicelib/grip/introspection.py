@@ -47,7 +47,7 @@ def page_limit(raw: str | None) -> int:
     """`?limit=`: 1 to MAX_PAGE, DEFAULT_PAGE when absent."""
     if raw is None or raw == "":
         return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise BadRequest({"limit": [f"an integer from 1 to {MAX_PAGE}"]})
     return int(raw)
 
