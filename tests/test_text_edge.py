@@ -20,7 +20,7 @@ from requests.utils import check_header_validity
 from chalicelib.grip import envelope, history, jobs, meta, request, text
 from chalicelib.grip.decisions import Dropped, Send, SetMeta, read_response
 from chalicelib.grip.errors import BadRequest
-from chalicelib.grip.introspection import meta_changes, page_limit
+from chalicelib.grip.introspection import channel_name, decode_cursor, meta_changes, page_limit
 from chalicelib.grip.limits import MAX_META_BYTES, MAX_META_NAMES, MAX_META_VALUE
 from chalicelib.grip.payload import Payload
 from chalicelib.grip.publish import parse_publish, parse_send
@@ -243,3 +243,13 @@ def test_a_number_in_a_query_is_ascii_digits(raw: str) -> None:
         page_limit(raw)
     with pytest.raises(BadRequest):
         history.items_query({"after": raw})
+
+
+def test_a_path_channel_or_cursor_holding_a_lone_surrogate_is_a_400() -> None:
+    with pytest.raises(BadRequest) as info:
+        channel_name("room\udc80")
+    assert list(info.value.fields) == ["channel"]
+    cursor = base64.urlsafe_b64encode(b'[0, "\\ud800"]').decode().rstrip("=")
+    with pytest.raises(BadRequest) as info:
+        decode_cursor(cursor, 16)
+    assert list(info.value.fields) == ["cursor"]
