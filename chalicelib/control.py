@@ -307,7 +307,9 @@ def set_meta(headers: Mapping[str, str], cid: str, body: bytes | None) -> Respon
             data = json.loads(body or b"")
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest({"body": ["not JSON"]}) from None
-        meta = svc.store.update_meta(cid, introspection.meta_changes(data))
+        # Checked against the meta read just now: two PATCHes at once may together
+        # pass the limits by one PATCH's worth (docs/limits.md).
+        meta = svc.store.update_meta(cid, introspection.meta_changes(data, conn.meta))
         return _json(200, {"id": cid, "meta": meta})
 
     return _on_connection(headers, cid, act)

@@ -25,6 +25,8 @@ log = logging.getLogger("slipway.fanout")
 # handing the message back to SQS for a later attempt.
 _OPEN_WAIT = 3.0
 _BLOB_PREFIX = "publish/"
+# How much of a job moved aside is logged (a queue body is ASCII, at most 256 KB).
+_LOGGED_BODY = 4096
 _Queued = TypeVar("_Queued", jobs.Publish, jobs.Part)
 # Writes that run beside a delivery (history rows); kept for the container's life.
 _BACKGROUND = ThreadPoolExecutor(4, thread_name_prefix="slipway-history")
@@ -83,13 +85,31 @@ def _attempt(svc: services.Services, record: dict[str, Any], job: jobs.Job | job
         log.error("message %s: %s; leaving it for a worker that reads it", message_id, job)
         return False
     if isinstance(job, jobs.JobError):
-        log.error("dropping message %s, which no worker can read: %s", message_id, job)
+        _aside(record, job, getattr(job, "channel", None))
         return True
     try:
         return run(svc, job, message_id)
+    except (jobs.PermanentJobError, UnicodeError) as exc:
+        # Deterministic: every retry would fail the same way while its FIFO group waits.
+        _aside(record, exc, getattr(job, "channel", None))
+        return True
     except Exception:
         log.exception("message %s failed", message_id)
         return False
+
+
+def _aside(record: dict[str, Any], why: Exception, channel: str | None) -> None:
+    """Move a job that can never succeed out of the queue at once: deleted (the
+    batch reports it done), its body logged to recover it by hand. Not sent to the
+    dead-letter queue: a redrive would only fail it again, and the queue's group
+    is free either way (docs/reliability.md)."""
+    log.error(
+        "message %s moved aside (deleted), it can never succeed: %s; channel %r; body %s",
+        record["messageId"],
+        why,
+        channel,
+        str(record.get("body", ""))[:_LOGGED_BODY],
+    )
 
 
 def run(svc: services.Services, job: jobs.Job, message_id: str) -> bool:

@@ -13,7 +13,7 @@ from . import farewell, ordered, outbound, resume, services, transfers
 from .aws.queue import Message
 from .aws.sockets import SocketError
 from .backend import BackendUnreachable
-from .grip import codec, history, jobs, request
+from .grip import codec, history, jobs, meta, request
 from .grip import decisions as d
 from .grip import keepalive as ka
 from .grip.errors import Gone, TooLarge, TooManyChannels, TooManyTimeouts, UnknownConnection
@@ -85,10 +85,7 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     later: list[d.Decision] = []
     for decision in rest:
         if isinstance(decision, d.SetMeta):
-            if decision.value:
-                conn.meta[decision.name] = decision.value
-            else:
-                conn.meta.pop(decision.name, None)
+            _meta_in_memory(conn, decision)
         elif isinstance(decision, d.Detach):
             conn.detached = True
         else:
@@ -261,13 +258,27 @@ def _apply_state(svc: services.Services, conn: Connection, decision: d.Decision)
         store.unsubscribe(conn.id, decision.channel)
         log.info("unsubscribe %s from %r", conn.id, decision.channel)
     elif isinstance(decision, d.SetMeta):
-        store.set_meta(conn.id, decision.name, decision.value)
+        if _meta_in_memory(conn, decision):
+            store.set_meta(conn.id, decision.name, decision.value)
     elif isinstance(decision, d.Detach):
         store.set_detached(conn.id)
     elif isinstance(decision, d.KeepAlive):
         _keep_alive(svc, conn, decision)
     elif isinstance(decision, d.Dropped):
         log.info("connection %s: %s", conn.id, decision.reason)
+
+
+def _meta_in_memory(conn: Connection, decision: d.SetMeta) -> bool:
+    """Apply a backend's meta change to `conn`; False (and logged, the meta as it
+    was) if the connection's meta would exceed its limits (grip/meta.py)."""
+    after = meta.applied(conn.meta, {decision.name: decision.value})
+    problem = meta.size_problem(after)
+    if problem is not None:
+        log.warning("connection %s: meta %r not set: %s", conn.id, decision.name, problem)
+        return False
+    conn.meta.clear()
+    conn.meta.update(after)
+    return True
 
 
 def _keep_alive(svc: services.Services, conn: Connection, decision: d.KeepAlive) -> None:

@@ -9,7 +9,8 @@ Behaviour, chosen by the client:
   `grip=0` (no GRIP mode), `welcome=<text>`, `subscribe=<channel>` (with `previd=<id>`:
   subscribe with that prev-id), `meta=<name>:<value>`,
   `closeopen=1` (accept, then close at once)
-- messages: `sub <ch>`, `unsub <ch>`, `meta <name> <value>`, `whoami` (the meta it was
+- messages: `sub <ch>`, `unsub <ch>`, `meta <name> <value>`, `setmeta <name> <value>`
+  (a set-meta control message), `whoami` (the meta it was
   sent, as JSON), `close <code>`, `disconnect`, `detach`, `bin <text>`, `status <n>`,
   `malformed`, `wrongtype`, `sleep <seconds>`, `publish <ch> <text>`
   (through `GripPubControl`), `keepalive <text>`, anything else is echoed.
@@ -146,6 +147,10 @@ class Backend:
             name, _, value = rest.partition(" ")
             ctx.meta[name] = value
             send(f"meta {name} set")
+        elif word == "setmeta":  # as a control message, not a Set-Meta-* header
+            name, _, value = rest.partition(" ")
+            ctx.send_control(websocket_control_message("set-meta", {"name": name, "value": value}))
+            send(f"meta {name} sent")
         elif word == "whoami":
             send(json.dumps(ctx.orig_meta, sort_keys=True))
         elif word == "close":

@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib import services
 from chalicelib.grip import jobs
+from chalicelib.grip.payload import Payload
 from slipway_dev.connections import RecordingSink
 from tests.harness import Gateway, configure
 
@@ -247,3 +248,24 @@ def test_a_job_of_a_newer_deploy_is_handed_back_and_nonsense_is_dropped(gateway:
     assert failed == [{"itemIdentifier": m["MessageId"]} for m in queued[at:]]
     assert room[0][1].frames == []
     assert gateway.run_worker(queued[:at] + queued[at + 1 :]) == {"batchItemFailures": []}
+
+
+def test_a_job_that_can_never_succeed_is_moved_aside_and_its_group_goes_on(
+    gateway: Gateway, caplog
+) -> None:
+    """A queued publish holding a lone surrogate (an older deploy's, or a bug's):
+    done with on its first receive, logged with its channel; the next job of the
+    batch, in the same group, is delivered in the same run."""
+    room = members(gateway, "room", 1)
+    poison = jobs.Publish("room", jobs.Inline(Payload.of_text("bad \udc80")))
+    _send_raw_body(gateway, jobs.encode(poison), "chan#room")
+    _send_raw_body(
+        gateway,
+        jobs.encode(jobs.Publish("room", jobs.Inline(Payload.of_text("good")))),
+        "chan#room",
+    )
+    queued = gateway.queued()
+    assert gateway.run_worker(queued) == {"batchItemFailures": []}
+    assert room[0][1].frames == [b"good"]
+    moved = [r for r in caplog.records if "moved aside" in r.getMessage()]
+    assert len(moved) == 1 and "'room'" in moved[0].getMessage()

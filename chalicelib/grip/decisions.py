@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import codec
+from . import codec, meta, text
 from .keepalive import DEFAULT_TIMEOUT, IDLE, INTERVAL
 from .limits import MAX_CHANNEL_LENGTH, MAX_KEEPALIVE_TIMEOUT
 from .payload import Payload
@@ -23,7 +23,6 @@ DEFAULT_PREFIX = "m:"
 CONTROL_PREFIX = b"c:"
 # Handshake headers a backend may hand back to the client on accept.
 _HANDSHAKE_HEADERS = ("sec-websocket-protocol", "set-cookie")
-_META_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _PREFIX_PARAM = re.compile(r'message-prefix\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,\s]*))', re.I)
 # One comma-separated extension, a comma inside a quoted-string included.
 _EXTENSION = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*"?)+')
@@ -245,11 +244,21 @@ def _problem(status: int, hdrs: dict[str, str]) -> str | None:
 
 
 def _meta_headers(hdrs: dict[str, str]) -> list[Decision]:
-    return [
-        SetMeta(name[len("set-meta-") :], value.strip())
-        for name, value in hdrs.items()
-        if name.startswith("set-meta-") and len(name) > len("set-meta-")
-    ]
+    out: list[Decision] = []
+    for header, value in hdrs.items():
+        if not header.startswith("set-meta-") or len(header) == len("set-meta-"):
+            continue
+        out.append(_set_meta(header[len("set-meta-") :], value.strip(), f"{header} header"))
+    return out
+
+
+def _set_meta(name: object, value: object, where: str) -> Decision:
+    """A SetMeta, or Dropped if the pair could not ride as a `Meta-<name>` header
+    (grip/meta.py): the meta stays as it was and the connection goes on."""
+    problem = meta.name_problem(name) or meta.value_problem(value)
+    if problem is not None or not isinstance(name, str) or not isinstance(value, str):
+        return Dropped(f"{where} ignored: {problem}")
+    return SetMeta(name.lower(), value)
 
 
 def _event(event: codec.Event, grip_prefix: str | None) -> list[Decision]:
@@ -280,6 +289,9 @@ def _control(raw: bytes) -> Decision:
         return Dropped(f"control message is not JSON: {raw[:64]!r}")
     if not isinstance(msg, dict):
         return Dropped("control message is not a JSON object")
+    bad = text.unpaired_at(msg)
+    if bad is not None:
+        return Dropped(f"control message ignored: {bad} {text.PROBLEM}")
     kind = msg.get("type")
     if kind in ("subscribe", "unsubscribe"):
         channel = msg.get("channel")
@@ -296,12 +308,8 @@ def _control(raw: bytes) -> Decision:
     if kind == "detach":
         return Detach()
     if kind == "set-meta":
-        name, value = msg.get("name"), msg.get("value", "")
-        if not isinstance(name, str) or not _META_NAME.fullmatch(name):
-            return Dropped("set-meta needs a name of letters, digits and dashes")
-        if not isinstance(value, str | None) or "\r" in (value or "") or "\n" in (value or ""):
-            return Dropped("set-meta value must be a string without line breaks")
-        return SetMeta(name.lower(), value or "")
+        value = msg.get("value")
+        return _set_meta(msg.get("name"), "" if value is None else value, "set-meta")
     if kind == "keep-alive":
         return _keep_alive(msg)
     return Dropped(f"unknown control message type {kind!r}")

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
+from . import text as _text
 from .limits import MAX_INLINE, MAX_SAFE_INTEGER, UTF8_MAX_BYTES_PER_CHAR
 
 MESSAGE, UPLOAD_REQUEST, UPLOAD_TARGET, DOWNLOAD, FAILURE, POSITION = 1, 2, 3, 4, 5, 6
@@ -113,6 +114,9 @@ def read(text: str) -> ClientFrame:
             PUSH_ID, Code.INVALID_FRAME, f"a frame id is an integer of at most {MAX_SAFE_INTEGER}"
         )
     kind, mid = value[0], value[1]
+    bad = _text.unpaired_at(value[2:])
+    if bad is not None:
+        raise Refused(mid, Code.INVALID_FRAME, f"the frame's data {_text.PROBLEM}")
     if not _is_int(kind):  # true == 1 and 1.0 == 1 in Python, not in a frame
         raise Refused(mid, Code.UNKNOWN_TYPE, f"unknown frame type {kind!r}: expected 1, 2 or 4")
     if kind == MESSAGE and len(value) == 3:
@@ -139,6 +143,8 @@ def uploaded_content(id: int, body: bytes) -> bytes:
         data = loads(body)
     except ValueError:
         raise Refused(id, Code.INVALID_UPLOAD, "the uploaded message is not JSON") from None
+    if _text.unpaired_at(data) is not None:
+        raise Refused(id, Code.INVALID_UPLOAD, f"the uploaded message {_text.PROBLEM}")
     # Anything but a string goes on as it was uploaded, byte for byte.
     return data.encode("utf-8") if isinstance(data, str) else body
 

@@ -20,6 +20,7 @@ import json
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from . import text
 from .errors import BadRequest
 from .introspection import decimal, page_limit
 from .limits import MAX_CHANNEL_LENGTH, MAX_CHANNELS, MAX_SAFE_INTEGER
@@ -121,6 +122,8 @@ def parse_resume(value: str) -> dict[str, Position]:
         raise ResumeError("resume must be base64url of a JSON object") from None
     if not isinstance(data, dict):
         raise ResumeError("resume must hold a JSON object of channel: [epoch, offset]")
+    if text.unpaired_at(data) is not None:
+        raise ResumeError(f"resume {text.PROBLEM}")
     if len(data) > MAX_CHANNELS * 5:
         raise ResumeError("resume holds more channels than a connection may join")
     out: dict[str, Position] = {}

@@ -12,11 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import zlib
 from collections.abc import Mapping
 from typing import Any
 
+from . import meta, text
 from .errors import BadRequest
 from .limits import MAX_CHANNEL_LENGTH
 
@@ -27,7 +27,6 @@ CONNECTION_SHARDS = 16
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_META_CHANGES = 32  # names changed by one PATCH /connections/{id}/meta
-META_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")  # as in Set-Meta-* (decisions.py)
 
 
 def shard_of(connection_id: str) -> int:
@@ -39,6 +38,8 @@ def channel_name(channel: str) -> str:
     """A channel named in a path: 1 to 512 characters, as a publish takes it."""
     if not channel or len(channel) > MAX_CHANNEL_LENGTH:
         raise BadRequest({"channel": [f"a channel is 1 to {MAX_CHANNEL_LENGTH} characters"]})
+    if not text.is_text(channel):
+        raise BadRequest({"channel": [text.PROBLEM]})
     return channel
 
 
@@ -86,14 +87,17 @@ def decode_cursor(raw: str | None, shards: int = 1) -> tuple[int, str | None]:
         or isinstance(data[0], bool)
         or not 0 <= data[0] < shards
         or not isinstance(data[1], str)
+        or not text.is_text(data[1])
     ):
         raise BadRequest({"cursor": ["not a cursor from this API: pass the last answer's cursor"]})
     return data[0], data[1] or None  # "": from the start of that shard
 
 
-def meta_changes(body: Any) -> dict[str, str | None]:
+def meta_changes(body: Any, current: Mapping[str, str]) -> dict[str, str | None]:
     """A PATCH body `{"name": "value" | null, ...}`: names lowercased (meta names are
-    header names), None to clear. Raises BadRequest naming each bad field."""
+    header names), None to clear. Each name and value follows grip/meta.py, and the
+    connection's `current` meta with the changes stays within its limits.
+    Raises BadRequest naming each bad field."""
     if not isinstance(body, Mapping) or not body:
         raise BadRequest({"body": ['a JSON object {"name": "value" or null, ...}, not empty']})
     if len(body) > MAX_META_CHANGES:
@@ -101,14 +105,18 @@ def meta_changes(body: Any) -> dict[str, str | None]:
     errors: dict[str, list[str]] = {}
     changes: dict[str, str | None] = {}
     for name, value in body.items():
-        if not isinstance(name, str) or not META_NAME.fullmatch(name):
-            errors[str(name)] = ["a meta name is letters, digits and dashes, at most 64"]
-        elif value is not None and (not isinstance(value, str) or "\r" in value or "\n" in value):
-            errors[name] = ["a string without line breaks, or null to clear"]
+        if isinstance(name, str) and not text.is_text(name):
+            errors[name.encode("utf-8", "backslashreplace").decode()] = [text.PROBLEM]
+        elif (problem := meta.name_problem(name)) is not None:
+            errors[str(name)] = [problem]
+        elif value is not None and (problem := meta.value_problem(value)) is not None:
+            errors[name] = [problem + ", or null to clear"]
         elif name.lower() in changes:
             errors[name] = ["named twice (meta names are case-insensitive)"]
         else:
             changes[name.lower()] = value or None
+    if not errors and (problem := meta.size_problem(meta.applied(current, changes))):
+        errors["body"] = [problem]
     if errors:
         raise BadRequest(errors)
     return changes

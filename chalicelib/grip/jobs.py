@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
+from . import text as _text
 from .history import Position
 from .model import Member
 from .payload import Payload, PayloadError
@@ -45,6 +46,16 @@ class JobError(ValueError):
 
 class NewerJob(JobError):
     """A job of a later version: a worker of the deploy that queued it can read it."""
+
+
+class PermanentJobError(JobError):
+    """A job that no attempt can ever carry out (a deterministic failure, such as
+    text with no UTF-8 form): the worker moves it aside at once instead of letting
+    it hold its FIFO group through every retry (docs/reliability.md)."""
+
+    def __init__(self, message: str, channel: str | None = None) -> None:
+        super().__init__(message)
+        self.channel = channel
 
 
 class Inline(NamedTuple):
@@ -218,6 +229,13 @@ def decode(text: str | bytes) -> Job:
         raise NewerJob(f"job version {version} is newer than this worker's {VERSION}")
     if version != VERSION:
         raise JobError(f"unknown job version {version!r}")
+    bad = _text.unpaired_at(body)
+    if bad is not None:
+        channel = body.get("channel")
+        raise PermanentJobError(
+            f"its {bad} {_text.PROBLEM}",
+            channel if isinstance(channel, str) and _text.is_text(channel) else None,
+        )
     try:
         return _job(body)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -83,3 +83,12 @@ ORDERED_HOLD_MS = 250
 # Channel history (docs/resume.md): a message up to this many bytes is kept in
 # its DynamoDB row (items are at most 400 KB); a larger one in its S3 object.
 HISTORY_INLINE = MAX_POST
+# Connection meta (docs/backend-protocol.md): every name and value rides on every
+# backend request as a `Meta-<name>` header. Backends' HTTP servers refuse a
+# request with too many or too large headers (431: gunicorn takes 100 headers of
+# 8,190 bytes, Node 16 KB in all, Pushpin's own parser 64 headers), and the
+# client's handshake headers ride beside them; so meta is bounded well under that.
+MAX_META_NAME = 64  # characters of a name (letters, digits, dashes)
+MAX_META_VALUE = 1024  # bytes of one value
+MAX_META_NAMES = 32  # names one connection holds
+MAX_META_BYTES = 4096  # all names and values of a connection together

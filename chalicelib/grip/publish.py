@@ -20,6 +20,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from . import text
 from .errors import BadRequest
 from .jobs import Action, CloseAll, Inline, Publish
 from .limits import FIRST_CLOSE_CODE, LAST_CLOSE_CODE, MAX_CHANNEL_LENGTH, MAX_CLOSE_REASON
@@ -165,11 +166,19 @@ def load_json(body: bytes | str | None, schema: Schema) -> dict[str, Any]:
         raise PublishError({"body": ["Not valid JSON."]}) from None
     if not isinstance(data, dict):
         raise PublishError({"body": ["Must be a JSON object."]})
+    bad = text.unpaired_at(data)
+    if bad is not None:
+        raise PublishError({_printable(bad): [text.PROBLEM]})
     try:
         loaded: dict[str, Any] = schema.load(data)
     except ValidationError as exc:
         raise PublishError(_flatten(exc.messages)) from None
     return loaded
+
+
+def _printable(path: str) -> str:
+    """A field path as JSON can carry it back (a bad key's surrogate escaped)."""
+    return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def parse_publish(body: bytes | str | None) -> list[PublishItem]:

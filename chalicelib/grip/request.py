@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from . import codec
+from .meta import sendable
 
 # Hop-by-hop headers, and what the gateway sets itself.
 _DROP = frozenset(
@@ -73,7 +74,7 @@ def backend_headers(
             "Sec-WebSocket-Extensions": "grip",
         }
     )
-    for name, value in meta.items():
+    for name, value in sendable(meta).items():
         headers[f"Meta-{name}"] = value
     if grip_sig is not None:
         headers["Grip-Sig"] = grip_sig

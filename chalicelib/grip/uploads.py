@@ -17,7 +17,7 @@ import re
 from enum import StrEnum
 from typing import NamedTuple
 
-from . import envelope
+from . import envelope, text
 from .limits import MAX_INLINE
 from .payload import Payload, PayloadError
 
@@ -114,6 +114,8 @@ def content(data: bytes, binary: bool) -> Payload:
         value = envelope.loads(data)
     except ValueError:
         raise Refused(Why.INVALID, "the object is not JSON. " + _shape(binary)) from None
+    if text.unpaired_at(value) is not None:
+        raise Refused(Why.INVALID, f"the object {text.PROBLEM}")
     if binary:
         if not isinstance(value, str):
             raise Refused(Why.INVALID, _shape(binary))
