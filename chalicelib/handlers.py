@@ -16,7 +16,14 @@ from .backend import BackendUnreachable
 from .grip import codec, history, jobs, request
 from .grip import decisions as d
 from .grip import keepalive as ka
-from .grip.errors import Gone, TooLarge, TooManyChannels, TooManyTimeouts, UnknownConnection
+from .grip.errors import (
+    Gone,
+    TooLarge,
+    TooManyChannels,
+    TooManyJoins,
+    TooManyTimeouts,
+    UnknownConnection,
+)
 from .grip.limits import MAX_INLINE
 from .grip.model import Connection
 from .grip.payload import Payload
@@ -102,7 +109,7 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     )
 
     # API Gateway refuses posts until $connect returns: the worker delivers these.
-    _defer(svc, conn, later)
+    _defer(svc, conn, later, opened=False)
     return _accepted(first.headers)
 
 
@@ -226,9 +233,12 @@ def apply(svc: services.Services, conn: Connection, decided: list[d.Decision]) -
                 return
 
 
-def _defer(svc: services.Services, conn: Connection, decided: list[d.Decision]) -> None:
+def _defer(
+    svc: services.Services, conn: Connection, decided: list[d.Decision], opened: bool = True
+) -> None:
     """Queue a backend's answer's messages (and close) as a deliver job, applying
-    its other decisions here, as $connect does with an OPEN response's."""
+    its other decisions here, as $connect does with an OPEN response's (`opened`
+    False: the connection's $connect has not returned yet)."""
     deferred: list[Payload] = []
     close = False
     for decision in decided:
@@ -239,7 +249,7 @@ def _defer(svc: services.Services, conn: Connection, decided: list[d.Decision]) 
             break
         else:
             try:
-                _apply_state(svc, conn, decision)
+                _apply_state(svc, conn, decision, opened)
             except UnknownConnection:
                 return
     if not deferred and not close:
@@ -249,13 +259,15 @@ def _defer(svc: services.Services, conn: Connection, decided: list[d.Decision]) 
     svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
 
 
-def _apply_state(svc: services.Services, conn: Connection, decision: d.Decision) -> None:
+def _apply_state(
+    svc: services.Services, conn: Connection, decision: d.Decision, opened: bool = True
+) -> None:
     store = svc.store
     if isinstance(decision, d.Subscribe):
         try:
-            resume.subscribe(svc, conn, decision.channel, decision.prev_id)
+            resume.subscribe(svc, conn, decision.channel, decision.prev_id, opened)
             log.info("subscribe %s to %r", conn.id, decision.channel)
-        except TooManyChannels as exc:
+        except (TooManyChannels, TooManyJoins) as exc:
             log.warning("subscribe %r refused: %s", decision.channel, exc)
     elif isinstance(decision, d.Unsubscribe):
         store.unsubscribe(conn.id, decision.channel)

@@ -103,6 +103,9 @@ class Join(NamedTuple):
     since: Position | None  # the client's position, if it presented one
     after_id: str | None  # the backend's prev-id, if it gave one
     deadline: int  # epoch seconds: after it, a connection that never opened is given up
+    # The connection was open when it subscribed (a subscribe in answer to one of its
+    # messages): a 410 then means it is gone, not that its $connect has not returned.
+    opened: bool = False
 
 
 Job = Publish | Part | Deliver | KeepAlive | Join
@@ -154,6 +157,7 @@ def encode(job: Job) -> str:
             "since": None if job.since is None else list(job.since),
             "after-id": job.after_id,
             "deadline": job.deadline,
+            "opened": job.opened,
         }
     elif isinstance(job, KeepAlive):
         body = {
@@ -260,6 +264,7 @@ def _job(body: dict[str, Any]) -> Job:
             None if since is None else _position(since),
             _str_or_none(body, "after-id"),
             int(body["deadline"]),
+            bool(body.get("opened", False)),
         )
     if kind == "deliver":
         return Deliver(

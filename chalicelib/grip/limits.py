@@ -29,6 +29,16 @@ MAX_PUBLISH = 32 * 1024 * 1024
 MAX_CHANNEL_LENGTH = 512
 # How many channels one connection may join (default of SLIPWAY_MAX_CHANNELS).
 MAX_CHANNELS = 20
+# How many `Join` jobs (docs/resume.md) one connection may have queued at once: a
+# subscribe that would queue one more is refused (TooManyJoins). Each runs in its
+# channel's FIFO group and holds the channel's publishes while it runs, so a
+# client that makes its backend subscribe it again and again must not queue
+# without bound. The store allows at least the deployment's channel limit, so a
+# connection can always join every channel it may at once.
+MAX_QUEUED_JOINS = 20
+# API Gateway's integration timeout: a $connect has returned (or failed) this
+# long after the connection started, so a 410 later means the connection is gone.
+INTEGRATION_TIMEOUT = 29
 # Distinct keep-alive timeouts one deployment may use: the scheduler makes one
 # index query a second for each.
 MAX_KEEPALIVE_TIMEOUTS = 32

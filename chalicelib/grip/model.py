@@ -28,6 +28,7 @@ class Connection:
     resume: bool = False  # tracks positions: gets them, and [6] frames (docs/resume.md)
     since: dict[str, Position] = field(default_factory=dict)  # presented, not yet used
     ordered: bool = False  # events reach the backend in order, batched (docs/ordered.md)
+    joins: int = 0  # its `Join` jobs queued and not yet run (docs/resume.md)
 
 
 class Member(NamedTuple):
