@@ -152,10 +152,10 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
         log.info("connection %s: recovery in %r failed: %s", conn.id, channel, reason)
     sent = _send_when_open(svc, conn, messages, wait=not job.opened)
     if sent is _Sent.GONE:
-        # Open when it subscribed, gone now: its $disconnect (or the forget below)
-        # removes its rows; nothing to wait for.
+        # Open when it subscribed, gone now: its $disconnect, on the way, removes its
+        # rows and tells the backend how it closed (a forget here would say
+        # DISCONNECT instead). Nothing to wait for, nothing to queue again.
         log.info("connection %s is gone: its join to %r dropped", conn.id, channel)
-        farewell.forget(svc, conn.id)
         return True
     if sent is _Sent.NOT_OPEN:
         if time.time() >= job.deadline:
