@@ -87,7 +87,7 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     assert isinstance(first, d.Accept)
 
     conn.grip_prefix = first.grip_prefix
-    _positions(conn, event.get("queryStringParameters"))
+    _positions(conn, event.get("queryStringParameters"), svc.settings.key)
     # What can be folded into the record is written with it, in one put.
     later: list[d.Decision] = []
     for decision in rest:
@@ -113,16 +113,20 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     return _accepted(first.headers)
 
 
-def _positions(conn: Connection, query: dict[str, str] | None) -> None:
+def _positions(conn: Connection, query: dict[str, str] | None, secret: str | None) -> None:
     """What a client that resumes presents (docs/resume.md): `resume=` opts an
-    envelope connection in to positions, and may hold the ones it comes back with."""
+    envelope connection in to positions, and may hold the ones it comes back with,
+    each with the floor token of its first subscribe to the channel."""
     if not query or history.RESUME_PARAM not in query:
         return
     conn.resume = conn.envelope
     try:
-        conn.since = history.parse_resume(query[history.RESUME_PARAM])
+        presented = history.read_resume(query[history.RESUME_PARAM])
     except history.ResumeError as exc:
         log.warning("connection %s: positions ignored: %s", conn.id, exc)
+        return
+    conn.since = presented.positions
+    conn.floors = history.verified_floors(secret, presented.positions, presented.floors)
 
 
 def _accepted(headers: d.Headers) -> dict[str, Any]:

@@ -98,6 +98,7 @@ def subscribe(
         prev_id,
         int(time.time()) + svc.settings.open_delivery_deadline,
         opened or _connected_long_ago(conn),
+        conn.floors.get(channel),
     )
     try:
         svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
@@ -133,7 +134,10 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
         else:
             since = history.Position(head.epoch, offset)
     if since is not None and reason is None:
-        decided = history.decide(since, head, svc.settings.history_items)
+        # The backend's prev-id is its own decision; a position the client presents
+        # is honoured from its first subscribe on, unless the deployment says otherwise.
+        floor = 0 if job.after_id is not None or svc.settings.resume_any_position else job.floor
+        decided = history.decide(since, head, svc.settings.history_items, floor)
         if isinstance(decided, history.Failed):
             recovery, reason = history.Recovery.FAILED, decided.reason
         else:
@@ -146,7 +150,12 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
     conn = Connection(job.connection, job.endpoint, envelope=job.envelope, resume=job.resume)
     messages: list[Outbound | bytes] = [_outbound(svc, channel, head.epoch, e) for e in replay]
     if job.resume and job.envelope:
-        report = history.report(channel, head, recovery, len(replay), reason)
+        token = None
+        if svc.settings.key is not None:
+            recovered = recovery is history.Recovery.RECOVERED
+            floor_at = history.next_floor(recovered, job.floor, since, head)
+            token = history.floor_token(svc.settings.key, channel, head.epoch, floor_at)
+        report = history.report(channel, head, recovery, len(replay), reason, token)
         messages.append(envelope.position(report).encode("utf-8"))
     if reason is not None:
         log.info("connection %s: recovery in %r failed: %s", conn.id, channel, reason)

@@ -91,6 +91,7 @@ def _connection(connection_id: str, item: dict[str, Any]) -> Connection:
         since={c: history.Position(str(e), int(o)) for c, (e, o) in row.get("since", {}).items()},
         ordered=bool(row.get("ordered", False)),
         joins=int(row.get("joins", 0)),
+        floors={c: int(f) for c, f in row.get("floors", {}).items()},
     )
 
 
@@ -152,6 +153,8 @@ class Store:
                     c: {"L": [{"S": p.epoch}, {"N": str(p.offset)}]} for c, p in conn.since.items()
                 }
             }
+        if conn.floors:
+            item["floors"] = {"M": {c: {"N": str(f)} for c, f in conn.floors.items()}}
         index = {**_index_key(conn.id), "expires_at": item["expires_at"]}
         self._db.transact_write_items(
             TransactItems=[

@@ -106,6 +106,9 @@ class Join(NamedTuple):
     # The connection was open when it subscribed (a subscribe in answer to one of its
     # messages): a 410 then means it is gone, not that its $connect has not returned.
     opened: bool = False
+    # The offset of the client's first subscribe to the channel, checked from its
+    # floor token: it recovers nothing before it (None: no floor presented).
+    floor: int | None = None
 
 
 Job = Publish | Part | Deliver | KeepAlive | Join
@@ -158,6 +161,7 @@ def encode(job: Job) -> str:
             "after-id": job.after_id,
             "deadline": job.deadline,
             "opened": job.opened,
+            "floor": job.floor,
         }
     elif isinstance(job, KeepAlive):
         body = {
@@ -265,6 +269,7 @@ def _job(body: dict[str, Any]) -> Job:
             _str_or_none(body, "after-id"),
             int(body["deadline"]),
             bool(body.get("opened", False)),
+            None if body.get("floor") is None else int(body["floor"]),
         )
     if kind == "deliver":
         return Deliver(
