@@ -21,7 +21,7 @@ from . import farewell, services
 from .aws.queue import Message
 from .grip import envelope, history, jobs
 from .grip.errors import Gone, TooLarge
-from .grip.limits import HISTORY_INLINE, INTEGRATION_TIMEOUT
+from .grip.limits import HISTORY_INLINE
 from .grip.model import Connection
 from .outbound import Outbound, send
 
@@ -97,7 +97,7 @@ def subscribe(
         since,
         prev_id,
         int(time.time()) + svc.settings.open_delivery_deadline,
-        opened or _connected_long_ago(conn),
+        opened or jobs.surely_open(conn.created_at, time.time()),
         conn.floors.get(channel),
     )
     try:
@@ -106,11 +106,6 @@ def subscribe(
         svc.store.joined(channel, conn.id)  # live messages at least, rather than none
         svc.store.join_done(conn.id)
         raise
-
-
-def _connected_long_ago(conn: Connection) -> bool:
-    """Whether the connection's $connect has returned (or failed) by now, for sure."""
-    return conn.created_at > 0 and time.time() - conn.created_at / 1000 > INTEGRATION_TIMEOUT
 
 
 # -- the Join job ---------------------------------------------------------------------

@@ -33,6 +33,7 @@ import json
 from typing import Any, NamedTuple
 
 from .history import Position
+from .limits import INTEGRATION_TIMEOUT
 from .model import Member
 from .payload import Payload, PayloadError
 
@@ -112,6 +113,13 @@ class Join(NamedTuple):
 
 
 Job = Publish | Part | Deliver | KeepAlive | Join
+
+
+def surely_open(created_at_ms: int, now: float) -> bool:
+    """Whether a connection that started at `created_at_ms` (API Gateway's
+    connectedAt) is past its $connect for sure: API Gateway gives $connect at most
+    its integration timeout, so a 410 after that means it has left."""
+    return created_at_ms > 0 and now - created_at_ms / 1000 > INTEGRATION_TIMEOUT
 
 
 def group(job: Job) -> str:
