@@ -47,19 +47,20 @@ def frames(ws, count: int) -> list[list]:
     return [json.loads(ws.recv(timeout=TIMEOUT)) for _ in range(count)]
 
 
-def latency_run(stack, publishes: int, rate: float) -> tuple[list[float], int, Position, str]:
+def latency_run(stack, publishes: int, rate: float) -> tuple[list[float], int, Position, str, str]:
     """Publish one at a time; the latency of each, the number lost, and the
-    client's position at the end (history on)."""
+    client's position at the end and its floor token (history on)."""
     room = f"bench-{uuid.uuid4().hex[:8]}"
     control = ControlClient(stack.control, KEY)
     url = f"{stack.websocket}?envelope=1&resume=&subscribe={room}"
     latencies: list[float] = []
     lost = 0
-    position = Position("", 0)
+    position, floor = Position("", 0), ""
     with connect(url, open_timeout=TIMEOUT, max_size=None) as ws:
         first = json.loads(ws.recv(timeout=TIMEOUT)) if stack.history else None
         if first is not None:
             position = Position(first[2]["epoch"], first[2]["offset"])
+            floor = first[2]["floor"]
         for i in range(publishes):
             started = time.perf_counter()
             control.publish(room, f"m{i}")
@@ -73,10 +74,10 @@ def latency_run(stack, publishes: int, rate: float) -> tuple[list[float], int, P
             if len(got) > 3:
                 position = Position(got[3]["epoch"], got[3]["offset"])
             time.sleep(max(0.0, 1 / rate - (time.perf_counter() - started)))
-    return latencies, lost, position, room
+    return latencies, lost, position, room, floor
 
 
-def replay_run(stack, room: str, position: Position, missed: int) -> tuple[float, int]:
+def replay_run(stack, room: str, position: Position, floor: str, missed: int) -> tuple[float, int]:
     """Publish `missed` while the client is away; seconds from its return to its
     `[6]` frame, and how many messages it was replayed."""
     control = ControlClient(stack.control, KEY, timeout=TIMEOUT)  # 100 items a request
@@ -91,7 +92,7 @@ def replay_run(stack, room: str, position: Position, missed: int) -> tuple[float
         if top >= position.offset + missed:
             break
         time.sleep(0.2)
-    resume = encode_resume({room: position})
+    resume = encode_resume({room: position}, {room: floor})
     url = f"{stack.websocket}?envelope=1&resume={resume}&subscribe={room}"
     started = time.perf_counter()
     with connect(url, open_timeout=TIMEOUT, max_size=None) as ws:
@@ -128,8 +129,10 @@ def main() -> None:
         stack, backend = stack_with_backend(env=env)
         stack.history = name == "history"
         try:
-            latencies, lost, position, room = latency_run(stack, args.publishes, args.rate)
-            replay = replay_run(stack, room, position, args.missed) if stack.history else None
+            latencies, lost, position, room, floor = latency_run(stack, args.publishes, args.rate)
+            replay = (
+                replay_run(stack, room, position, floor, args.missed) if stack.history else None
+            )
         finally:
             stack.stop()
             backend.stop()

@@ -16,7 +16,14 @@ from .backend import BackendUnreachable
 from .grip import codec, history, jobs, meta, request
 from .grip import decisions as d
 from .grip import keepalive as ka
-from .grip.errors import Gone, TooLarge, TooManyChannels, TooManyTimeouts, UnknownConnection
+from .grip.errors import (
+    Gone,
+    TooLarge,
+    TooManyChannels,
+    TooManyJoins,
+    TooManyTimeouts,
+    UnknownConnection,
+)
 from .grip.limits import MAX_INLINE
 from .grip.model import Connection
 from .grip.payload import Payload
@@ -80,7 +87,7 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     assert isinstance(first, d.Accept)
 
     conn.grip_prefix = first.grip_prefix
-    _positions(conn, event.get("queryStringParameters"))
+    _positions(conn, event.get("queryStringParameters"), svc.settings.key)
     # What can be folded into the record is written with it, in one put.
     later: list[d.Decision] = []
     for decision in rest:
@@ -99,20 +106,24 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     )
 
     # API Gateway refuses posts until $connect returns: the worker delivers these.
-    _defer(svc, conn, later)
+    _defer(svc, conn, later, opened=False)
     return _accepted(first.headers)
 
 
-def _positions(conn: Connection, query: dict[str, str] | None) -> None:
+def _positions(conn: Connection, query: dict[str, str] | None, secret: str | None) -> None:
     """What a client that resumes presents (docs/resume.md): `resume=` opts an
-    envelope connection in to positions, and may hold the ones it comes back with."""
+    envelope connection in to positions, and may hold the ones it comes back with,
+    each with the floor token of its first subscribe to the channel."""
     if not query or history.RESUME_PARAM not in query:
         return
     conn.resume = conn.envelope
     try:
-        conn.since = history.parse_resume(query[history.RESUME_PARAM])
+        presented = history.read_resume(query[history.RESUME_PARAM])
     except history.ResumeError as exc:
         log.warning("connection %s: positions ignored: %s", conn.id, exc)
+        return
+    conn.since = presented.positions
+    conn.floors = history.verified_floors(secret, presented.positions, presented.floors)
 
 
 def _accepted(headers: d.Headers) -> dict[str, Any]:
@@ -223,9 +234,12 @@ def apply(svc: services.Services, conn: Connection, decided: list[d.Decision]) -
                 return
 
 
-def _defer(svc: services.Services, conn: Connection, decided: list[d.Decision]) -> None:
+def _defer(
+    svc: services.Services, conn: Connection, decided: list[d.Decision], opened: bool = True
+) -> None:
     """Queue a backend's answer's messages (and close) as a deliver job, applying
-    its other decisions here, as $connect does with an OPEN response's."""
+    its other decisions here, as $connect does with an OPEN response's (`opened`
+    False: the connection's $connect has not returned yet)."""
     deferred: list[Payload] = []
     close = False
     for decision in decided:
@@ -236,7 +250,7 @@ def _defer(svc: services.Services, conn: Connection, decided: list[d.Decision]) 
             break
         else:
             try:
-                _apply_state(svc, conn, decision)
+                _apply_state(svc, conn, decision, opened)
             except UnknownConnection:
                 return
     if not deferred and not close:
@@ -246,13 +260,15 @@ def _defer(svc: services.Services, conn: Connection, decided: list[d.Decision]) 
     svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
 
 
-def _apply_state(svc: services.Services, conn: Connection, decision: d.Decision) -> None:
+def _apply_state(
+    svc: services.Services, conn: Connection, decision: d.Decision, opened: bool = True
+) -> None:
     store = svc.store
     if isinstance(decision, d.Subscribe):
         try:
-            resume.subscribe(svc, conn, decision.channel, decision.prev_id)
+            resume.subscribe(svc, conn, decision.channel, decision.prev_id, opened)
             log.info("subscribe %s to %r", conn.id, decision.channel)
-        except TooManyChannels as exc:
+        except (TooManyChannels, TooManyJoins) as exc:
             log.warning("subscribe %r refused: %s", decision.channel, exc)
     elif isinstance(decision, d.Unsubscribe):
         store.unsubscribe(conn.id, decision.channel)

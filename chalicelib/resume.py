@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
 from . import farewell, services
@@ -69,18 +70,24 @@ def record(
 
 
 def subscribe(
-    svc: services.Services, conn: Connection, channel: str, prev_id: str | None = None
+    svc: services.Services,
+    conn: Connection,
+    channel: str,
+    prev_id: str | None = None,
+    opened: bool = False,
 ) -> None:
     """Subscribe `conn` to `channel`; when it follows the channel's history (it
-    tracks positions, presented one, or the backend gave `prev_id`), queue the
-    `Join` job that replays what it missed."""
+    tracks positions, presented one, or the backend gave `prev_id`) and was not a
+    member yet, queue the `Join` job that replays what it missed. `opened`: the
+    connection is known to be open (the subscribe answers one of its messages).
+    Raises TooManyJoins when the connection has the most joins queued it may."""
     since = conn.since.get(channel)
     joins = svc.settings.history and (conn.resume or since is not None or prev_id is not None)
-    svc.store.subscribe(
+    new = svc.store.subscribe(
         conn.id, channel, conn.endpoint, conn.envelope, resume=conn.resume, joining=joins
     )
-    if not joins:
-        return
+    if not joins or not new:
+        return  # a repeat subscribe queues nothing: the member's first Join serves it
     job = jobs.Join(
         channel,
         conn.id,
@@ -90,11 +97,14 @@ def subscribe(
         since,
         prev_id,
         int(time.time()) + svc.settings.open_delivery_deadline,
+        opened or jobs.surely_open(conn.created_at, time.time()),
+        conn.floors.get(channel),
     )
     try:
         svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
     except Exception:
         svc.store.joined(channel, conn.id)  # live messages at least, rather than none
+        svc.store.join_done(conn.id)
         raise
 
 
@@ -104,7 +114,8 @@ def subscribe(
 def join(svc: services.Services, job: jobs.Join) -> bool:
     """Replay what the member missed, tell it where it is, then let live
     publishes reach it. A connection not open yet sends the job to the back of
-    its channel's queue rather than hold the channel up (True either way: an
+    its channel's queue rather than hold the channel up; one that is gone (it was
+    open when it subscribed, or its row is gone) drops it (True either way: an
     exception is what SQS retries)."""
     store, channel = svc.store, job.channel
     head = store.history_head(channel) or _new_head(svc, channel)
@@ -118,7 +129,10 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
         else:
             since = history.Position(head.epoch, offset)
     if since is not None and reason is None:
-        decided = history.decide(since, head, svc.settings.history_items)
+        # The backend's prev-id is its own decision; a position the client presents
+        # is honoured from its first subscribe on, unless the deployment says otherwise.
+        floor = 0 if job.after_id is not None or svc.settings.resume_any_position else job.floor
+        decided = history.decide(since, head, svc.settings.history_items, floor)
         if isinstance(decided, history.Failed):
             recovery, reason = history.Recovery.FAILED, decided.reason
         else:
@@ -131,21 +145,36 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
     conn = Connection(job.connection, job.endpoint, envelope=job.envelope, resume=job.resume)
     messages: list[Outbound | bytes] = [_outbound(svc, channel, head.epoch, e) for e in replay]
     if job.resume and job.envelope:
-        report = history.report(channel, head, recovery, len(replay), reason)
+        token = None
+        if svc.settings.key is not None:
+            recovered = recovery is history.Recovery.RECOVERED
+            floor_at = history.next_floor(recovered, job.floor, since, head)
+            token = history.floor_token(svc.settings.key, channel, head.epoch, floor_at)
+        report = history.report(channel, head, recovery, len(replay), reason, token)
         messages.append(envelope.position(report).encode("utf-8"))
     if reason is not None:
         log.info("connection %s: recovery in %r failed: %s", conn.id, channel, reason)
-    if not _send_when_open(svc, conn, messages):
-        if time.time() < job.deadline and store.get_connection(conn.id) is not None:
+    sent = _send_when_open(svc, conn, messages, wait=not job.opened)
+    if sent is _Sent.GONE:
+        # Open when it subscribed, gone now: its $disconnect, on the way, removes its
+        # rows and tells the backend how it closed (a forget here would say
+        # DISCONNECT instead). Nothing to wait for, nothing to queue again.
+        log.info("connection %s is gone: its join to %r dropped", conn.id, channel)
+        return True
+    if sent is _Sent.NOT_OPEN:
+        if time.time() >= job.deadline:
+            log.warning("connection %s never opened: no recovery in %r", conn.id, channel)
+        elif store.get_connection(conn.id) is None:
+            log.info("connection %s is gone: its join to %r dropped", conn.id, channel)
+            return True
+        else:
             # Behind the publishes queued since: they pass the member by, and this
             # job replays them when it comes round again.
             log.info("connection %s not open yet: its join to %r queued again", conn.id, channel)
             svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
             return True
-        log.warning("connection %s never opened: no recovery in %r", conn.id, channel)
     store.joined(channel, conn.id)
-    if job.since is not None:
-        store.used_since(conn.id, channel)
+    store.join_done(conn.id, channel if job.since is not None else None)
     return True
 
 
@@ -164,11 +193,17 @@ def _outbound(svc: services.Services, channel: str, epoch: str, entry: history.E
     return Outbound(svc, entry.payload, trailer=trailer)
 
 
+class _Sent(Enum):
+    DONE = "done"  # sent (or the connection left part way, and is forgotten)
+    NOT_OPEN = "not open"  # 410 from the start: its $connect may not have returned
+    GONE = "gone"  # 410 from the start, and it was open before: it has left
+
+
 def _send_when_open(
-    svc: services.Services, conn: Connection, messages: list[Outbound | bytes]
-) -> bool:
-    """Send in order, waiting a moment for a connection whose $connect has not
-    returned; False if it is not open yet. A connection that leaves part way is
+    svc: services.Services, conn: Connection, messages: list[Outbound | bytes], wait: bool
+) -> _Sent:
+    """Send in order; with `wait`, waiting a moment for a connection whose
+    $connect may not have returned. A connection that leaves part way is
     forgotten (its $disconnect is on the way)."""
     waited = 0.0
     sent = 0
@@ -183,12 +218,14 @@ def _send_when_open(
                     except TooLarge as exc:
                         log.warning("connection %s: replayed message not sent: %s", conn.id, exc)
                 sent += 1
-            return True
+            return _Sent.DONE
         except Gone:
             if sent:  # it was open, and now it is gone
                 farewell.forget(svc, conn.id)
-                return True
+                return _Sent.DONE
+            if not wait:
+                return _Sent.GONE
             if waited >= _OPEN_WAIT:
-                return False
+                return _Sent.NOT_OPEN
             time.sleep(0.05)
             waited += 0.05

@@ -50,6 +50,7 @@ class Settings:
     ordered_queue_url: str | None
     ordered_all: bool
     ordered_hold_ms: int
+    resume_any_position: bool = False
 
     @property
     def history(self) -> bool:
@@ -100,6 +101,10 @@ _VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     # message is kept, and how many per channel; 0 turns history off.
     "SLIPWAY_HISTORY_SECONDS": ("history_seconds", 600, int),
     "SLIPWAY_HISTORY_ITEMS": ("history_items", 1000, int),
+    # Honour any position a client presents, even from before it first joined the
+    # channel (docs/resume.md#who-may-recover-what): off, a client recovers only from
+    # positions it was handed, after its first subscribe.
+    "SLIPWAY_RESUME_ANY_POSITION": ("resume_any_position", False, flag),
     # Ordered delivery (docs/ordered.md): its FIFO queue, and the mode for every connection
     # rather than only those asking with ?ordered=1.
     "SLIPWAY_ORDERED_QUEUE_URL": ("ordered_queue_url", None, str),

@@ -67,14 +67,21 @@ def _upload_target(svc: services.Services, conn: Connection, mid: int) -> str:
 
 
 def _take_upload(svc: services.Services, conn: Connection, frame: env.Uploaded) -> bytes:
-    """The uploaded message's TEXT content; the object is deleted once read."""
+    """The uploaded message's TEXT content; the object is deleted once read. The
+    upload is claimed first, so that the same `[4]` sent several times (frames
+    are handled concurrently) reaches the backend once."""
     blobs = _blobs(svc, frame.id)
     key = env.key_of(frame.url, blobs.bucket)
     expires = env.check_upload_key(frame.id, key, conn.id)
+    if not svc.store.claim_upload(key, int(expires)):
+        raise Refused(frame.id, Code.UPLOAD_TAKEN, "this upload was announced already")
     limit = svc.settings.max_upload
     try:
         blob = blobs.fetch(key, limit)
-    except NoSuchBlob:
+    except Exception as exc:
+        svc.store.release_upload(key)  # nothing taken: it may be announced again
+        if not isinstance(exc, NoSuchBlob):
+            raise
         if time.time() > expires:
             raise Refused(
                 frame.id, Code.UPLOAD_EXPIRED, "the upload URL expired; ask for a new one"

@@ -128,3 +128,53 @@ def test_the_head_is_trimmed_back_to_recent_once_it_holds_twice_as_many() -> Non
     keep = history.RECENT
     assert history.to_trim(["m"] * (2 * keep - 1)) == 0
     assert history.to_trim(["m"] * (2 * keep)) == keep
+
+
+# -- who may recover what: the floor of a client's first subscribe -----------------------
+
+
+def test_a_position_before_the_clients_floor_or_without_one_is_not_recovered() -> None:
+    head = Head("e", 50)
+    assert decide(Position("e", 0), head, 100, floor=20) == Failed(Reason.NOT_JOINED)
+    assert decide(Position("e", 19), head, 100, floor=20) == Failed(Reason.NOT_JOINED)
+    assert decide(Position("e", 30), head, 100, floor=None) == Failed(Reason.NOT_JOINED)
+    assert decide(Position("e", 20), head, 100, floor=20) == Replay(20, 50)
+    assert decide(Position("e", 0), head, 100, floor=0) == Replay(0, 50)  # any position
+    # Another epoch is reported as such, whatever the floor.
+    assert decide(Position("x", 30), head, 100, floor=None) == Failed(Reason.EPOCH_CHANGED)
+
+
+def test_a_floor_token_holds_only_for_its_channel_epoch_and_key() -> None:
+    token = history.floor_token("k1", "room", "e1", 42)
+    assert history.read_floor("k1", "room", "e1", token) == 42
+    assert history.read_floor("k2", "room", "e1", token) is None
+    assert history.read_floor("k1", "other", "e1", token) is None
+    assert history.read_floor("k1", "room", "e2", token) is None
+    assert history.read_floor(None, "room", "e1", token) is None
+    forged = "0" + token[token.index(".") :]  # another offset, the same MAC
+    assert history.read_floor("k1", "room", "e1", forged) is None
+    for junk in ("", "42", ".abc", "x.abc", "9" * 40 + ".abc"):
+        assert history.read_floor("k1", "room", "e1", junk) is None
+
+
+def test_presented_floors_are_checked_against_the_position_beside_them() -> None:
+    good = history.floor_token("k", "a", "e1", 5)
+    presented = history.read_resume(
+        history.encode_resume(
+            {"a": Position("e1", 9), "b": Position("e1", 9), "c": Position("e2", 9)},
+            {"a": good, "b": good, "c": history.floor_token("k", "c", "e1", 1)},
+        )
+    )
+    assert presented.floors["a"] == good
+    assert history.verified_floors("k", presented.positions, presented.floors) == {"a": 5}
+    assert history.parse_resume(history.encode_resume({"a": Position("e1", 9)}, {"a": good})) == {
+        "a": Position("e1", 9)
+    }
+
+
+def test_a_join_hands_back_the_first_floor_once_recovered_else_the_top() -> None:
+    head = Head("e", 70)
+    assert history.next_floor(True, 20, Position("e", 40), head) == 20
+    assert history.next_floor(True, None, Position("e", 40), head) == 40
+    assert history.next_floor(False, 20, Position("e", 40), head) == 70
+    assert history.next_floor(False, None, None, head) == 70

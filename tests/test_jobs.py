@@ -51,6 +51,8 @@ job_values = st.one_of(
         st.none() | positions,
         ids,
         st.integers(0, 2**40),
+        st.booleans(),
+        st.none() | st.integers(0, 2**40),
     ),
     st.builds(
         jobs.KeepAlive,
@@ -123,3 +125,13 @@ def test_what_no_worker_can_read_is_a_job_error(body: str) -> None:
 def test_a_newer_version_is_told_apart() -> None:
     with pytest.raises(jobs.NewerJob):
         jobs.decode(json.dumps({"v": jobs.VERSION + 1, "job": "anything"}))
+
+
+def test_a_connection_is_surely_open_only_past_the_integration_timeout() -> None:
+    """A Join tells "not open yet" (wait for it) from "gone" (drop the job) by this,
+    when the subscribe did not come in answer to one of the connection's messages."""
+    started = 1_700_000_000_000
+    assert not jobs.surely_open(started, started / 1000 + 1)  # its $connect may run still
+    assert not jobs.surely_open(started, started / 1000 + 29)
+    assert jobs.surely_open(started, started / 1000 + 30)
+    assert not jobs.surely_open(0, 2e9)  # unknown start: not sure

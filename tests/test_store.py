@@ -300,3 +300,44 @@ def test_a_joining_member_is_listed_as_such_until_joined(store: Store) -> None:
     store.joined("room", "gone")  # not a member: nothing happens
     head = store.start_history("room", "e9", keep=600)
     assert head == ("e9", 0) and store.start_history("room", "e10", keep=600) == ("e9", 0)
+
+
+def test_a_repeat_subscribe_is_not_new_and_keeps_the_members_joining_flag(store: Store) -> None:
+    store.put_connection(conn(envelope=True, resume=True))
+    assert store.subscribe("c1", "room", EP, resume=True, joining=True) is True
+    assert store.subscribe("c1", "room", EP, resume=True, joining=True) is False
+    store.joined("room", "c1")
+    # A repeat after the join ran must not make the member joining again: no Join
+    # is queued for it, and nothing would clear the flag.
+    assert store.subscribe("c1", "room", EP, resume=True, joining=True) is False
+    members, _ = store.members("room")
+    assert [(m.connection_id, m.joining) for m in members] == [("c1", False)]
+    assert store.get_connection("c1").joins == 1  # counted once: one Join queued
+
+
+def test_a_connection_queues_a_bounded_number_of_joins(store: Store) -> None:
+    from chalicelib.grip.errors import TooManyJoins
+    from chalicelib.grip.limits import MAX_QUEUED_JOINS
+
+    store.put_connection(conn())
+    for _ in range(MAX_QUEUED_JOINS):  # subscribe, unsubscribe: a Join queued each time
+        store.subscribe("c1", "room", EP, joining=True)
+        store.unsubscribe("c1", "room")
+    with pytest.raises(TooManyJoins):
+        store.subscribe("c1", "room", EP, joining=True)
+    assert store.members("room")[0] == []  # refused: not subscribed
+    store.subscribe("c1", "room", EP)  # a subscribe that queues nothing is not bounded
+    store.unsubscribe("c1", "room")
+    store.join_done("c1")  # one Join ran: room for one more
+    store.subscribe("c1", "room", EP, joining=True)
+    assert store.get_connection("c1").joins == MAX_QUEUED_JOINS
+    store.join_done("gone")  # a connection that left: nothing happens
+
+
+def test_an_upload_is_claimed_once_until_released(store: Store) -> None:
+    until = int(time.time()) + 600
+    assert store.claim_upload("uploads/c1/k", until) is True
+    assert store.claim_upload("uploads/c1/k", until) is False
+    assert store.claim_upload("uploads/c1/other", until) is True
+    store.release_upload("uploads/c1/k")
+    assert store.claim_upload("uploads/c1/k", until) is True

@@ -16,6 +16,8 @@ Rows (partition key `pk`, sort key `sk`, both strings):
   offset of its last message (`top`), and the queue message that took it.
 - `hist#<channel>` / `<offset, 12 digits>`: one published message, kept for resume
   (`grip.history`, docs/resume.md) until its `expires_at`.
+- `upload#<key>` / `claim`: a client's envelope upload (`[4]`) being taken: the
+  conditional put that lets one announcement of it through (`claim_upload`).
 A connection with keep-alive carries `ka_slot`, the key of the `keepalive` index
 (`grip.keepalive`). Every row carries `expires_at` (DynamoDB TTL) as a safety net
 for missed $disconnects.
@@ -31,8 +33,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from ..grip import history, introspection
 from ..grip import keepalive as ka
-from ..grip.errors import TooManyChannels, TooManyTimeouts, UnknownConnection
-from ..grip.limits import MAX_KEEPALIVE_TIMEOUTS
+from ..grip.errors import TooManyChannels, TooManyJoins, TooManyTimeouts, UnknownConnection
+from ..grip.limits import MAX_KEEPALIVE_TIMEOUTS, MAX_QUEUED_JOINS
 from ..grip.model import Connection, Member
 from ..grip.payload import Payload
 
@@ -88,6 +90,8 @@ def _connection(connection_id: str, item: dict[str, Any]) -> Connection:
         resume=bool(row.get("resume", False)),
         since={c: history.Position(str(e), int(o)) for c, (e, o) in row.get("since", {}).items()},
         ordered=bool(row.get("ordered", False)),
+        joins=int(row.get("joins", 0)),
+        floors={c: int(f) for c, f in row.get("floors", {}).items()},
     )
 
 
@@ -119,6 +123,7 @@ class Store:
         self._table = table
         self._ttl = ttl_seconds
         self._max_channels = max_channels
+        self._max_joins = max(max_channels, MAX_QUEUED_JOINS)
 
     def _expires(self) -> dict[str, str]:
         return {"N": str(int(time.time()) + self._ttl)}
@@ -148,6 +153,8 @@ class Store:
                     c: {"L": [{"S": p.epoch}, {"N": str(p.offset)}]} for c, p in conn.since.items()
                 }
             }
+        if conn.floors:
+            item["floors"] = {"M": {c: {"N": str(f)} for c, f in conn.floors.items()}}
         index = {**_index_key(conn.id), "expires_at": item["expires_at"]}
         self._db.transact_write_items(
             TransactItems=[
@@ -495,6 +502,34 @@ class Store:
             if requests:
                 raise RuntimeError(f"DynamoDB left {len(requests)} deletes unprocessed")
 
+    # -- envelope uploads -------------------------------------------------
+
+    def claim_upload(self, key: str, until: int) -> bool:
+        """Take the client upload under `key`, once: False if an announcement took
+        it already. A conditional put, which DynamoDB (and moto) apply atomically;
+        the row expires with the upload URL (`until`), after which the key is
+        refused as expired anyway."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": f"upload#{key}"},
+                    "sk": {"S": "claim"},
+                    "expires_at": {"N": str(until + 60)},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def release_upload(self, key: str) -> None:
+        """Give a claim back: the object was not there to take (not uploaded yet,
+        or S3 failed), so the client may announce it again."""
+        self._db.delete_item(
+            TableName=self._table, Key={"pk": {"S": f"upload#{key}"}, "sk": {"S": "claim"}}
+        )
+
     # -- channels -----------------------------------------------------------
 
     def _count_change(self, channel: str, delta: int, stale: bool) -> dict[str, Any]:
@@ -562,11 +597,16 @@ class Store:
         envelope: bool = False,
         resume: bool = False,
         joining: bool = False,
-    ) -> None:
-        """Idempotent: counted once. Raises TooManyChannels or UnknownConnection.
+    ) -> bool:
+        """Idempotent: counted once; True when the connection was not a member yet.
+        Raises TooManyChannels, TooManyJoins or UnknownConnection.
 
         `resume`: the member is sent positions. `joining`: publishes pass it by
-        until its `Join` job has run (`joined`), which replays what it missed."""
+        until its `Join` job has run (`joined`), which replays what it missed; the
+        connection's count of queued joins goes up by one (`join_done` takes it
+        down), and the subscribe is refused when it is at its limit. A repeat
+        subscribe refreshes the member row and changes neither its joining flag
+        nor that count: it queues nothing."""
         stale = False
         row = {
             **_member_key(channel, connection_id),
@@ -585,7 +625,7 @@ class Store:
                 }
             }
             values = {":cs": {"SS": [channel]}, ":c": {"S": channel}}
-            join = {
+            join: dict[str, Any] = {
                 "Update": {
                     "TableName": self._table,
                     "Key": _conn_key(connection_id),
@@ -599,18 +639,27 @@ class Store:
                     },
                 }
             }
+            if joining:
+                update = join["Update"]
+                update["UpdateExpression"] = "ADD #c :cs, #j :one"
+                update["ConditionExpression"] += " AND (attribute_not_exists(#j) OR #j < :mj)"
+                update["ExpressionAttributeNames"]["#j"] = "joins"
+                update["ExpressionAttributeValues"].update(
+                    {":one": {"N": "1"}, ":mj": {"N": str(self._max_joins)}}
+                )
             try:
                 self._db.transact_write_items(
                     TransactItems=[join, member, self._count_change(channel, 1, stale)]
                 )
-                return
+                return True
             except self._db.exceptions.TransactionCanceledException:
                 pass
             conn = self.get_connection(connection_id)
             if conn is None:
                 raise UnknownConnection(connection_id) from None
             if channel in conn.channels:
-                # A member already: refresh its row (and TTL), counted once.
+                # A member already: refresh its row (and TTL), counted once; its
+                # joining flag stays as it is (a Join queued earlier clears it).
                 again = {
                     "Update": {
                         "TableName": self._table,
@@ -621,14 +670,34 @@ class Store:
                         "ExpressionAttributeValues": values,
                     }
                 }
+                fields = {k: v for k, v in row.items() if k not in ("pk", "sk", "joining")}
+                fields["expires_at"] = self._expires()
+                names = {f"#f{k}": name for k, name in enumerate(fields)}
+                refresh = {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _member_key(channel, connection_id),
+                        "UpdateExpression": "SET "
+                        + ", ".join(f"#f{k} = :f{k}" for k in range(len(fields))),
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": {
+                            f":f{k}": value for k, value in enumerate(fields.values())
+                        },
+                    }
+                }
                 try:
-                    self._db.transact_write_items(TransactItems=[again, member])
-                    return
+                    self._db.transact_write_items(TransactItems=[again, refresh])
+                    return False
                 except self._db.exceptions.TransactionCanceledException:
                     continue
             if len(conn.channels) >= self._max_channels:
                 raise TooManyChannels(
                     f"connection {connection_id} is in {self._max_channels} channels already"
+                )
+            if joining and conn.joins >= self._max_joins:
+                raise TooManyJoins(
+                    f"connection {connection_id} has {conn.joins} joins queued already "
+                    f"(at most {self._max_joins}): subscribe again once they have run"
                 )
             stale = self._count_stale(channel)
         raise RuntimeError(f"subscribe {connection_id} to {channel!r}: too many conflicts")
@@ -712,6 +781,29 @@ class Store:
             )
         except self._db.exceptions.ConditionalCheckFailedException:
             pass  # unsubscribed or gone meanwhile
+
+    def join_done(self, connection_id: str, channel: str | None = None) -> None:
+        """One of the connection's queued joins has run (or was given up): its
+        count goes down; with `channel`, the position it presented there was used
+        too (a later subscribe to it starts afresh). Nothing if it is gone."""
+        expression = "ADD #j :minus"
+        names = {"#j": "joins"}
+        if channel is not None:
+            expression += " REMOVE since.#c"
+            names["#c"] = channel
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_conn_key(connection_id),
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(pk) AND #j > :zero",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            # Gone, or counted down already (SQS handed the job out twice).
+            if channel is not None:
+                self.used_since(connection_id, channel)
 
     def used_since(self, connection_id: str, channel: str) -> None:
         """A presented position was used: a later subscribe to `channel` starts afresh."""

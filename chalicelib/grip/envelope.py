@@ -38,6 +38,7 @@ class Code(StrEnum):
     UNKNOWN_TYPE = "unknown_frame_type"
     INVALID_FRAME = "invalid_frame"  # a known type with the wrong fields
     UPLOAD_NOT_FOUND = "upload_not_found"
+    UPLOAD_TAKEN = "upload_taken"  # announced already: an upload is taken once
     FOREIGN_KEY = "foreign_key"  # a key this connection was not given
     TOO_LARGE = "message_too_large"
     UPLOAD_EXPIRED = "upload_expired"

@@ -79,6 +79,13 @@ class TooManyChannels(SlipwayError):
     status = 409
 
 
+class TooManyJoins(SlipwayError):
+    """The connection has the most `Join` jobs queued it may (MAX_QUEUED_JOINS):
+    a subscribe that would queue another is refused until they have run."""
+
+    status = 429
+
+
 class TooManyTimeouts(SlipwayError):
     """The deployment uses the most distinct keep-alive timeouts it may."""
 

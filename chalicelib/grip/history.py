@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -64,6 +66,10 @@ class Reason(StrEnum):
     EPOCH_CHANGED = "epoch_changed"  # the channel's history was lost or reset
     UNKNOWN_ID = "unknown_id"  # the backend's prev-id is not in the history
     HISTORY_OFF = "history_off"  # this deployment keeps no history
+    # The position is not one the client was handed since it first joined the
+    # channel (it holds no valid floor, or is before it): recovering from it could
+    # hand it messages published before it was ever subscribed.
+    NOT_JOINED = "not_joined"
 
 
 class Replay(NamedTuple):
@@ -84,15 +90,19 @@ class ResumeError(ValueError):
     """A `resume=` value is not positions; the message says what is wrong."""
 
 
-def decide(since: Position, head: Head | None, max_items: int) -> Decision:
+def decide(since: Position, head: Head | None, max_items: int, floor: int | None = 0) -> Decision:
     """What recovering from `since` takes, given the channel's history `head`
-    (None: the channel has none) and how many messages it keeps."""
+    (None: the channel has none), how many messages it keeps, and the client's
+    `floor`: the offset at its first subscribe to the channel, below which it
+    may not recover (None: unknown, so no position is honoured; 0: any is)."""
     if max_items <= 0:
         return Failed(Reason.HISTORY_OFF)
     if head is None or since.epoch != head.epoch or since.offset > head.top:
         # Offsets past the top: the history was reset within the same epoch,
         # which only an operator does by hand; treat it as a new epoch.
         return Failed(Reason.EPOCH_CHANGED)
+    if floor is None or since.offset < floor:
+        return Failed(Reason.NOT_JOINED)
     if head.top - since.offset > max_items:
         return Failed(Reason.TOO_OLD)
     return Replay(since.offset, head.top)
@@ -107,12 +117,26 @@ def complete(offsets: list[int], replay: Replay) -> bool:
 # -- resume= ----------------------------------------------------------------------
 
 
+class Presented(NamedTuple):
+    """What a `resume=` value holds: a position per channel, and the floor token
+    the gateway handed the client for it, where the client kept one."""
+
+    positions: dict[str, Position]
+    floors: dict[str, str]
+
+
 def parse_resume(value: str) -> dict[str, Position]:
+    """Positions from a `resume=` value (`read_resume`), without their floors."""
+    return read_resume(value).positions
+
+
+def read_resume(value: str) -> Presented:
     """Positions from a `resume=` value: base64url (padding optional) of the JSON
-    object `{"<channel>": ["<epoch>", <offset>], ...}`. An empty value is no
-    positions (the client speaks the protocol and has none yet)."""
+    object `{"<channel>": ["<epoch>", <offset>, "<floor>"], ...}` (the floor
+    optional). An empty value is no positions (the client speaks the protocol and
+    has none yet)."""
     if not value:
-        return {}
+        return Presented({}, {})
     if len(value) > MAX_RESUME_LENGTH:
         raise ResumeError(f"resume is longer than {MAX_RESUME_LENGTH} characters")
     try:
@@ -127,29 +151,102 @@ def parse_resume(value: str) -> dict[str, Position]:
     if len(data) > MAX_CHANNELS * 5:
         raise ResumeError("resume holds more channels than a connection may join")
     out: dict[str, Position] = {}
+    floors: dict[str, str] = {}
     for channel, pos in data.items():
         if not channel or len(channel) > MAX_CHANNEL_LENGTH:
             raise ResumeError(f"resume: channel name {channel[:40]!r} is empty or too long")
         if (
             not isinstance(pos, list)
-            or len(pos) != 2
+            or len(pos) not in (2, 3)
             or not isinstance(pos[0], str)
             or not _is_offset(pos[1])
+            or (len(pos) == 3 and not isinstance(pos[2], str))
         ):
-            raise ResumeError(f"resume: {channel!r} must be [epoch, offset]")
+            raise ResumeError(
+                f"resume: {channel!r} must be [epoch, offset] or [epoch, offset, floor]"
+            )
         out[channel] = Position(pos[0], pos[1])
-    return out
+        if len(pos) == 3:
+            floors[channel] = pos[2]
+    return Presented(out, floors)
 
 
-def encode_resume(positions: dict[str, Position]) -> str:
-    """The `resume=` value for `positions` (base64url, no padding)."""
-    data = {c: [p.epoch, p.offset] for c, p in positions.items()}
+def encode_resume(positions: dict[str, Position], floors: dict[str, str] | None = None) -> str:
+    """The `resume=` value for `positions` (base64url, no padding), each with its
+    floor token from `floors` where there is one."""
+    floors = floors or {}
+    data = {
+        c: [p.epoch, p.offset, floors[c]] if c in floors else [p.epoch, p.offset]
+        for c, p in positions.items()
+    }
     raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
 def _is_offset(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_OFFSET
+
+
+# -- who may recover what (docs/resume.md#who-may-recover-what) ----------------------
+#
+# A client recovers a channel only from positions at or after its first subscribe
+# to it: the `[6]` frame of that subscribe hands it a floor token, a MAC over the
+# channel, the epoch and the offset it started at, which it presents with its
+# positions on every reconnect; the gateway keeps nothing per client. A recovered
+# join hands the same floor back, so it survives any number of reconnects.
+
+_FLOOR_DIGITS = 15
+
+
+def floor_token(secret: str, channel: str, epoch: str, floor: int) -> str:
+    """The token that lets a client recover `channel` from `floor` on, in `epoch`."""
+    return f"{floor}.{_floor_mac(secret, channel, epoch, floor)}"
+
+
+def read_floor(secret: str | None, channel: str, epoch: str, token: str) -> int | None:
+    """The floor a token the gateway handed out holds; None for any other token
+    (forged, another channel's or epoch's, or no key to check it with)."""
+    if secret is None:
+        return None
+    offset, dot, mac = token.partition(".")
+    if not dot or not offset.isdigit() or len(offset) > _FLOOR_DIGITS:
+        return None
+    floor = int(offset)
+    if not hmac.compare_digest(_floor_mac(secret, channel, epoch, floor), mac):
+        return None
+    return floor
+
+
+def _floor_mac(secret: str, channel: str, epoch: str, floor: int) -> str:
+    body = json.dumps(["slipway-floor", channel, epoch, floor], ensure_ascii=True)
+    digest = hmac.new(secret.encode("utf-8"), body.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode("ascii").rstrip("=")
+
+
+def verified_floors(
+    secret: str | None, positions: dict[str, Position], floors: dict[str, str]
+) -> dict[str, int]:
+    """The floors among those presented that the gateway handed out for the same
+    channel and epoch as the position presented with them."""
+    out: dict[str, int] = {}
+    for channel, token in floors.items():
+        position = positions.get(channel)
+        if position is None:
+            continue
+        floor = read_floor(secret, channel, position.epoch, token)
+        if floor is not None:
+            out[channel] = floor
+    return out
+
+
+def next_floor(recovered: bool, floor: int | None, since: Position | None, head: Head) -> int:
+    """The floor a join hands the client: the one it recovered from, kept (its
+    first subscribe's); otherwise where it is now, the channel's top."""
+    if recovered and floor is not None:
+        return floor
+    if recovered and since is not None:
+        return since.offset  # any position honoured (the setting): from where it was
+    return head.top
 
 
 # -- what the client is told --------------------------------------------------------
@@ -166,8 +263,10 @@ def report(
     recovery: Recovery,
     replayed: int = 0,
     reason: Reason | None = None,
+    floor: str | None = None,
 ) -> dict[str, Any]:
-    """The body of a `[6]` frame: the channel's position now, and what recovery did."""
+    """The body of a `[6]` frame: the channel's position now, what recovery did,
+    and the floor token to present with later positions in the channel."""
     body: dict[str, Any] = {
         "channel": channel,
         "epoch": head.epoch,
@@ -177,6 +276,8 @@ def report(
     }
     if reason is not None:
         body["reason"] = str(reason)
+    if floor is not None:
+        body["floor"] = floor
     return body
 
 

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 from . import text as _text
 from .history import Position
+from .limits import INTEGRATION_TIMEOUT
 from .model import Member
 from .payload import Payload, PayloadError
 
@@ -114,9 +115,22 @@ class Join(NamedTuple):
     since: Position | None  # the client's position, if it presented one
     after_id: str | None  # the backend's prev-id, if it gave one
     deadline: int  # epoch seconds: after it, a connection that never opened is given up
+    # The connection was open when it subscribed (a subscribe in answer to one of its
+    # messages): a 410 then means it is gone, not that its $connect has not returned.
+    opened: bool = False
+    # The offset of the client's first subscribe to the channel, checked from its
+    # floor token: it recovers nothing before it (None: no floor presented).
+    floor: int | None = None
 
 
 Job = Publish | Part | Deliver | KeepAlive | Join
+
+
+def surely_open(created_at_ms: int, now: float) -> bool:
+    """Whether a connection that started at `created_at_ms` (API Gateway's
+    connectedAt) is past its $connect for sure: API Gateway gives $connect at most
+    its integration timeout, so a 410 after that means it has left."""
+    return created_at_ms > 0 and now - created_at_ms / 1000 > INTEGRATION_TIMEOUT
 
 
 def group(job: Job) -> str:
@@ -165,6 +179,8 @@ def encode(job: Job) -> str:
             "since": None if job.since is None else list(job.since),
             "after-id": job.after_id,
             "deadline": job.deadline,
+            "opened": job.opened,
+            "floor": job.floor,
         }
     elif isinstance(job, KeepAlive):
         body = {
@@ -278,6 +294,8 @@ def _job(body: dict[str, Any]) -> Job:
             None if since is None else _position(since),
             _str_or_none(body, "after-id"),
             int(body["deadline"]),
+            bool(body.get("opened", False)),
+            None if body.get("floor") is None else int(body["floor"]),
         )
     if kind == "deliver":
         return Deliver(

@@ -37,6 +37,16 @@ IDLE_TIMEOUT = 600
 # also keeps absurd values (10**41, a 200-digit integer) out of the deployment's
 # MAX_KEEPALIVE_TIMEOUTS slots.
 MAX_KEEPALIVE_TIMEOUT = IDLE_TIMEOUT
+# How many `Join` jobs (docs/resume.md) one connection may have queued at once: a
+# subscribe that would queue one more is refused (TooManyJoins). Each runs in its
+# channel's FIFO group and holds the channel's publishes while it runs, so a
+# client that makes its backend subscribe it again and again must not queue
+# without bound. The store allows at least the deployment's channel limit, so a
+# connection can always join every channel it may at once.
+MAX_QUEUED_JOINS = 20
+# API Gateway's integration timeout: a $connect has returned (or failed) this
+# long after the connection started, so a 410 later means the connection is gone.
+INTEGRATION_TIMEOUT = 29
 # Distinct keep-alive timeouts one deployment may use: the scheduler makes one
 # index query a second for each.
 MAX_KEEPALIVE_TIMEOUTS = 32

@@ -28,6 +28,10 @@ class Connection:
     resume: bool = False  # tracks positions: gets them, and [6] frames (docs/resume.md)
     since: dict[str, Position] = field(default_factory=dict)  # presented, not yet used
     ordered: bool = False  # events reach the backend in order, batched (docs/ordered.md)
+    joins: int = 0  # its `Join` jobs queued and not yet run (docs/resume.md)
+    # Per channel of `since`: the offset of the client's first subscribe there, from
+    # a floor token it presented and the gateway checked (docs/resume.md).
+    floors: dict[str, int] = field(default_factory=dict)
 
 
 class Member(NamedTuple):

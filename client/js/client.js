@@ -204,7 +204,8 @@ export class SlipwayClient extends EventTarget {
     this.#protocols = options.protocols ?? [];
     this.#resume = options.resume ?? null;
     const positions = options.positions ?? {};
-    this.#tracker = this.#envelope && positions !== false ? new Tracker(positions) : null;
+    this.#tracker =
+      this.#envelope && positions !== false ? new Tracker(positions, options.floors ?? {}) : null;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     const fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.#fetch = fetchImpl;
@@ -238,6 +239,11 @@ export class SlipwayClient extends EventTarget {
    * raw mode, with `positions: false`, and while the gateway keeps no history. */
   get positions() {
     return this.#tracker?.positions ?? {};
+  }
+
+  /** Each channel's floor token (a copy): save it with `positions` to resume from them. */
+  get floors() {
+    return this.#tracker?.floors ?? {};
   }
 
   /** Stop presenting a position for `channel` (the backend no longer subscribes us).
@@ -520,7 +526,9 @@ export class SlipwayClient extends EventTarget {
   // -- the connection's life -------------------------------------------------------------
 
   #dial() {
-    let url = this.#tracker ? withResume(this.#url, this.#tracker.positions) : this.#url;
+    let url = this.#tracker
+      ? withResume(this.#url, this.#tracker.positions, this.#tracker.floors)
+      : this.#url;
     let ws;
     try {
       if (this.#resume?.url) {

@@ -134,7 +134,8 @@ export function stripQuery(url) {
  * @typedef {{type: 4, id: number, url: string, method: string, headers: Record<string, string>, stamp?: Stamp}} DownloadFrame
  * @typedef {{type: 5, id: number, code: string, message: string}} FailureFrame
  * @typedef {{type: 6, id: number, channel: string, epoch: string, offset: number,
- *   recovery: "none" | "recovered" | "failed", replayed: number, reason: string | null}} RecoveryFrame
+ *   recovery: "none" | "recovered" | "failed", replayed: number, reason: string | null,
+ *   floor: string | null}} RecoveryFrame
  * @typedef {MessageFrame | UploadRequestFrame | UploadTargetFrame | DownloadFrame | FailureFrame | RecoveryFrame} Frame
  */
 
@@ -257,7 +258,7 @@ function readRecovery(rest, frame) {
   if (rest.length !== 1 || typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new EnvelopeError("a [6] frame is [6, 0, {channel, epoch, offset, recovery, ...}]", frame);
   }
-  const { recovery, replayed = 0, reason = null } = /** @type {Record<string, any>} */ (body);
+  const { recovery, replayed = 0, reason = null, floor = null } = /** @type {Record<string, any>} */ (body);
   if (!["none", "recovered", "failed"].includes(recovery)) {
     throw new EnvelopeError("[6] frame: recovery must be none, recovered or failed", frame);
   }
@@ -267,7 +268,10 @@ function readRecovery(rest, frame) {
   if (reason !== null && typeof reason !== "string") {
     throw new EnvelopeError("[6] frame: reason must be a string", frame);
   }
-  return { ...readStamp(body, frame), recovery, replayed, reason };
+  if (floor !== null && typeof floor !== "string") {
+    throw new EnvelopeError("[6] frame: floor must be a string", frame);
+  }
+  return { ...readStamp(body, frame), recovery, replayed, reason, floor };
 }
 
 /** @param {string} text */

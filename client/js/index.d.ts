@@ -82,6 +82,9 @@ export interface SlipwayClientOptions {
    * `{channel: {epoch, offset}}` or `{channel: [epoch, offset]}`; `false` turns resume
    * off (no `resume=`, no de-duplication, no recovery events). Default `{}`. */
   positions?: Record<string, Position | [string, number]> | false;
+  /** Envelope mode: each channel's floor token, saved from `client.floors` with the
+   * positions; without it the gateway recovers nothing from a position (docs/resume.md). */
+  floors?: Record<string, string>;
   /** Stand-ins for tests; default the global WebSocket and fetch. */
   WebSocket?: typeof WebSocket;
   fetch?: typeof fetch;
@@ -118,7 +121,7 @@ export declare class SlipwayRecoveryEvent extends Event {
   readonly channel: string;
   /** "none": no position was presented; "recovered": `replayed` messages were delivered
    * just before; "failed": see `reason` (too_old, epoch_changed, unknown_id,
-   * history_off) — what was published meanwhile is lost: reload the channel's state. */
+   * history_off, not_joined) — what was published meanwhile is lost: reload the channel's state. */
   readonly status: "none" | "recovered" | "failed";
   readonly replayed: number;
   readonly reason: string | null;
@@ -168,6 +171,7 @@ export declare class SlipwayClient extends EventTarget {
   readonly queued: number;
   /** Where the client is in each channel (a copy); empty in raw mode. */
   readonly positions: Record<string, Position>;
+  readonly floors: Record<string, string>;
   /** Stop presenting (and tracking) a position for `channel`. */
   forget(channel: string): void;
   /** Close code and reason of the last connection that ended. */
@@ -275,6 +279,8 @@ export declare namespace envelope {
     recovery: "none" | "recovered" | "failed";
     replayed: number;
     reason: string | null;
+    /** The token to present with later positions in the channel (docs/resume.md). */
+    floor: string | null;
   };
   type Frame = MessageFrame | UploadRequestFrame | UploadTargetFrame | DownloadFrame | FailureFrame | RecoveryFrame;
   function utf8Length(text: string): number;
@@ -293,17 +299,26 @@ export declare namespace envelope {
 export declare namespace resume {
   /** Positions per channel, and which messages are duplicates. */
   class Tracker {
-    constructor(positions?: Record<string, Position | [string, number]>);
+    constructor(
+      positions?: Record<string, Position | [string, number]>,
+      floors?: Record<string, string>,
+    );
     readonly positions: Record<string, Position>;
+    /** The floor token of each channel, from its latest [6] frame. */
+    readonly floors: Record<string, string>;
     /** Whether to deliver the message `stamp` marks (and move its channel there). */
     admit(stamp: envelope.Stamp): boolean;
     /** A [6] frame: the channel is at its position (never back within an epoch). */
-    recover(frame: envelope.Stamp): void;
+    recover(frame: envelope.Stamp & { floor?: string | null }): void;
     forget(channel: string): void;
   }
-  /** base64url (no padding) of {"<channel>": ["<epoch>", offset]}. */
-  function encodeResume(positions: Record<string, Position>): string;
+  /** base64url (no padding) of {"<channel>": ["<epoch>", offset, "<floor>"]} (floor where known). */
+  function encodeResume(positions: Record<string, Position>, floors?: Record<string, string>): string;
   function decodeResume(value: string): Record<string, Position>;
   /** `url` with `resume=` (an empty value when there are no positions). */
-  function withResume(url: string, positions: Record<string, Position>): string;
+  function withResume(
+    url: string,
+    positions: Record<string, Position>,
+    floors?: Record<string, string>,
+  ): string;
 }

@@ -4,7 +4,8 @@
 // within an `epoch` that changes when the channel's history is lost. The client keeps
 // the last position it delivered per channel, drops what it already delivered, and
 // presents its positions when it reconnects: `resume=` in the URL, base64url (no
-// padding) of the JSON object {"<channel>": ["<epoch>", offset]}.
+// padding) of the JSON object {"<channel>": ["<epoch>", offset, "<floor>"]}; the floor
+// is the token [6] frames hand out, without which the gateway recovers nothing.
 
 /** @typedef {{epoch: string, offset: number}} Position */
 
@@ -14,9 +15,17 @@ export class Tracker {
   #positions = new Map();
   /** @type {Map<string, Set<string>>} epochs a channel has left */
   #left = new Map();
+  /** @type {Map<string, string>} the floor token of each channel, from its latest [6] */
+  #floors = new Map();
 
-  /** @param {Record<string, Position | [string, number]>} [positions] */
-  constructor(positions = {}) {
+  /**
+   * @param {Record<string, Position | [string, number]>} [positions]
+   * @param {Record<string, string>} [floors] each channel's floor token (saved from `floors`)
+   */
+  constructor(positions = {}, floors = {}) {
+    for (const [channel, floor] of Object.entries(floors)) {
+      if (typeof floor === "string") this.#floors.set(channel, floor);
+    }
     for (const [channel, pos] of Object.entries(positions)) {
       const { epoch, offset } = Array.isArray(pos) ? { epoch: pos[0], offset: pos[1] } : pos;
       if (typeof epoch !== "string" || !Number.isInteger(offset) || offset < 0) {
@@ -24,6 +33,11 @@ export class Tracker {
       }
       this.#positions.set(channel, { epoch, offset });
     }
+  }
+
+  /** A copy: {channel: floor token}. */
+  get floors() {
+    return Object.fromEntries(this.#floors);
   }
 
   /** A copy: {channel: {epoch, offset}}. */
@@ -49,9 +63,10 @@ export class Tracker {
 
   /**
    * A [6] frame: the channel is at its position from now on (never back within an epoch).
-   * @param {{channel: string, epoch: string, offset: number}} frame
+   * @param {{channel: string, epoch: string, offset: number, floor?: string | null}} frame
    */
   recover(frame) {
+    if (typeof frame.floor === "string") this.#floors.set(frame.channel, frame.floor);
     const now = this.#positions.get(frame.channel);
     if (now && now.epoch === frame.epoch && now.offset >= frame.offset) return;
     this.#move(frame.channel, frame.epoch, frame.offset);
@@ -60,6 +75,7 @@ export class Tracker {
   /** @param {string} channel */
   forget(channel) {
     this.#positions.delete(channel);
+    this.#floors.delete(channel);
     this.#left.delete(channel);
   }
 
@@ -79,14 +95,18 @@ export class Tracker {
 }
 
 /**
- * The `resume` value for `positions`.
+ * The `resume` value for `positions`, each with its floor token where `floors` has one.
  * @param {Record<string, Position>} positions
+ * @param {Record<string, string>} [floors]
  * @returns {string}
  */
-export function encodeResume(positions) {
-  /** @type {Record<string, [string, number]>} */
+export function encodeResume(positions, floors = {}) {
+  /** @type {Record<string, [string, number] | [string, number, string]>} */
   const body = {};
-  for (const [channel, { epoch, offset }] of Object.entries(positions)) body[channel] = [epoch, offset];
+  for (const [channel, { epoch, offset }] of Object.entries(positions)) {
+    const floor = floors[channel];
+    body[channel] = typeof floor === "string" ? [epoch, offset, floor] : [epoch, offset];
+  }
   const bytes = new TextEncoder().encode(JSON.stringify(body));
   let binary = "";
   for (const b of bytes) binary += String.fromCharCode(b);
@@ -113,9 +133,10 @@ export function decodeResume(value) {
  * there are none: the client still says that it speaks the protocol.
  * @param {string} url
  * @param {Record<string, Position>} positions
+ * @param {Record<string, string>} [floors] each channel's floor token
  * @returns {string}
  */
-export function withResume(url, positions) {
+export function withResume(url, positions, floors = {}) {
   const hash = url.indexOf("#");
   const fragment = hash === -1 ? "" : url.slice(hash);
   const base = hash === -1 ? url : url.slice(0, hash);
@@ -123,6 +144,6 @@ export function withResume(url, positions) {
   const path = q === -1 ? base : base.slice(0, q);
   const query = q === -1 ? "" : base.slice(q + 1);
   const params = query.split("&").filter((p) => p && p.split("=", 1)[0] !== "resume");
-  const value = Object.keys(positions).length ? encodeResume(positions) : "";
+  const value = Object.keys(positions).length ? encodeResume(positions, floors) : "";
   return `${path}?${[...params, `resume=${value}`].join("&")}${fragment}`;
 }

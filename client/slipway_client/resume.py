@@ -6,8 +6,10 @@ when the channel's history is lost (offsets restart). A channel message carries
 it as a trailing element, `[1, 0, data, {"channel", "epoch", "offset"}]` (also
 `[4, -1, url, "GET", {}, {...}]`), and after every subscribe the gateway sends
 `[6, 0, {"channel", "epoch", "offset", "recovery", "replayed", "reason"}]`.
-A client reconnects with `resume=<base64url of {"<channel>": ["<epoch>", offset]}>`
-in its URL and the gateway replays what it missed.
+A client reconnects with `resume=<base64url of {"<channel>": ["<epoch>", offset,
+"<floor>"]}>` in its URL and the gateway replays what it missed; `floor` is the
+token the `[6]` frames hand out, which lets a client recover a channel from its
+first subscribe there on (and not before).
 
 - `Stamp`, `Recovery`: the trailer and the `[6]` frame, read by `read_stamp` and
   `read_recovery`.
@@ -95,6 +97,7 @@ class Recovery:
     status: RecoveryStatus
     replayed: int = 0
     reason: str | None = None
+    floor: str | None = None  # the token to present with later positions in the channel
 
     @property
     def position(self) -> Position:
@@ -110,6 +113,8 @@ class Recovery:
         }
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.floor is not None:
+            out["floor"] = self.floor
         return out
 
 
@@ -135,7 +140,10 @@ def read_recovery(value: Any) -> Recovery:
     reason = value.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise EnvelopeError("[6] frame: reason must be a string")
-    return Recovery(channel, epoch, offset, status, replayed, reason)
+    floor = value.get("floor")
+    if floor is not None and not isinstance(floor, str):
+        raise EnvelopeError("[6] frame: floor must be a string")
+    return Recovery(channel, epoch, offset, status, replayed, reason, floor)
 
 
 def _position_fields(value: dict[str, Any], what: str) -> tuple[str, str, int]:
@@ -167,10 +175,16 @@ class Tracker:
     duplicate.
     """
 
-    def __init__(self, positions: Mapping[str, Position | tuple[str, int]] | None = None) -> None:
+    def __init__(
+        self,
+        positions: Mapping[str, Position | tuple[str, int]] | None = None,
+        floors: Mapping[str, str] | None = None,
+    ) -> None:
         self.positions: dict[str, Position] = {
             channel: Position(pos[0], pos[1]) for channel, pos in (positions or {}).items()
         }
+        #: The floor token of each channel, from its latest `[6]`: presented with its position.
+        self.floors: dict[str, str] = dict(floors or {})
         self._left: dict[str, set[str]] = {}  # epochs a channel has left
 
     def admit(self, stamp: Stamp) -> bool:
@@ -190,6 +204,8 @@ class Tracker:
         old connection may already have delivered messages past the new one's
         `[6]`, and those must not be delivered again.
         """
+        if frame.floor is not None:
+            self.floors[frame.channel] = frame.floor
         now = self.positions.get(frame.channel)
         if now is not None and now.epoch == frame.epoch and now.offset >= frame.offset:
             return
@@ -197,6 +213,7 @@ class Tracker:
 
     def forget(self, channel: str) -> None:
         self.positions.pop(channel, None)
+        self.floors.pop(channel, None)
         self._left.pop(channel, None)
 
     def _move(self, channel: str, position: Position) -> None:
@@ -209,9 +226,16 @@ class Tracker:
 # -- the resume= parameter ----------------------------------------------------------------
 
 
-def encode_resume(positions: Mapping[str, Position | tuple[str, int]]) -> str:
-    """base64url (no padding) of the compact JSON `{"<channel>": ["<epoch>", offset]}`."""
-    body = {channel: [pos[0], pos[1]] for channel, pos in positions.items()}
+def encode_resume(
+    positions: Mapping[str, Position | tuple[str, int]], floors: Mapping[str, str] | None = None
+) -> str:
+    """base64url (no padding) of the compact JSON `{"<channel>": ["<epoch>", offset]}`,
+    with the channel's floor token as a third element where `floors` has one."""
+    floors = floors or {}
+    body: dict[str, list[Any]] = {
+        channel: [pos[0], pos[1], floors[channel]] if channel in floors else [pos[0], pos[1]]
+        for channel, pos in positions.items()
+    }
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
 
@@ -231,22 +255,27 @@ def decode_resume(value: str) -> dict[str, Position]:
     for channel, pos in body.items():
         if (
             not isinstance(pos, list)
-            or len(pos) != 2
+            or len(pos) not in (2, 3)
             or not isinstance(pos[0], str)
             or not _is_count(pos[1])
         ):
-            raise ValueError(f"resume: channel {channel!r} needs [epoch, offset]")
+            raise ValueError(f"resume: channel {channel!r} needs [epoch, offset(, floor)]")
         out[channel] = Position(pos[0], pos[1])
     return out
 
 
-def with_resume(url: str, positions: Mapping[str, Position | tuple[str, int]]) -> str:
-    """`url` with `resume=` carrying `positions` (replacing any). Without positions
-    the value is empty: the client still says that it speaks the protocol."""
+def with_resume(
+    url: str,
+    positions: Mapping[str, Position | tuple[str, int]],
+    floors: Mapping[str, str] | None = None,
+) -> str:
+    """`url` with `resume=` carrying `positions` and their `floors` (replacing any).
+    Without positions the value is empty: the client still says that it speaks
+    the protocol."""
     base, _, fragment = url.partition("#")
     path, _, query = base.partition("?")
     params = [p for p in query.split("&") if p and p.split("=", 1)[0] != RESUME_PARAMETER]
-    value = encode_resume(positions) if positions else ""
+    value = encode_resume(positions, floors) if positions else ""
     out = path + "?" + "&".join([*params, f"{RESUME_PARAMETER}={value}"])
     return out + ("#" + fragment if fragment else "")
 

@@ -143,7 +143,9 @@ class WebSocketClient:
       every subscribe: `recovery.status` is "none", "recovered" (with
       `recovery.replayed` messages) or "failed" (`recovery.reason`; reload the
       channel's state).
-    - `positions`: positions to start from (e.g. saved from `client.positions`).
+    - `positions`: positions to start from (e.g. saved from `client.positions`),
+      and `floors` (saved from `client.floors`): without its floor, the gateway
+      does not recover a channel from a position (docs/resume.md).
     - `rotate_window=(low, high)`: rotate each connection at a random moment that
       many seconds after it opened (default 100-115 minutes; API Gateway cuts at
       120); None never rotates. `rotate_timeout`: how long a rotation waits for the
@@ -167,6 +169,7 @@ class WebSocketClient:
         websocket_options: Mapping[str, Any] | None = None,
         on_recovery: RecoveryCallback | None = None,
         positions: Mapping[str, Position | tuple[str, int]] | None = None,
+        floors: Mapping[str, str] | None = None,
         rotate_window: tuple[float, float] | None = ROTATE_WINDOW,
         rotate_timeout: float = 10.0,
     ) -> None:
@@ -190,7 +193,7 @@ class WebSocketClient:
         self._http_timeout = http_timeout
         self._options = dict(websocket_options or {})
         self._on_recovery = on_recovery
-        self._tracker = Tracker(positions)
+        self._tracker = Tracker(positions, floors)
         # Raw mode has no positions, so rotating would deliver the overlap twice.
         self._rotate_window = check_window(rotate_window) if envelope else None
         self._rotate_timeout = rotate_timeout
@@ -227,6 +230,11 @@ class WebSocketClient:
         """Where the client is in each channel: `{channel: Position(epoch, offset)}`
         (a copy). Empty in raw mode and when the gateway keeps no history."""
         return dict(self._tracker.positions)
+
+    @property
+    def floors(self) -> dict[str, str]:
+        """The floor token of each channel (a copy): save it with `positions`."""
+        return dict(self._tracker.floors)
 
     def forget(self, channel: str) -> None:
         """Drop the position in `channel`: the next connection will not present one,
@@ -391,7 +399,7 @@ class WebSocketClient:
     def _connect_url(self) -> str:
         if not self.envelope:
             return self.url
-        return with_resume(self.url, self._tracker.positions)
+        return with_resume(self.url, self._tracker.positions, self._tracker.floors)
 
     async def _open(self) -> ClientConnection:
         return await ws_connect(

@@ -4,6 +4,7 @@ the `resume=` parameter and the rotation schedule. No I/O."""
 from __future__ import annotations
 
 import base64
+import json
 import random
 
 import pytest
@@ -19,6 +20,7 @@ from slipway_client.resume import (
     check_window,
     decode_resume,
     encode_resume,
+    read_recovery,
     rotation_delay,
     with_resume,
 )
@@ -178,3 +180,23 @@ def test_backoff_is_full_jitter_by_default() -> None:
     assert [backoff.delay(n, rand=lambda: 1.0) for n in range(5)] == [0, 0, 0, 0, 0]
     waits = [backoff.delay(3) for _ in range(2000)]
     assert 0 <= min(waits) < 1 and 7 < max(waits) <= 8  # anywhere in [0, 8]
+
+
+def test_the_floor_of_a_recovery_frame_is_kept_and_presented_with_the_position() -> None:
+    tracker = Tracker()
+    tracker.recover(Recovery("chat", "e1", 7, "none", floor="7.mac"))
+    assert tracker.floors == {"chat": "7.mac"}
+    # A later [6] that does not move the position (a rotation's) still updates it.
+    tracker.admit(Stamp("chat", "e1", 9))
+    tracker.recover(Recovery("chat", "e1", 8, "recovered", 1, floor="7.mac2"))
+    assert tracker.floors == {"chat": "7.mac2"}
+    url = with_resume("wss://h/ws?envelope=1", tracker.positions, tracker.floors)
+    value = url.split("resume=", 1)[1]
+    raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    assert json.loads(raw) == {"chat": ["e1", 9, "7.mac2"]}
+    assert decode_resume(value) == {"chat": Position("e1", 9)}
+    frame = Recovery("c", "e", 1, "none", floor="f").to_json()
+    assert frame["floor"] == "f"
+    assert read_recovery(frame) == Recovery("c", "e", 1, "none", floor="f")
+    tracker.forget("chat")
+    assert tracker.floors == {}

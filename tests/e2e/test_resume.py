@@ -63,7 +63,8 @@ def test_a_client_back_after_50_publishes_gets_exactly_those_in_order_then_live(
     missed = [f"missed {i}" for i in range(50)]
     publish_all(control, room, missed)
 
-    with client(stack, envelope="1", resume=encode_resume({room: where}), subscribe=room) as ws:
+    back = encode_resume({room: where}, {room: start["floor"]})
+    with client(stack, envelope="1", resume=back, subscribe=room) as ws:
         replayed = [frame(ws) for _ in missed]
         assert [f[:3] for f in replayed] == [[1, 0, text] for text in missed]
         offsets = [f[3]["offset"] for f in replayed]
@@ -86,7 +87,9 @@ def test_a_position_outside_the_history_is_reported_failed(
         start = joined(ws)
     publish_all(control, room, [f"m{i}" for i in range(HISTORY_ITEMS + 1)])
 
-    too_old = encode_resume({room: Position(start["epoch"], start["offset"])})
+    too_old = encode_resume(
+        {room: Position(start["epoch"], start["offset"])}, {room: start["floor"]}
+    )
     with client(stack, envelope="1", resume=too_old, subscribe=room) as ws:
         report = joined(ws)  # nothing replayed before it
     assert (report["recovery"], report["reason"], report["replayed"]) == ("failed", "too_old", 0)
@@ -173,7 +176,7 @@ def test_a_crowd_reconnecting_at_once_each_recovers_everything_once(
     crowd = 8
     with client(stack, envelope="1", resume="", subscribe=room) as ws:
         start = joined(ws)
-    where = encode_resume({room: Position(start["epoch"], start["offset"])})
+    where = encode_resume({room: Position(start["epoch"], start["offset"])}, {room: start["floor"]})
     publish_all(control, room, [f"before {i}" for i in range(10)])
     with ExitStack() as stack_of:
         sockets = [

@@ -463,7 +463,10 @@ test("frames with positions, and [6]", () => {
     recovery: "failed",
     replayed: 0,
     reason: "too_old",
+    floor: null,
   });
+  eq(envelope.decode(six(60, "none", { floor: "60.mac" })).floor, "60.mac");
+  throws(() => envelope.decode(six(60, "none", { floor: 60 })), EnvelopeError);
   throws(() => envelope.decode('[1,0,"x",{"channel":"c","epoch":"e","offset":-1}]'), EnvelopeError);
   throws(() => envelope.decode(six(1, "maybe")), EnvelopeError);
 });
@@ -473,6 +476,18 @@ test("resume= spelled as the gateway reads it", () => {
   const positions = { "ünï/+": { epoch: "é", offset: 2 ** 40 } };
   eq(resume.decodeResume(resume.encodeResume(positions)), positions);
   eq(resume.withResume("ws://h/?resume=old&a=1#f", {}), "ws://h/?a=1&resume=#f");
+});
+
+test("the tracker keeps each channel's floor and presents it with the position", () => {
+  const t = new resume.Tracker();
+  t.recover({ ...stamp(4), floor: "4.mac" });
+  ok(t.admit(stamp(5)), "live");
+  t.recover({ ...stamp(4), floor: "4.mac2" }); // behind: the position stays, the floor is new
+  eq(t.floors, { c: "4.mac2" });
+  const value = resume.withResume("ws://h/", t.positions, t.floors).split("resume=")[1];
+  eq(JSON.parse(atob(value.replace(/-/g, "+").replace(/_/g, "/"))), { c: ["e1", 5, "4.mac2"] });
+  t.forget("c");
+  eq(t.floors, {});
 });
 
 test("the tracker drops what was delivered and never goes back in an epoch", () => {
