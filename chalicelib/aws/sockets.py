@@ -42,7 +42,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from ..grip.errors import BadGateway, Gone, TooLarge
-from ..lazy import lazy
+from ..lazy import LazyModule, lazy
 
 if TYPE_CHECKING:
     import asyncio
@@ -165,6 +165,7 @@ class Sockets:
 
     def _run(self, work: Coroutine[Any, Any, _T]) -> _T:
         """Run `work` on this thread's loop, whose idle connections it may use."""
+        _import()
         loop = getattr(self._local, "loop", None)
         if loop is None or loop.is_closed():
             loop = self._local.loop = asyncio.new_event_loop()
@@ -320,6 +321,16 @@ class Sockets:
         else:
             _close(streams.pop(parts.netloc, None))
         return status, data
+
+
+def _import() -> None:
+    """Bind asyncio and h11 in place of their lazy stand-ins, whose every attribute
+    read costs a look-up: a few microseconds a call, many times per delivery."""
+    global asyncio, h11
+    if isinstance(h11, LazyModule):
+        import asyncio
+
+        import h11
 
 
 def _take(kept: list[_Stream] | None) -> _Stream | None:
