@@ -155,3 +155,19 @@ def test_a_kept_connection_closed_by_the_server_is_replaced() -> None:
         sender.shutdown()
         server.shutdown()
         server.server_close()
+
+
+def test_a_single_calls_kept_connection_closed_by_the_server_is_replaced() -> None:
+    server = ClosesWhenIdle()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sender = sockets()
+    try:
+        sender.send(server.url, "c0=", b"one")
+        time.sleep(0.5)  # the server hangs up on the kept connection
+        sender.send(server.url, "c0=", b"two")
+        assert server.received == [b"one", b"two"]  # each once
+        assert (sender.stats.opened, sender.stats.stale) == (2, 1)
+    finally:
+        sender.shutdown()
+        server.shutdown()
+        server.server_close()

@@ -2,15 +2,19 @@
 
 Signed with botocore's own SigV4 signer rather than sent through a boto3 client:
 a boto3 call costs ~1.3 ms of CPU, and the fan-out worker makes one call per
-delivery. One transport carries every call: keep-alive connections driven from
-one asyncio loop per thread, HTTP/1.1 spoken by h11 (a sans-I/O library: it
-turns requests into bytes and bytes into responses, and says when a connection
-can be reused). `send_many` runs many such connections at once, at ~0.2 ms of
-CPU per delivery and no time handing the GIL between threads (bench/fanout.py
-measures it); a single call is a batch of one.
+delivery. One transport carries every call: keep-alive connections speaking
+HTTP/1.1 through h11 (a sans-I/O library: it turns a request into bytes and
+bytes into a response, and says when a connection can carry another), one retry
+rule and one reading of the answer. Only the waiting differs: a single call
+(`send`, `close`, `info`: a handler's reply) blocks on its socket, as asyncio
+costs ~30 ms of CPU to import, which a WebSocket function's first reply should
+not pay; `send_many` drives many connections from one asyncio loop per thread,
+at ~0.2 ms of CPU per delivery and no time handing the GIL between threads
+(bench/fanout.py measures it).
 
-Connections stay open between calls: each thread keeps its event loop and its idle
-keep-alive connections (up to `_IDLE_MAX` per endpoint, each reused for
+Connections stay open between calls: each thread keeps its connection per
+endpoint for single calls, and its event loop and idle keep-alive connections
+(up to `_IDLE_MAX` per endpoint, each reused for
 `_IDLE_REUSE` seconds), so the records of a batch and the invocations of one Lambda
 container (which reuses its module state) pay the TCP and TLS handshakes once,
 not once a call. A kept connection the server has closed meanwhile (the container
@@ -29,6 +33,7 @@ import json
 import logging
 import os
 import random
+import socket
 import ssl
 import threading
 import time
@@ -91,6 +96,15 @@ class _Stream:
     http: h11.Connection
     kept: bool = False  # taken from the idle pool and not used since
     idle_since: float = 0.0
+
+
+@dataclass
+class _Blocking:
+    """A single calls' connection: a socket and its HTTP/1.1 state."""
+
+    sock: socket.socket
+    http: h11.Connection
+    kept: bool = False  # used before: the server may have closed it meanwhile
 
 
 @dataclass
@@ -166,6 +180,7 @@ class Sockets:
     def _run(self, work: Coroutine[Any, Any, _T]) -> _T:
         """Run `work` on this thread's loop, whose idle connections it may use."""
         _import()
+        _import_asyncio()
         loop = getattr(self._local, "loop", None)
         if loop is None or loop.is_closed():
             loop = self._local.loop = asyncio.new_event_loop()
@@ -175,7 +190,90 @@ class Sockets:
         return loop.run_until_complete(work)
 
     def _one(self, method: str, endpoint: str, cid: str, body: bytes = b"") -> bytes:
-        return self._run(self._single(method, endpoint, cid, body)).value(cid)
+        _import()
+        url = _url(endpoint, cid)
+        parts = urlsplit(url)
+        attempt = 0
+        while True:
+            kept = False
+            try:
+                status, data = self._exchange_blocking(method, url, parts, body)
+            except (OSError, h11.ProtocolError) as exc:
+                stream = self._local.conns.pop(parts.netloc, None)
+                kept = stream is not None and stream.kept
+                if stream is not None:
+                    stream.sock.close()
+                attempt, result = self._judge(attempt, kept, error=exc)
+            else:
+                attempt, result = self._judge(attempt, kept, status, data)
+            if result is not None:
+                return result.value(cid)
+            if attempt:  # not a stale connection, replaced at once
+                time.sleep(_backoff(attempt))
+
+    def _exchange_blocking(
+        self, method: str, url: str, parts: SplitResult, body: bytes
+    ) -> tuple[int, bytes]:
+        conns: dict[str, _Blocking] = self._local.__dict__.setdefault("conns", {})
+        stream = conns.get(parts.netloc)
+        if stream is None:
+            https = parts.scheme == "https"
+            host = parts.hostname or ""
+            sock = socket.create_connection(
+                (host, parts.port or (443 if https else 80)), self._timeout
+            )
+            if https:
+                sock = self._tls.wrap_socket(sock, server_hostname=host)
+            self.stats.count(https)
+            stream = conns[parts.netloc] = _Blocking(sock, h11.Connection(h11.CLIENT))
+        stream.sock.sendall(self._request(stream.http, method, url, parts, body))
+        http = stream.http
+        status, data = 0, bytearray()
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(stream.sock.recv(65536))  # b"": closed
+            elif _read(event, data):
+                status = event.status_code
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        stream.kept = True
+        if not _reusable(http):
+            stream.sock.close()
+            del conns[parts.netloc]
+        return status, bytes(data)
+
+    def _judge(
+        self,
+        attempt: int,
+        kept: bool,
+        status: int = 0,
+        data: bytes = b"",
+        error: Exception | None = None,
+    ) -> tuple[int, _Result | None]:
+        """The retry rule, one for every call: the attempts made so far (a kept
+        connection the server closed while idle does not count) and the call's
+        result, or None to try again."""
+        if error is not None:
+            if kept and not isinstance(error, TimeoutError):
+                self.stats.stale += 1  # closed while idle: not this request's fault
+                return attempt, None
+            attempt += 1
+            return attempt, _Result(0, error=error) if attempt == self._attempts else None
+        attempt += 1
+        if status not in _RETRYABLE or attempt == self._attempts:
+            return attempt, _Result(status, data)
+        return attempt, None
+
+    def _request(
+        self, http: h11.Connection, method: str, url: str, parts: SplitResult, body: bytes
+    ) -> bytes:
+        """A signed request's bytes."""
+        headers = self._signed(method, url, parts, body)
+        headers.setdefault("Host", parts.netloc)
+        headers["Content-Length"] = str(len(body))
+        request = h11.Request(method=method, target=parts.path, headers=list(headers.items()))
+        return http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())
 
     def send(self, endpoint: str, connection_id: str, data: bytes) -> None:
         """Post one message: Gone when the connection has left, TooLarge when
@@ -216,13 +314,6 @@ class Sockets:
             loop.run_until_complete(asyncio.sleep(0.01))  # the transports close
             loop.close()
 
-    async def _single(self, method: str, endpoint: str, cid: str, body: bytes) -> _Result:
-        streams: dict[str, _Stream] = {}
-        try:
-            return await self._call(streams, method, endpoint, cid, body)
-        finally:
-            self._give_back(streams)
-
     async def _many(
         self, todo: deque[tuple[str, str]], payload: bytes | None, concurrency: int
     ) -> Outcome:
@@ -254,24 +345,22 @@ class Sockets:
         parts = urlsplit(url)
         attempt = 0
         while True:
+            kept = False
             try:
                 status, data = await asyncio.wait_for(
                     self._exchange(streams, method, url, parts, body), self._timeout
                 )
-            except (TimeoutError, OSError, EOFError, h11.ProtocolError) as exc:
+            except (TimeoutError, OSError, h11.ProtocolError) as exc:
                 stream = streams.pop(parts.netloc, None)
                 _close(stream)
-                if stream is not None and stream.kept and not isinstance(exc, TimeoutError):
-                    self.stats.stale += 1  # closed while idle: not this request's fault
-                    continue
-                attempt += 1
-                if attempt == self._attempts:
-                    return _Result(0, error=exc)
+                kept = stream is not None and stream.kept
+                attempt, result = self._judge(attempt, kept, error=exc)
             else:
-                attempt += 1
-                if status not in _RETRYABLE or attempt == self._attempts:
-                    return _Result(status, data)
-            await asyncio.sleep(random.uniform(0, 0.05 * 2 ** (attempt - 1)))  # jittered backoff
+                attempt, result = self._judge(attempt, kept, status, data)
+            if result is not None:
+                return result
+            if attempt:  # not a stale connection, replaced at once
+                await asyncio.sleep(_backoff(attempt))
 
     def _give_back(self, streams: dict[str, _Stream]) -> None:
         """Keep a caller's connections that can carry another request for the next."""
@@ -306,31 +395,35 @@ class Sockets:
                 self.stats.count(https)
                 stream = _Stream(reader, writer, h11.Connection(h11.CLIENT))
             streams[parts.netloc] = stream
-        headers = self._signed(method, url, parts, body)
-        headers.setdefault("Host", parts.netloc)
-        headers["Content-Length"] = str(len(body))
         http = stream.http
-        request = h11.Request(method=method, target=parts.path, headers=list(headers.items()))
-        stream.writer.write(
-            http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())
-        )
-        status, data = await _read_response(stream)
+        stream.writer.write(self._request(http, method, url, parts, body))
+        status, data = 0, bytearray()
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(await stream.reader.read(65536))  # b"": closed
+            elif _read(event, data):
+                status = event.status_code
+            elif isinstance(event, h11.EndOfMessage):
+                break
         stream.kept = False
-        if http.our_state is h11.DONE and http.their_state is h11.DONE:
-            http.start_next_cycle()  # keep-alive: ready for the next request
-        else:
+        if not _reusable(http):
             _close(streams.pop(parts.netloc, None))
-        return status, data
+        return status, bytes(data)
 
 
 def _import() -> None:
-    """Bind asyncio and h11 in place of their lazy stand-ins, whose every attribute
-    read costs a look-up: a few microseconds a call, many times per delivery."""
-    global asyncio, h11
+    """Bind h11 in place of its lazy stand-in, whose every attribute read costs a
+    look-up: a few microseconds a call, many times per delivery."""
+    global h11
     if isinstance(h11, LazyModule):
-        import asyncio
-
         import h11
+
+
+def _import_asyncio() -> None:
+    global asyncio
+    if isinstance(asyncio, LazyModule):
+        import asyncio
 
 
 def _take(kept: list[_Stream] | None) -> _Stream | None:
@@ -355,20 +448,23 @@ def _close(stream: _Stream | None) -> None:
         stream.writer.close()
 
 
-async def _read_response(stream: _Stream) -> tuple[int, bytes]:
-    """Status and body of one response, read through h11 (which raises
-    RemoteProtocolError for a malformed one or a connection closed part way)."""
-    status = 0
-    body = bytearray()
-    while True:
-        event = stream.http.next_event()
-        if event is h11.NEED_DATA:
-            stream.http.receive_data(await stream.reader.read(65536))  # b"": closed
-        elif isinstance(event, h11.Response):
-            status = event.status_code
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            return status, bytes(body)
-        elif isinstance(event, h11.ConnectionClosed):
-            raise EOFError("@connections closed the connection")
+def _read(event: object, body: bytearray) -> bool:
+    """Take one h11 event of a response: True for its head (status), the body
+    kept; a connection closed part way raises (h11's RemoteProtocolError)."""
+    if isinstance(event, h11.Data):
+        body += event.data
+    elif isinstance(event, h11.ConnectionClosed):
+        raise h11.RemoteProtocolError("@connections closed the connection")
+    return isinstance(event, h11.Response)
+
+
+def _reusable(http: h11.Connection) -> bool:
+    """Whether a connection whose response was read can carry the next request."""
+    if http.our_state is h11.DONE and http.their_state is h11.DONE:
+        http.start_next_cycle()
+        return True
+    return False
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(0, 0.05 * 2 ** (attempt - 1))  # jittered
