@@ -14,8 +14,8 @@ at ~0.2 ms of CPU per delivery and no time handing the GIL between threads
 
 Connections stay open between calls: each thread keeps its connection per
 endpoint for single calls, and its event loop and idle keep-alive connections
-(up to `_IDLE_MAX` per endpoint, each reused for
-`_IDLE_REUSE` seconds), so the records of a batch and the invocations of one Lambda
+(up to `_IDLE_MAX` per endpoint, each reused for `_IDLE_REUSE` seconds) for
+`send_many`, so the records of a batch and the invocations of one Lambda
 container (which reuses its module state) pay the TCP and TLS handshakes once,
 not once a call. A kept connection the server has closed meanwhile (the container
 was frozen between invocations, say) is replaced and the request sent again,
@@ -24,7 +24,8 @@ without counting as a failed attempt. `Sockets.stats` counts connections opened.
 What an answer means is decided once (`_Result`): 410 is Gone, 413
 (PayloadTooLargeException: over API Gateway's 128 KB) is TooLarge, which no retry
 can help; 429 and 5xx are retried with a jittered backoff, as are dropped
-connections. asyncio and h11 are imported at the first call, not at a cold start.
+connections. h11 is imported at the first call and asyncio at the first
+`send_many`, not at a cold start (tests/test_coldstart.py).
 """
 
 from __future__ import annotations
