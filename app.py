@@ -6,6 +6,7 @@ from urllib.parse import unquote
 from chalice import Chalice, Rate
 
 from chalicelib import handlers, keepalive, ordered
+from chalicelib.grip.limits import FIFO_BATCH
 from chalicelib.lazy import lazy
 
 # Imported at their first use: a WebSocket function's cold start needs neither.
@@ -34,7 +35,7 @@ def ws_disconnect(event):
 
 
 @app.on_sqs_message(
-    queue=os.environ.get("SLIPWAY_QUEUE_NAME", "slipway-publish.fifo"), batch_size=10
+    queue=os.environ.get("SLIPWAY_QUEUE_NAME", "slipway-publish.fifo"), batch_size=FIFO_BATCH
 )
 def worker(event):
     return fanout.handle_batch(event.to_dict()["Records"])

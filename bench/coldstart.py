@@ -39,6 +39,7 @@ DEFERRED = (
     "chalicelib.uploads",
     "chalicelib.grip.publish",
     "asyncio",
+    "h11",
 )
 
 _PROBE = """

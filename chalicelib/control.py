@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -10,12 +11,13 @@ from typing import Any
 from chalice.app import Response
 
 from . import fanout, farewell, outbound, resume, services, uploads
-from .grip import plan
+from .grip import history, introspection, plan
 from .grip.auth import authorize
-from .grip.errors import Gone, NotFound, SlipwayError, UnknownConnection
+from .grip.errors import BadRequest, Gone, NotFound, SlipwayError, UnknownConnection
 from .grip.jobs import Inline
 from .grip.limits import MAX_POST
 from .grip.model import Connection
+from .grip.publish import ContentRef, parse_close, parse_items, parse_send, skipped_warning
 
 log = logging.getLogger("slipway.control")
 
@@ -47,9 +49,6 @@ def guarded(headers: Mapping[str, str], action: Handler) -> Response:
 
 def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
     def run(svc: services.Services) -> Response:
-        # marshmallow's import is paid only by the control routes, never by the ws handlers.
-        from .grip.publish import parse_items, skipped_warning
-
         items, skipped = parse_items(body)
         items, refs_oversize = uploads.check_items(svc, items, skipped)  # 400 before queueing
         svc.queue.send_all([fanout.queued(svc, item.to_job()) for item in items])
@@ -102,8 +101,6 @@ def _on_connection(
 
 def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
     def act(svc: services.Services, conn: Connection) -> Response:
-        from .grip.publish import ContentRef, parse_send
-
         message = parse_send(body)
         if isinstance(message, ContentRef):  # a backend's upload: checked, 400 if not good
             action = uploads.check_send(svc, message).action
@@ -120,8 +117,6 @@ def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Respons
 
 def close(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
     def act(svc: services.Services, conn: Connection) -> Response:
-        from .grip.publish import parse_close
-
         code, reason = parse_close(body)
         if code is not None:
             # @connections DELETE carries no code: the backend's CLOSE gets it from here.
@@ -170,8 +165,6 @@ def channel(headers: Mapping[str, str], name: str) -> Response:
     """`GET /channels/{channel}`: its subscriber count, one item read whatever the size."""
 
     def run(svc: services.Services) -> Response:
-        from .grip import introspection
-
         name_ = introspection.channel_name(name)
         return _json(200, {"channel": name_, "subscribers": svc.store.count(name_)})
 
@@ -184,8 +177,6 @@ def channel_connections(
     """`GET /channels/{channel}/connections`: its members, a page at a time, by id."""
 
     def run(svc: services.Services) -> Response:
-        from .grip import introspection
-
         name_ = introspection.channel_name(name)
         limit = introspection.page_limit((params or {}).get("limit"))
         _, after = introspection.decode_cursor((params or {}).get("cursor"))
@@ -205,8 +196,6 @@ def channel_items(
     oldest first, a page at a time (docs/resume.md)."""
 
     def run(svc: services.Services) -> Response:
-        from .grip import history, introspection
-
         name_ = introspection.channel_name(name)
         query = history.items_query(dict(params or {}))
         if not svc.settings.history:
@@ -251,8 +240,6 @@ def all_connections(headers: Mapping[str, str], params: Mapping[str, str] | None
     """`GET /connections`: every open connection, a page at a time (sharded index rows)."""
 
     def run(svc: services.Services) -> Response:
-        from .grip import introspection
-
         limit = introspection.page_limit((params or {}).get("limit"))
         shard, after = introspection.decode_cursor(
             (params or {}).get("cursor"), introspection.CONNECTION_SHARDS
@@ -270,8 +257,6 @@ def subscribe(headers: Mapping[str, str], cid: str, name: str) -> Response:
     """`PUT /connections/{id}/channels/{channel}`: idempotent; 409 over the channel limit."""
 
     def act(svc: services.Services, conn: Connection) -> Response:
-        from .grip import introspection
-
         name_ = introspection.channel_name(name)
         resume.subscribe(svc, conn, name_)
         log.info("control: subscribe %s to %r", cid, name_)
@@ -284,8 +269,6 @@ def unsubscribe(headers: Mapping[str, str], cid: str, name: str) -> Response:
     """`DELETE /connections/{id}/channels/{channel}`: idempotent."""
 
     def act(svc: services.Services, conn: Connection) -> Response:
-        from .grip import introspection
-
         name_ = introspection.channel_name(name)
         svc.store.unsubscribe(cid, name_)
         log.info("control: unsubscribe %s from %r", cid, name_)
@@ -298,11 +281,6 @@ def set_meta(headers: Mapping[str, str], cid: str, body: bytes | None) -> Respon
     """`PATCH /connections/{id}/meta` with `{"name": "value" | null}`: the meta after."""
 
     def act(svc: services.Services, conn: Connection) -> Response:
-        import json
-
-        from .grip import introspection
-        from .grip.errors import BadRequest
-
         try:
             data = json.loads(body or b"")
         except (ValueError, UnicodeDecodeError, RecursionError):

@@ -21,7 +21,7 @@ from . import farewell, services
 from .aws.queue import Message
 from .grip import envelope, history, jobs
 from .grip.errors import Gone, TooLarge
-from .grip.limits import HISTORY_INLINE
+from .grip.limits import HISTORY_HEAD_EXTRA, HISTORY_INLINE
 from .grip.model import Connection
 from .outbound import Outbound, send
 
@@ -182,7 +182,7 @@ def _new_head(svc: services.Services, channel: str) -> history.Head:
     """A channel without history yet: its epoch now, so that a client that joins
     before the first publish has a position to come back with."""
     return svc.store.start_history(
-        channel, secrets.token_hex(4), svc.settings.history_seconds + 86400
+        channel, secrets.token_hex(4), svc.settings.history_seconds + HISTORY_HEAD_EXTRA
     )
 
 

@@ -14,7 +14,14 @@ from functools import lru_cache
 
 from . import secrets
 from .grip.errors import ConfigError
-from .grip.limits import MAX_CHANNELS, MAX_PUBLISH, ORDERED_HOLD_MS, QUEUE_MESSAGE
+from .grip.limits import (
+    CONNECTION_TTL,
+    MAX_CHANNELS,
+    MAX_PUBLISH,
+    MAX_UPLOAD,
+    ORDERED_HOLD_MS,
+    QUEUE_MESSAGE,
+)
 from .grip.token import BACKEND_ISSUERS
 
 
@@ -79,7 +86,7 @@ _VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     "SLIPWAY_CONTROL_ISS": ("control_iss", None, str),
     "SLIPWAY_MAX_CHANNELS": ("max_channels", MAX_CHANNELS, int),
     # API Gateway's 2 h lifetime plus a margin: a safety net for missed $disconnects.
-    "SLIPWAY_CONNECTION_TTL": ("connection_ttl", 7800, int),
+    "SLIPWAY_CONNECTION_TTL": ("connection_ttl", CONNECTION_TTL, int),
     "SLIPWAY_BACKEND_CONNECT_TIMEOUT": ("backend_connect_timeout", 3.0, float),
     "SLIPWAY_BACKEND_READ_TIMEOUT": ("backend_read_timeout", 8.0, float),
     "SLIPWAY_BACKEND_ATTEMPTS": ("backend_attempts", 3, int),
@@ -94,7 +101,7 @@ _VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     "SLIPWAY_UPLOAD_EXPIRY": ("upload_expiry", 300, int),
     "SLIPWAY_DOWNLOAD_EXPIRY": ("download_expiry", 3600, int),
     # The largest message a client may upload, in bytes.
-    "SLIPWAY_MAX_UPLOAD_BYTES": ("max_upload", 8 * 1024 * 1024, int),
+    "SLIPWAY_MAX_UPLOAD_BYTES": ("max_upload", MAX_UPLOAD, int),
     # The largest message a backend may upload and publish by reference (POST /uploads).
     "SLIPWAY_MAX_PUBLISH_BYTES": ("max_publish", MAX_PUBLISH, int),
     # Channel history for resume after reconnect (docs/resume.md): how long a

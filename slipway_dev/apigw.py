@@ -46,7 +46,7 @@ from websockets.frames import CloseCode as WsCloseCode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from chalicelib.grip.limits import MAX_FRAME, MAX_POST, CloseCode
+from chalicelib.grip.limits import IDLE_TIMEOUT, MAX_FRAME, MAX_LIFETIME, MAX_POST, CloseCode
 
 from . import events
 from .connections import Closed, Registry, iso
@@ -88,8 +88,8 @@ _BACKLOG = 1024
 class Limits:
     frame: int = MAX_FRAME
     message: int = MAX_POST
-    idle_timeout: float = 600.0
-    max_lifetime: float = 7200.0
+    idle_timeout: float = IDLE_TIMEOUT
+    max_lifetime: float = MAX_LIFETIME
     integration_timeout: float = 29.0
 
 

@@ -85,8 +85,14 @@ def _parser() -> argparse.ArgumentParser:
         default=names.max_receive_count,
         help="receives before a message goes to the dead-letter queue (default 5)",
     )
-    add("--idle-timeout", type=float, default=600.0, help="seconds (default 600, as AWS)")
-    add("--max-lifetime", type=float, default=7200.0, help="seconds (default 7200, as AWS)")
+    idle, lifetime = Options.idle_timeout, Options.max_lifetime
+    add("--idle-timeout", type=float, default=idle, help=f"seconds (default {idle:g}, as AWS)")
+    add(
+        "--max-lifetime",
+        type=float,
+        default=lifetime,
+        help=f"seconds (default {lifetime:g}, as AWS)",
+    )
     add("--pollers", type=int, default=3, help="SQS batches run at once (default 3)")
     add(
         "--serial-events",

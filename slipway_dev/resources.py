@@ -24,6 +24,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.grip.limits import KEEPALIVE_INDEX as KEEPALIVE_INDEX_NAME
+
 log = logging.getLogger(__name__)
 
 Report = Callable[[str], None]
@@ -48,7 +50,7 @@ def _error_code(exc: Exception) -> str:
 # The `keepalive` index finds the connections whose keep-alive is due at a
 # second (chalicelib/grip/keepalive.py), with what sending needs.
 KEEPALIVE_INDEX = {
-    "IndexName": "keepalive",
+    "IndexName": KEEPALIVE_INDEX_NAME,
     "KeySchema": [{"AttributeName": "ka_slot", "KeyType": "HASH"}],
     "Projection": {
         "ProjectionType": "INCLUDE",

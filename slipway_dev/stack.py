@@ -51,8 +51,8 @@ class Options:
     key: str = DEV_KEY
     aws_endpoint: str | None = None  # None: an in-process moto server
     names: aws.Names = field(default_factory=aws.Names)
-    idle_timeout: float = 600.0
-    max_lifetime: float = 7200.0
+    idle_timeout: float = Limits.idle_timeout
+    max_lifetime: float = Limits.max_lifetime
     stage: str = "local"
     app: str = "app:app"
     serial_events: bool = False  # $default one at a time per connection (not as AWS)

@@ -1,5 +1,9 @@
 """Shared fixtures: a moto server in this process, the gripcontrol test backend as
-a real process, and the local @connections API with recording sinks."""
+a real process, and the local @connections API with recording sinks.
+
+Each imports what it needs (moto, the app) when it is first used, not here: this
+file is loaded for every test, and the pure core's (tests/core) load nothing of
+moto, boto3 or the app (tests/core/test_layers.py checks it)."""
 
 from __future__ import annotations
 
@@ -10,22 +14,13 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from chalicelib import services, settings
-from slipway_dev.connections import ConnectionsServer, Registry
-from slipway_dev.moto_server import MotoServer
-from slipway_dev.stack import aws_environment
-from tests.harness import (
-    KEY,
-    BackendLog,
-    Gateway,
-    configure,
-    create_bucket,
-    create_queue,
-    create_table,
-)
+if TYPE_CHECKING:
+    from slipway_dev.connections import ConnectionsServer
+    from tests.harness import BackendLog, Gateway
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
 
@@ -35,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """moto on 127.0.0.1, and this process's boto3 pointed at it with dummy credentials."""
+    from slipway_dev.moto_server import MotoServer
+    from slipway_dev.stack import aws_environment
+
     server = MotoServer()
     url = server.start()
     saved = dict(os.environ)
@@ -47,6 +45,8 @@ def moto_url() -> Iterator[str]:
 
 @pytest.fixture
 def table(moto_url: str) -> str:
+    from tests.harness import create_table
+
     name = f"t-{uuid.uuid4().hex[:12]}"
     create_table(name)
     return name
@@ -55,6 +55,8 @@ def table(moto_url: str) -> str:
 @pytest.fixture(scope="session")
 def grip_backend() -> Iterator[str]:
     """The gripcontrol test backend, a separate process; yields its base URL."""
+    from tests.harness import KEY
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.grip_backend", "--port", "0", "--key", KEY],
         cwd=ROOT,
@@ -71,11 +73,15 @@ def grip_backend() -> Iterator[str]:
 
 @pytest.fixture
 def backend_log(grip_backend: str) -> BackendLog:
+    from tests.harness import BackendLog
+
     return BackendLog(grip_backend)
 
 
 @pytest.fixture(scope="module")
 def connections() -> Iterator[ConnectionsServer]:
+    from slipway_dev.connections import ConnectionsServer, Registry
+
     server = ConnectionsServer(Registry()).start()
     yield server
     server.stop()
@@ -83,6 +89,10 @@ def connections() -> Iterator[ConnectionsServer]:
 
 @pytest.fixture
 def gateway(monkeypatch, moto_url, table, grip_backend, connections) -> Iterator[Gateway]:
+    from chalicelib import services, settings
+    from slipway_dev.connections import Registry
+    from tests.harness import KEY, Gateway, configure, create_bucket, create_queue
+
     registry = connections.registry = Registry()
     queue_url = create_queue(f"q-{uuid.uuid4().hex[:8]}.fifo")
     bucket = f"b-{uuid.uuid4().hex[:8]}"

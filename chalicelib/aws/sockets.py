@@ -2,50 +2,67 @@
 
 Signed with botocore's own SigV4 signer rather than sent through a boto3 client:
 a boto3 call costs ~1.3 ms of CPU, and the fan-out worker makes one call per
-delivery. Single calls go over one keep-alive `http.client` connection per
-thread; `send_many` drives many keep-alive connections from one asyncio loop,
-which spends ~0.2 ms of CPU per delivery and no time handing the GIL between
-threads (bench/fanout.py measures it).
+delivery. One transport carries every call: keep-alive connections speaking
+HTTP/1.1 through h11 (a sans-I/O library: it turns a request into bytes and
+bytes into a response, and says when a connection can carry another), one retry
+rule and one reading of the answer. Only the waiting differs: a single call
+(`send`, `close`, `info`: a handler's reply) blocks on its socket, as asyncio
+costs ~30 ms of CPU to import, which a WebSocket function's first reply should
+not pay; `send_many` drives many connections from one asyncio loop per thread,
+at ~0.2 ms of CPU per delivery and no time handing the GIL between threads
+(bench/fanout.py measures it).
 
-Connections stay open between calls: each thread keeps its event loop and its idle
-keep-alive connections (up to `_IDLE_MAX` per endpoint, each reused for
-`_IDLE_REUSE` seconds), so the records of a batch and the invocations of one Lambda
+Connections stay open between calls: each thread keeps its connection per
+endpoint for single calls, and its event loop and idle keep-alive connections
+(up to `_IDLE_MAX` per endpoint, each reused for `_IDLE_REUSE` seconds) for
+`send_many`, so the records of a batch and the invocations of one Lambda
 container (which reuses its module state) pay the TCP and TLS handshakes once,
 not once a call. A kept connection the server has closed meanwhile (the container
 was frozen between invocations, say) is replaced and the request sent again,
 without counting as a failed attempt. `Sockets.stats` counts connections opened.
+
+What an answer means is decided once (`_Result`): 410 is Gone, 413
+(PayloadTooLargeException: over API Gateway's 128 KB) is TooLarge, which no retry
+can help; 429 and 5xx are retried with a jittered backoff, as are dropped
+connections. h11 is imported at the first call and asyncio at the first
+`send_many`, not at a cold start (tests/test_coldstart.py).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
 import random
+import socket
 import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import SplitResult, quote, urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
-from ..grip.errors import BadGateway, Gone
-from ..lazy import lazy
+from ..grip.errors import BadGateway, Gone, TooLarge
+from ..lazy import LazyModule, lazy
 
 if TYPE_CHECKING:
     import asyncio
+
+    import h11
 else:
-    asyncio = lazy("asyncio")  # for send_many only: not in a cold start's way
+    asyncio = lazy("asyncio")  # at the first call: not in a cold start's way
+    h11 = lazy("h11")
 
 log = logging.getLogger("slipway.sockets")
 _RETRYABLE = {429, 500, 502, 503, 504}
 _IDLE_MAX = 64  # idle connections kept per endpoint and thread
 _IDLE_REUSE = 50.0  # seconds an idle connection is reused for; older ones are closed
+_T = TypeVar("_T")
 
 
 class SocketError(BadGateway):
@@ -77,8 +94,18 @@ class Stats:
 class _Stream:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    http: h11.Connection
     kept: bool = False  # taken from the idle pool and not used since
     idle_since: float = 0.0
+
+
+@dataclass
+class _Blocking:
+    """A single calls' connection: a socket and its HTTP/1.1 state."""
+
+    sock: socket.socket
+    http: h11.Connection
+    kept: bool = False  # used before: the server may have closed it meanwhile
 
 
 @dataclass
@@ -90,8 +117,39 @@ class Outcome:
     too_large: list[str] = field(default_factory=list)  # 413: no retry can help
 
 
+@dataclass(frozen=True)
+class _Result:
+    """One call's end, after its retries: an answer's status and body, or the
+    error that ended the last attempt (status 0)."""
+
+    status: int
+    body: bytes = b""
+    error: BaseException | None = None
+
+    def value(self, cid: str) -> bytes:
+        """The body of a success, or the error a single call raises."""
+        if self.status == 410:
+            raise Gone(cid)
+        if self.status == 413:
+            raise TooLarge(f"@connections refused the message as too large: {self.body[:200]!r}")
+        if self.status == 0 or self.status >= 300:
+            error = str(self.error).encode() if self.status == 0 else self.body
+            raise SocketError(self.status, error) from self.error
+        return self.body
+
+    def record(self, cid: str, outcome: Outcome) -> None:
+        """Count the end of one of many calls in `outcome`."""
+        if self.status == 410:
+            outcome.gone.append(cid)
+        elif self.status == 413:
+            outcome.too_large.append(cid)
+        elif self.status == 0 or self.status >= 300:
+            outcome.failed.append(cid)
+            log_failure(cid, self.error if self.status == 0 else f"status {self.status}")
+
+
 class Sockets:
-    """Thread-safe: every thread keeps its own connection to each endpoint."""
+    """Thread-safe: every thread keeps its own loop and connections to each endpoint."""
 
     def __init__(self, session: Any, attempts: int = 3, timeout: float = 5.0) -> None:
         self._credentials = session.get_credentials()
@@ -111,23 +169,6 @@ class Sockets:
             return parts[2]
         return self._region
 
-    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        conns = self._local.__dict__.setdefault("conns", {})
-        conn = conns.get(netloc)
-        if conn is None:
-            if scheme == "https":
-                conn = _CountedHTTPS(netloc, timeout=self._timeout, context=self._tls)
-            else:
-                conn = _CountedHTTP(netloc, timeout=self._timeout)
-            conn.stats = self.stats
-            conns[netloc] = conn
-        return conn
-
-    def _drop(self, netloc: str) -> None:
-        conn = self._local.__dict__.get("conns", {}).pop(netloc, None)
-        if conn is not None:
-            conn.close()
-
     def _signed(self, method: str, url: str, parts: SplitResult, body: bytes) -> dict[str, str]:
         """Request headers with SigV4 for execute-api (none without credentials)."""
         request = AWSRequest(method=method, url=url, data=body)
@@ -137,39 +178,115 @@ class Sockets:
             SigV4Auth(frozen, "execute-api", region).add_auth(request)
         return dict(request.headers)
 
-    def _call(self, method: str, endpoint: str, cid: str, body: bytes = b"") -> bytes:
+    def _run(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """Run `work` on this thread's loop, whose idle connections it may use."""
+        _import()
+        _import_asyncio()
+        loop = getattr(self._local, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = self._local.loop = asyncio.new_event_loop()
+            self._local.idle = {}
+            with self._loops_lock:
+                self._loops.append((loop, self._local.idle))
+        return loop.run_until_complete(work)
+
+    def _one(self, method: str, endpoint: str, cid: str, body: bytes = b"") -> bytes:
+        _import()
         url = _url(endpoint, cid)
         parts = urlsplit(url)
-        for attempt in range(self._attempts):
-            headers = self._signed(method, url, parts, body)
+        attempt = 0
+        while True:
+            kept = False
             try:
-                conn = self._connection(parts.scheme, parts.netloc)
-                conn.request(method, parts.path, body=body or None, headers=headers)
-                reply = conn.getresponse()
-                data = reply.read()
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop(parts.netloc)  # a stale keep-alive connection, most often
-                if attempt + 1 == self._attempts:
-                    raise SocketError(0, str(exc).encode()) from exc
+                status, data = self._exchange_blocking(method, url, parts, body)
+            except (OSError, h11.ProtocolError) as exc:
+                stream = self._local.conns.pop(parts.netloc, None)
+                kept = stream is not None and stream.kept
+                if stream is not None:
+                    stream.sock.close()
+                attempt, result = self._judge(attempt, kept, error=exc)
             else:
-                if reply.status < 300:
-                    return data
-                if reply.status == 410:
-                    raise Gone(cid)
-                if reply.status not in _RETRYABLE or attempt + 1 == self._attempts:
-                    raise SocketError(reply.status, data)
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # jittered backoff
-        raise AssertionError("unreachable")
+                attempt, result = self._judge(attempt, kept, status, data)
+            if result is not None:
+                return result.value(cid)
+            if attempt:  # not a stale connection, replaced at once
+                time.sleep(_backoff(attempt))
+
+    def _exchange_blocking(
+        self, method: str, url: str, parts: SplitResult, body: bytes
+    ) -> tuple[int, bytes]:
+        conns: dict[str, _Blocking] = self._local.__dict__.setdefault("conns", {})
+        stream = conns.get(parts.netloc)
+        if stream is None:
+            https = parts.scheme == "https"
+            host = parts.hostname or ""
+            sock = socket.create_connection(
+                (host, parts.port or (443 if https else 80)), self._timeout
+            )
+            if https:
+                sock = self._tls.wrap_socket(sock, server_hostname=host)
+            self.stats.count(https)
+            stream = conns[parts.netloc] = _Blocking(sock, h11.Connection(h11.CLIENT))
+        stream.sock.sendall(self._request(stream.http, method, url, parts, body))
+        http = stream.http
+        status, data = 0, bytearray()
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(stream.sock.recv(65536))  # b"": closed
+            elif _read(event, data):
+                status = event.status_code
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        stream.kept = True
+        if not _reusable(http):
+            stream.sock.close()
+            del conns[parts.netloc]
+        return status, bytes(data)
+
+    def _judge(
+        self,
+        attempt: int,
+        kept: bool,
+        status: int = 0,
+        data: bytes = b"",
+        error: Exception | None = None,
+    ) -> tuple[int, _Result | None]:
+        """The retry rule, one for every call: the attempts made so far (a kept
+        connection the server closed while idle does not count) and the call's
+        result, or None to try again."""
+        if error is not None:
+            if kept and not isinstance(error, TimeoutError):
+                self.stats.stale += 1  # closed while idle: not this request's fault
+                return attempt, None
+            attempt += 1
+            return attempt, _Result(0, error=error) if attempt == self._attempts else None
+        attempt += 1
+        if status not in _RETRYABLE or attempt == self._attempts:
+            return attempt, _Result(status, data)
+        return attempt, None
+
+    def _request(
+        self, http: h11.Connection, method: str, url: str, parts: SplitResult, body: bytes
+    ) -> bytes:
+        """A signed request's bytes."""
+        headers = self._signed(method, url, parts, body)
+        headers.setdefault("Host", parts.netloc)
+        headers["Content-Length"] = str(len(body))
+        request = h11.Request(method=method, target=parts.path, headers=list(headers.items()))
+        return http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())
 
     def send(self, endpoint: str, connection_id: str, data: bytes) -> None:
-        self._call("POST", endpoint, connection_id, data)
+        """Post one message: Gone when the connection has left, TooLarge when
+        @connections refuses its size, SocketError for other refusals."""
+        self._one("POST", endpoint, connection_id, data)
 
     def close(self, endpoint: str, connection_id: str) -> None:
-        self._call("DELETE", endpoint, connection_id)
+        self._one("DELETE", endpoint, connection_id)
 
     def info(self, endpoint: str, connection_id: str) -> dict[str, Any]:
         """`{"connectedAt", "lastActiveAt", "identity": {"sourceIp", "userAgent"}}`."""
-        return json.loads(self._call("GET", endpoint, connection_id) or b"{}")
+        return json.loads(self._one("GET", endpoint, connection_id) or b"{}")
 
     # -- many at once ---------------------------------------------------------
 
@@ -181,15 +298,7 @@ class Sockets:
     ) -> Outcome:
         """POST `data` to every (endpoint, connection id), or DELETE each when
         `data` is None, over at most `concurrency` connections at a time."""
-        loop = getattr(self._local, "loop", None)
-        if loop is None or loop.is_closed():
-            loop = self._local.loop = asyncio.new_event_loop()
-            self._local.idle = {}
-            with self._loops_lock:
-                self._loops.append((loop, self._local.idle))
-        return loop.run_until_complete(
-            self._many(deque(targets), data, concurrency, self._local.idle)
-        )
+        return self._run(self._many(deque(targets), data, concurrency))
 
     def shutdown(self) -> None:
         """Close every kept connection, of every thread (whose loop is not running):
@@ -207,89 +316,76 @@ class Sockets:
             loop.close()
 
     async def _many(
-        self,
-        todo: deque[tuple[str, str]],
-        payload: bytes | None,
-        concurrency: int,
-        idle: dict[str, list[_Stream]],
+        self, todo: deque[tuple[str, str]], payload: bytes | None, concurrency: int
     ) -> Outcome:
         outcome = Outcome()
-        lanes = [
-            self._lane(todo, payload, outcome, idle) for _ in range(min(concurrency, len(todo)))
-        ]
+        lanes = [self._lane(todo, payload, outcome) for _ in range(min(concurrency, len(todo)))]
         await asyncio.gather(*lanes)
         return outcome
 
     async def _lane(
-        self,
-        todo: deque[tuple[str, str]],
-        payload: bytes | None,
-        outcome: Outcome,
-        idle: dict[str, list[_Stream]],
+        self, todo: deque[tuple[str, str]], payload: bytes | None, outcome: Outcome
     ) -> None:
         """One keep-alive connection per endpoint, working through the shared queue;
         taken from and given back to this thread's idle connections."""
         method = "DELETE" if payload is None else "POST"
-        body = payload or b""
         streams: dict[str, _Stream] = {}
         try:
             while todo:
                 endpoint, cid = todo.popleft()
-                url = _url(endpoint, cid)
-                parts = urlsplit(url)
-                attempt = 0
-                while attempt < self._attempts:
-                    try:
-                        status = await asyncio.wait_for(
-                            self._exchange(streams, idle, method, url, parts, body), self._timeout
-                        )
-                    except (TimeoutError, OSError, EOFError, ValueError) as exc:
-                        stream = streams.pop(parts.netloc, None)
-                        _close(stream)
-                        if stream is not None and stream.kept and not isinstance(exc, TimeoutError):
-                            self.stats.stale += 1  # closed while idle: not this request's fault
-                            continue
-                        attempt += 1
-                        if attempt == self._attempts:
-                            outcome.failed.append(cid)
-                            log_failure(cid, exc)
-                        continue
-                    attempt += 1
-                    if status < 300:
-                        break
-                    if status == 410:
-                        outcome.gone.append(cid)
-                        break
-                    if status == 413:
-                        outcome.too_large.append(cid)
-                        break
-                    if status not in _RETRYABLE or attempt == self._attempts:
-                        outcome.failed.append(cid)
-                        log_failure(cid, f"status {status}")
-                        break
-                    await asyncio.sleep(random.uniform(0, 0.05 * 2 ** (attempt - 1)))
+                result = await self._call(streams, method, endpoint, cid, payload or b"")
+                result.record(cid, outcome)
         finally:
-            now = time.monotonic()
-            for netloc, stream in streams.items():
-                kept = idle.setdefault(netloc, [])
-                if len(kept) < _IDLE_MAX and not stream.writer.is_closing():
-                    stream.idle_since = now
-                    kept.append(stream)
-                else:
-                    _close(stream)
+            self._give_back(streams)
+
+    async def _call(
+        self, streams: dict[str, _Stream], method: str, endpoint: str, cid: str, body: bytes
+    ) -> _Result:
+        """One request, with its retries, over `streams` (one per endpoint)."""
+        url = _url(endpoint, cid)
+        parts = urlsplit(url)
+        attempt = 0
+        while True:
+            kept = False
+            try:
+                status, data = await asyncio.wait_for(
+                    self._exchange(streams, method, url, parts, body), self._timeout
+                )
+            except (TimeoutError, OSError, h11.ProtocolError) as exc:
+                stream = streams.pop(parts.netloc, None)
+                _close(stream)
+                kept = stream is not None and stream.kept
+                attempt, result = self._judge(attempt, kept, error=exc)
+            else:
+                attempt, result = self._judge(attempt, kept, status, data)
+            if result is not None:
+                return result
+            if attempt:  # not a stale connection, replaced at once
+                await asyncio.sleep(_backoff(attempt))
+
+    def _give_back(self, streams: dict[str, _Stream]) -> None:
+        """Keep a caller's connections that can carry another request for the next."""
+        idle: dict[str, list[_Stream]] = self._local.idle
+        now = time.monotonic()
+        for netloc, stream in streams.items():
+            kept = idle.setdefault(netloc, [])
+            if len(kept) < _IDLE_MAX and not stream.writer.is_closing():
+                stream.idle_since = now
+                kept.append(stream)
+            else:
+                _close(stream)
 
     async def _exchange(
         self,
         streams: dict[str, _Stream],
-        idle: dict[str, list[_Stream]],
         method: str,
         url: str,
         parts: SplitResult,
         body: bytes,
-    ) -> int:
+    ) -> tuple[int, bytes]:
         stream = streams.get(parts.netloc)
         if stream is None:
-            stream = _take(idle.get(parts.netloc))
+            stream = _take(self._local.idle.get(parts.netloc))
             if stream is None:
                 https = parts.scheme == "https"
                 reader, writer = await asyncio.open_connection(
@@ -298,19 +394,37 @@ class Sockets:
                     ssl=self._tls if https else None,
                 )
                 self.stats.count(https)
-                stream = _Stream(reader, writer)
+                stream = _Stream(reader, writer, h11.Connection(h11.CLIENT))
             streams[parts.netloc] = stream
-        headers = self._signed(method, url, parts, body)
-        headers.setdefault("Host", parts.netloc)
-        lines = [f"{method} {parts.path} HTTP/1.1"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        lines.append(f"Content-Length: {len(body)}")
-        stream.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        status, keep = await _read_response(stream.reader)
+        http = stream.http
+        stream.writer.write(self._request(http, method, url, parts, body))
+        status, data = 0, bytearray()
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(await stream.reader.read(65536))  # b"": closed
+            elif _read(event, data):
+                status = event.status_code
+            elif isinstance(event, h11.EndOfMessage):
+                break
         stream.kept = False
-        if not keep:
+        if not _reusable(http):
             _close(streams.pop(parts.netloc, None))
-        return status
+        return status, bytes(data)
+
+
+def _import() -> None:
+    """Bind h11 in place of its lazy stand-in, whose every attribute read costs a
+    look-up: a few microseconds a call, many times per delivery."""
+    global h11
+    if isinstance(h11, LazyModule):
+        import h11
+
+
+def _import_asyncio() -> None:
+    global asyncio
+    if isinstance(asyncio, LazyModule):
+        import asyncio
 
 
 def _take(kept: list[_Stream] | None) -> _Stream | None:
@@ -326,22 +440,6 @@ def _take(kept: list[_Stream] | None) -> _Stream | None:
     return None
 
 
-class _CountedHTTP(http.client.HTTPConnection):
-    stats: Stats
-
-    def connect(self) -> None:
-        super().connect()
-        self.stats.count(False)
-
-
-class _CountedHTTPS(http.client.HTTPSConnection):
-    stats: Stats
-
-    def connect(self) -> None:
-        super().connect()
-        self.stats.count(True)
-
-
 def log_failure(cid: str, why: object) -> None:
     log.warning("@connections call for %s failed: %s", cid, why)
 
@@ -351,24 +449,23 @@ def _close(stream: _Stream | None) -> None:
         stream.writer.close()
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Status of one HTTP/1.1 response, its body read and dropped; and whether the
-    connection stays open."""
-    status_line = await reader.readuntil(b"\r\n")
-    version, status, *_ = status_line.decode("latin-1").split(" ", 2)
-    headers: dict[str, str] = {}
-    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-            await reader.readexactly(size + 2)
-        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-            pass
-    elif "content-length" in headers:
-        await reader.readexactly(int(headers["content-length"]))
-    elif int(status) not in (204, 304):
-        await reader.read()  # delimited by the end of the connection
-        keep = False
-    return int(status), keep
+def _read(event: object, body: bytearray) -> bool:
+    """Take one h11 event of a response: True for its head (status), the body
+    kept; a connection closed part way raises (h11's RemoteProtocolError)."""
+    if isinstance(event, h11.Data):
+        body += event.data
+    elif isinstance(event, h11.ConnectionClosed):
+        raise h11.RemoteProtocolError("@connections closed the connection")
+    return isinstance(event, h11.Response)
+
+
+def _reusable(http: h11.Connection) -> bool:
+    """Whether a connection whose response was read can carry the next request."""
+    if http.our_state is h11.DONE and http.their_state is h11.DONE:
+        http.start_next_cycle()
+        return True
+    return False
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(0, 0.05 * 2 ** (attempt - 1))  # jittered

@@ -34,11 +34,15 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from ..grip import history, introspection
 from ..grip import keepalive as ka
 from ..grip.errors import TooManyChannels, TooManyJoins, TooManyTimeouts, UnknownConnection
-from ..grip.limits import MAX_KEEPALIVE_TIMEOUTS, MAX_QUEUED_JOINS
+from ..grip.limits import (
+    HISTORY_HEAD_EXTRA,
+    KEEPALIVE_INDEX,
+    MAX_KEEPALIVE_TIMEOUTS,
+    MAX_QUEUED_JOINS,
+)
 from ..grip.model import Connection, Member
 from ..grip.payload import Payload
 
-KEEPALIVE_INDEX = "keepalive"
 _REGISTRY = {"pk": {"S": "keepalive"}, "sk": {"S": "timeouts"}}
 
 _CONN = "conn"
@@ -846,7 +850,7 @@ class Store:
                     ":one": {"N": "1"},
                     # The head outlives its messages: a client back after a quiet
                     # spell still finds its epoch (a new one would fail its recovery).
-                    ":x": {"N": str(int(now) + keep + 86400)},
+                    ":x": {"N": str(int(now) + keep + HISTORY_HEAD_EXTRA)},
                 },
                 ReturnValues="ALL_NEW",
             )["Attributes"]

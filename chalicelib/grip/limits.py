@@ -25,6 +25,20 @@ REST_REQUEST = 10 * 1024 * 1024
 LAMBDA_REQUEST = 6 * 1024 * 1024
 # A backend upload (POST /uploads): the default of SLIPWAY_MAX_PUBLISH_BYTES.
 MAX_PUBLISH = 32 * 1024 * 1024
+# A client upload (envelope mode): the default of SLIPWAY_MAX_UPLOAD_BYTES.
+MAX_UPLOAD = 8 * 1024 * 1024
+# API Gateway closes a WebSocket connection idle this many seconds, and any
+# connection at this age (the local stack closes them alike).
+IDLE_TIMEOUT = 600
+MAX_LIFETIME = 7200
+# Seconds every DynamoDB row lives (default of SLIPWAY_CONNECTION_TTL): the
+# longest connection plus a margin, a safety net for a lost $disconnect.
+CONNECTION_TTL = MAX_LIFETIME + 600
+# A channel's history head outlives its messages by this many seconds: a client
+# back after a quiet spell still finds its epoch (a new one would fail its recovery).
+HISTORY_HEAD_EXTRA = 24 * 3600
+# The table's index of connections by keep-alive slot (the scheduler's query).
+KEEPALIVE_INDEX = "keepalive"
 # GRIP: the longest channel name accepted in a publish or a subscribe.
 MAX_CHANNEL_LENGTH = 512
 # How many channels one connection may join (default of SLIPWAY_MAX_CHANNELS).
