@@ -15,7 +15,7 @@ from chalicelib import settings
 from slipway_dev import bootstrap
 from slipway_dev import resources as slipway_resources
 
-from . import iam
+from . import expected, iam
 from .conftest import REGION, ROOT, STAGES
 
 FUNCTIONS = {
@@ -143,6 +143,37 @@ def test_sqs_event_sources_report_batch_item_failures(translated, stage):
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert resolved(mapping["EventSourceArn"], True) == ATTRIBUTES[queue]
         assert mapping["BatchSize"] == 10
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_function_has_the_stages_memory_and_timeout(packaged, stage):
+    """docs/deploy.md's table, in the template `make package STAGE=<stage>` writes to
+    build/package/sam.json (prod: the WebSocket functions' 512 MB)."""
+    resources = packaged[stage]["Resources"]
+    got = {
+        name: (
+            resources[logical]["Properties"]["Timeout"],
+            resources[logical]["Properties"]["MemorySize"],
+        )
+        for name, logical in expected.LOGICAL_IDS.items()
+    }
+    assert got == expected.SETTINGS[stage]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_function_logs_to_a_group_with_retention(translated, stage):
+    """Each function's log group, /aws/lambda/<the function's name>, is in the stack
+    with the documented retention."""
+    resources = translated[stage]["Resources"]
+    groups = {
+        r["Properties"]["LogGroupName"]["Fn::Sub"]: r["Properties"]["RetentionInDays"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Logs::LogGroup"
+    }
+    assert groups == {
+        f"/aws/lambda/${{{logical}}}": expected.LOG_RETENTION_DAYS
+        for logical in expected.LOGICAL_IDS.values()
+    }
 
 
 @pytest.mark.parametrize("stage", STAGES)
