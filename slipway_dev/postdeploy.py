@@ -17,8 +17,8 @@
   A second run changes nothing.
 - `slipway teardown --stage NAME`, after `chalice delete`: deletes what bootstrap
   and finish made (table, the three queues, the bucket and its objects, the SSM key
-  parameter, the API handler's log group). A Secrets Manager secret named with
-  `--key-secret` existed before bootstrap and is kept. It asks for the stage's name
+  parameter) and the functions' log groups, which `chalice delete` keeps. A Secrets
+  Manager secret named with `--key-secret` existed before bootstrap and is kept. It asks for the stage's name
   unless given `--yes`, and refuses while `chalice delete` has not run.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import bootstrap, policy, resources
+from . import bootstrap, policy
 
 log = logging.getLogger("slipway_dev.postdeploy")
 
@@ -231,7 +231,11 @@ def teardown(
         deleted.append(what)
 
     ddb = client("dynamodb")
-    gone(lambda: ddb.delete_table(TableName=plan.table), f"table {plan.table}", "ResourceNotFoundException")
+    gone(
+        lambda: ddb.delete_table(TableName=plan.table),
+        f"table {plan.table}",
+        "ResourceNotFoundException",
+    )
 
     sqs = client("sqs")
     for name in (plan.queue, plan.ordered_queue, plan.dead_letter_queue):
@@ -269,13 +273,30 @@ def teardown(
         log.info("kept the Secrets Manager secret %s: bootstrap did not create it", plan.key_secret)
 
     logs = client("logs")
-    group = api_handler_log_group(plan.app, stage)
-    gone(
-        lambda: logs.delete_log_group(logGroupName=group),
-        f"log group {group}",
-        "ResourceNotFoundException",
-    )
+    for group in stage_log_groups(logs, plan.app, stage):
+        gone(
+            lambda group=group: logs.delete_log_group(logGroupName=group),
+            f"log group {group}",
+            "ResourceNotFoundException",
+        )
     return deleted
+
+
+def stage_log_groups(logs: Any, app: str, stage: str) -> list[str]:
+    """The log groups of the stage's functions, which `chalice delete` keeps:
+    `/aws/lambda/<app>-<stage>` and `/aws/lambda/<app>-<stage>-<name>`, a Chalice
+    function's name being a Python identifier (so stage `dev` never takes stage
+    `dev-2`'s groups)."""
+    base = api_handler_log_group(app, stage)
+    found = []
+    for page in logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=base):
+        for group in page["logGroups"]:
+            name = group["logGroupName"]
+            if name == base or (
+                name.startswith(base + "-") and name[len(base) + 1 :].isidentifier()
+            ):
+                found.append(name)
+    return found
 
 
 # -- the commands ----------------------------------------------------------------

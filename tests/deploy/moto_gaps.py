@@ -27,7 +27,10 @@ def accept_swagger2_imports() -> None:
 
     if getattr(APIGatewayBackend.import_rest_api, "slipway_shim", False):
         return
-    import_rest_api, put_rest_api = APIGatewayBackend.import_rest_api, APIGatewayBackend.put_rest_api
+    import_rest_api, put_rest_api = (
+        APIGatewayBackend.import_rest_api,
+        APIGatewayBackend.put_rest_api,
+    )
 
     def import_(self: Any, api_doc: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         return import_rest_api(self, _as_openapi3(api_doc), *args, **kwargs)
