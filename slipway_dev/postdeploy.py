@@ -18,8 +18,9 @@
 - `slipway teardown --stage NAME`, after `chalice delete`: deletes what bootstrap
   and finish made (table, the three queues, the bucket and its objects, the SSM key
   parameter) and the functions' log groups, which `chalice delete` keeps. A Secrets
-  Manager secret named with `--key-secret` existed before bootstrap and is kept. It asks for the stage's name
-  unless given `--yes`, and refuses while `chalice delete` has not run.
+  Manager secret named with `--key-secret` existed before bootstrap and is kept.
+  It asks for the stage's name unless given `--yes`, and refuses while `chalice
+  delete` has not run.
 """
 
 from __future__ import annotations
