@@ -383,3 +383,14 @@ def test_makefile_packages_with_the_merge_template():
     command = " ".join(out.replace("\\\n", " ").split())
     assert "chalice package --stage prod --merge-template infra/resources.json /tmp/x" in command
     assert "AWS_DEFAULT_REGION=" in command
+
+
+def test_the_documented_deploy_uploads_the_template(packaged):
+    """CloudFormation takes at most 51,200 bytes of template inline; slipway's is
+    close to it (`aws cloudformation package` only shortens the code URIs), so the
+    documented `aws cloudformation deploy` passes --s3-bucket."""
+    size = max(len(json.dumps(t, indent=2)) for t in packaged.values())
+    assert size > 51_200 - 16_000  # close enough to the limit to need the bucket
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    command = docs.split("aws cloudformation deploy ", 1)[1].split("\n```", 1)[0]
+    assert "--s3-bucket" in command.split("aws ", 1)[0]
