@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ from slipway_dev.moto_server import MotoServer
 from . import expected, moto_gaps
 from .conftest import DUMMY, REGION, ROOT, offline_env
 
+# The fixture's deploys (about 40 s of CPU) run before the first test, in its time.
+pytestmark = pytest.mark.timeout(600)
+
 APP = "slipway"
 BIN = Path(sys.executable).parent
 # The Chalice stages rehearsed: a fresh name for each (moto's state is per process,
@@ -37,7 +41,7 @@ SOURCES = ("dev", "prod")
 @dataclass
 class Rehearsal:
     endpoint: str
-    project: Path
+    projects: dict[str, Path]  # the rehearsal's stage -> its own copy of the project
     stages: dict[str, str]  # committed stage -> the rehearsal's copy of it
     outputs: dict[str, list[str]] = field(default_factory=dict)
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -51,10 +55,14 @@ class Rehearsal:
         )
         return env
 
+    def project(self, stage: str) -> Path:
+        return self.projects[stage]
+
     def run(self, *command: str) -> str:
+        stage = command[command.index("--stage") + 1]
         proc = subprocess.run(
             [str(BIN / command[0]), *command[1:]],
-            cwd=self.project,
+            cwd=self.project(stage),
             env=self.env(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -66,15 +74,18 @@ class Rehearsal:
         return output
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint, **DUMMY)
+        # a session each: the stages are deployed from two threads
+        session = boto3.session.Session(region_name=REGION, **DUMMY)
+        return session.client(service, endpoint_url=self.endpoint)
 
     def deployed(self, stage: str) -> dict[str, dict[str, Any]]:
-        path = self.project / ".chalice" / "deployed" / f"{stage}.json"
+        path = self.project(stage) / ".chalice" / "deployed" / f"{stage}.json"
         return {r["name"]: r for r in json.loads(path.read_text())["resources"]}
 
 
 def _project(tmp: Path, stages: dict[str, str]) -> Path:
-    """A copy of what `chalice deploy` reads, with the rehearsal's stages."""
+    """A copy of what `chalice deploy` reads, with the rehearsal's stages (one copy
+    a stage: bootstrap rewrites .chalice/config.json, and the stages run at once)."""
     project = tmp / "project"
     (project / ".chalice").mkdir(parents=True)
     shutil.copy(ROOT / "app.py", project)
@@ -189,37 +200,44 @@ def counts(state: dict[str, Any]) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory, packaged: Any) -> Iterator[Rehearsal]:
-    """Path B, as docs/deploy.md has it, for a copy of each committed stage; then,
-    for the first, `chalice delete` + `chalice deploy` (a new WebSocket API) and
-    `slipway finish`; states recorded along the way for the tests below."""
+    """Path B, as docs/deploy.md has it, for a copy of each committed stage, the two
+    at once: prod deployed and finished twice; dev then deleted, deployed again (a
+    new WebSocket API) and finished. States recorded along the way."""
     moto_gaps.install()
     server = MotoServer()
     endpoint = server.start()
     tag = uuid.uuid4().hex[:6]
     stages = {source: f"r{source}{tag}" for source in SOURCES}
-    project = _project(tmp_path_factory.mktemp("rehearsal"), stages)
-    r = Rehearsal(endpoint=endpoint, project=project, stages=stages)
-    try:
-        for source, stage in stages.items():
-            out = r.outputs.setdefault(stage, [])
-            out.append(r.run("slipway", "bootstrap", "--stage", stage))
+    projects = {
+        stage: _project(tmp_path_factory.mktemp("rehearsal"), {source: stage})
+        for source, stage in stages.items()
+    }
+    r = Rehearsal(endpoint=endpoint, projects=projects, stages=stages)
+
+    def deploy(source: str, stage: str) -> None:
+        out = r.outputs.setdefault(stage, [])
+        out.append(r.run("slipway", "bootstrap", "--stage", stage))
+        out.append(r.run("chalice", "deploy", "--stage", stage))
+        out.append(r.run("slipway", "finish", "--stage", stage))
+        r.states[f"{stage}/first"] = snapshot(r, stage)
+        if source == "prod":  # a second deploy, then finish: nothing duplicated
             out.append(r.run("chalice", "deploy", "--stage", stage))
             out.append(r.run("slipway", "finish", "--stage", stage))
-            r.states[f"{stage}/first"] = snapshot(r, stage)
-            if source == "dev":  # a second deploy, then finish: nothing duplicated
-                out.append(r.run("chalice", "deploy", "--stage", stage))
-                out.append(r.run("slipway", "finish", "--stage", stage))
-            r.states[f"{stage}/second"] = snapshot(r, stage)
-        stage = stages["dev"]
-        out = r.outputs[stage]
-        r.states[f"{stage}/old_api"] = {
-            "id": r.deployed(stage)["websocket_api"]["websocket_api_id"]
-        }
-        out.append(r.run("chalice", "delete", "--stage", stage))
-        out.append(r.run("chalice", "deploy", "--stage", stage))
-        r.states[f"{stage}/redeployed"] = snapshot(r, stage)
-        out.append(r.run("slipway", "finish", "--stage", stage))
-        r.states[f"{stage}/refinished"] = snapshot(r, stage)
+        r.states[f"{stage}/second"] = snapshot(r, stage)
+        if source == "dev":  # delete and deploy again: a new WebSocket API
+            r.states[f"{stage}/old_api"] = {
+                "id": r.deployed(stage)["websocket_api"]["websocket_api_id"]
+            }
+            out.append(r.run("chalice", "delete", "--stage", stage))
+            out.append(r.run("chalice", "deploy", "--stage", stage))
+            r.states[f"{stage}/redeployed"] = snapshot(r, stage)
+            out.append(r.run("slipway", "finish", "--stage", stage))
+            r.states[f"{stage}/refinished"] = snapshot(r, stage)
+
+    try:
+        with ThreadPoolExecutor(len(stages)) as pool:  # the two stages at once: 2 cores
+            for done in [pool.submit(deploy, *item) for item in stages.items()]:
+                done.result()
         yield r
     finally:
         server.stop()
@@ -243,7 +261,7 @@ def test_seven_functions_with_the_stages_memory_and_timeout(rehearsal, source):
 
 
 def test_a_second_deploy_duplicates_nothing(rehearsal):
-    stage = rehearsal.stages["dev"]
+    stage = rehearsal.stages["prod"]
     first, second = rehearsal.states[f"{stage}/first"], rehearsal.states[f"{stage}/second"]
     assert counts(second) == counts(first)
     assert counts(second) | {"functions": 7, "mappings": 2, "websocket_apis": 1} == counts(second)
@@ -364,7 +382,7 @@ def test_chalice_delete_and_teardown_leave_nothing(rehearsal):
     for stage in rehearsal.stages.values():
         refused = subprocess.run(
             [str(BIN / "slipway"), "teardown", "--stage", stage, "--yes"],
-            cwd=rehearsal.project,
+            cwd=rehearsal.project(stage),
             env=rehearsal.env(),
             capture_output=True,
             text=True,
@@ -373,7 +391,7 @@ def test_chalice_delete_and_teardown_leave_nothing(rehearsal):
         rehearsal.run("chalice", "delete", "--stage", stage)
         unconfirmed = subprocess.run(
             [str(BIN / "slipway"), "teardown", "--stage", stage],
-            cwd=rehearsal.project,
+            cwd=rehearsal.project(stage),
             env=rehearsal.env(),
             input="no\n",
             capture_output=True,
