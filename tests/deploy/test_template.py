@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 from typing import Any
 
@@ -61,34 +60,6 @@ KEY_SOURCES = {  # KeyFromParameter -> what the functions read the key from
 def resolved(value: Any, from_parameter: bool) -> Any:
     conditions = {"KeyFromParameter": from_parameter, "KeyFromSecret": not from_parameter}
     return iam.resolve(value, REFS, ATTRIBUTES, conditions)
-
-
-@pytest.fixture(scope="session")
-def translated(packaged: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each stage's template as plain CloudFormation, through the SAM translator that
-    CloudFormation runs, after `aws cloudformation package` has uploaded the code."""
-    from samtranslator.translator.transform import transform
-
-    class NoManagedPolicies:
-        def load(self) -> dict[str, str]:
-            raise AssertionError("the template names no AWS managed policy")
-
-    out = {}
-    saved = os.environ.get("AWS_DEFAULT_REGION")
-    os.environ["AWS_DEFAULT_REGION"] = REGION  # the translator's region (no AWS call)
-    try:
-        for stage, template in packaged.items():
-            template = copy.deepcopy(template)
-            for resource in template["Resources"].values():
-                if resource["Type"] == "AWS::Serverless::Function":
-                    resource["Properties"]["CodeUri"] = "s3://artifacts-bucket/deployment.zip"
-            out[stage] = transform(template, {}, NoManagedPolicies())
-    finally:
-        if saved is None:
-            del os.environ["AWS_DEFAULT_REGION"]
-        else:
-            os.environ["AWS_DEFAULT_REGION"] = saved
-    return out
 
 
 def lint(template: dict[str, Any]) -> list[str]:
