@@ -9,9 +9,9 @@
   - The API handler's log group, `/aws/lambda/<app>-<stage>` (Chalice names the
     function `<app>-<stage>` but would put the retention on
     `/aws/lambda/<app>-<stage>-api_handler`), gets the stage's log retention.
-  - The policy names the WebSocket API that exists now: bootstrap runs again
-    (idempotent) with the id from `.chalice/deployed/<stage>.json`, and the policy
-    is put on every role of the deployment. A policy pinned to another API (left by
+  - The policy names the WebSocket API that exists now: `.chalice/policy-<stage>.json`
+    gets the id from `.chalice/deployed/<stage>.json` (nothing else in it changes),
+    and the policy is put on every role of the deployment. A policy pinned to another API (left by
     `chalice delete` + `chalice deploy`, which denies every @connections call) is
     said loudly, then corrected.
   A second run changes nothing.
@@ -72,6 +72,22 @@ def pinned_api_ids(document: dict[str, Any]) -> set[str]:
     return ids
 
 
+def pin_api(document: dict[str, Any], api_id: str) -> dict[str, Any]:
+    """The policy with its @connections statement naming only this WebSocket API
+    (bootstrap's policy names any API id until the first deploy)."""
+    document = json.loads(json.dumps(document))
+    for statement in document.get("Statement", []):
+        if statement.get("Sid") != CONNECTIONS_SID:
+            continue
+        arns = statement["Resource"]
+        pinned = []
+        for arn in [arns] if isinstance(arns, str) else arns:
+            head, resource = arn.rsplit(":", 1)
+            pinned.append(f"{head}:{api_id}/{resource.split('/', 1)[1]}")
+        statement["Resource"] = pinned if not isinstance(arns, str) else pinned[0]
+    return document
+
+
 def api_handler_log_group(app: str, stage: str) -> str:
     """Chalice names the API handler `<app>-<stage>`; Lambda logs to this group."""
     return f"/aws/lambda/{app}-{stage}"
@@ -118,17 +134,27 @@ def finish(
         before = json.loads(policy_path.read_text())
     except (OSError, ValueError):
         before = {}
+    if pinned_api_ids(before) == set():
+        raise PostDeployError(
+            f"no @connections statement in {policy_path}: run `slipway bootstrap --stage "
+            f"{stage}` (it writes the policy), then `chalice deploy` and this again"
+        )
     api_id, _ = bootstrap.deployed_apis(config_dir, stage)
+    if not api_id:
+        raise PostDeployError(
+            f"no WebSocket API in .chalice/deployed/{stage}.json: run `chalice deploy` first"
+        )
     stale = pinned_api_ids(before) - {api_id, policy.ANY_API}
-    if api_id and stale:
+    if stale:
         say(
             f"WARNING: {policy_path} names the WebSocket API {', '.join(sorted(stale))}, "
             f"which is not this stage's ({api_id}): every @connections call was denied. "
             "Correcting it now."
         )
-    result = bootstrap.bootstrap(stage, session, config_path, endpoint_url=endpoint_url)
-    changes += result.changes
-    document = json.loads(result.policy_path.read_text())
+    document = pin_api(before, api_id)
+    if document != before:
+        policy_path.write_text(json.dumps(document, indent=2) + "\n")
+        changes.append(f"wrote {policy_path}: @connections of the WebSocket API {api_id} only")
 
     iam = client("iam")
     text = json.dumps(document)
