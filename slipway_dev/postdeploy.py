@@ -72,6 +72,17 @@ def pinned_api_ids(document: dict[str, Any]) -> set[str]:
     return ids
 
 
+def unknown_functions(
+    config: dict[str, Any], stage: str, deployed: list[dict[str, Any]]
+) -> list[str]:
+    """The names under `lambda_functions` (top level and the stage's) that name no
+    deployed function: Chalice silently ignores them."""
+    names = {r["name"] for r in deployed if r.get("resource_type") == "lambda_function"}
+    configured = set(config.get("lambda_functions", {}))
+    configured |= set(config.get("stages", {}).get(stage, {}).get("lambda_functions", {}))
+    return sorted(configured - names)
+
+
 def pin_api(document: dict[str, Any], api_id: str) -> dict[str, Any]:
     """The policy with its @connections statement naming only this WebSocket API
     (bootstrap's policy names any API id until the first deploy)."""
@@ -129,6 +140,12 @@ def finish(
         return session.client(service, endpoint_url=endpoint_url)
 
     changes: list[str] = []
+    for name in unknown_functions(config, stage, deployed):
+        say(
+            f"WARNING: .chalice/config.json sets lambda_functions.{name} for stage {stage}, "
+            "but no function has that name: Chalice ignores its settings (the WebSocket "
+            "functions are websocket_connect, websocket_message, websocket_disconnect)"
+        )
     policy_path = config_dir / f"policy-{stage}.json"
     try:
         before = json.loads(policy_path.read_text())

@@ -36,3 +36,31 @@ def test_a_stale_id_is_replaced_and_nothing_else_changes():
     assert postdeploy.pinned_api_ids(stale) == {"old999"}
     assert postdeploy.pin_api(stale, "new123") == _document("new123")
     assert postdeploy.pinned_api_ids(postdeploy.pin_api(stale, "new123")) == {"new123"}
+
+
+def test_settings_under_a_name_chalice_does_not_know_are_named():
+    """The bug of `ws_connect` (Chalice's name is `websocket_connect`): the settings
+    were silently ignored."""
+    deployed = [
+        {"resource_type": "lambda_function", "name": n}
+        for n in ("api_handler", "websocket_connect", "worker")
+    ]
+    deployed.append({"resource_type": "iam_role", "name": "ws_connect"})
+    config = {
+        "lambda_functions": {"worker": {}},
+        "stages": {"dev": {"lambda_functions": {"ws_connect": {}, "websocket_connect": {}}}},
+    }
+    assert postdeploy.unknown_functions(config, "dev", deployed) == ["ws_connect"]
+    assert postdeploy.unknown_functions(config, "prod", deployed) == []
+
+
+def test_the_committed_config_names_only_real_functions():
+    import json
+
+    from .conftest import ROOT
+    from .expected import LOGICAL_IDS
+
+    config = json.loads((ROOT / ".chalice/config.json").read_text())
+    deployed = [{"resource_type": "lambda_function", "name": n} for n in LOGICAL_IDS]
+    for stage in config["stages"]:
+        assert postdeploy.unknown_functions(config, stage, deployed) == []
