@@ -377,28 +377,33 @@ def test_log_retention_on_the_groups_the_functions_write_to(rehearsal, source):
     }
 
 
+def _attempt(rehearsal: Rehearsal, stage: str, *args: str, answer: str = "") -> Any:
+    return subprocess.run(
+        [str(BIN / "slipway"), "teardown", "--stage", stage, *args],
+        cwd=rehearsal.project(stage),
+        env=rehearsal.env(),
+        input=answer,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_chalice_delete_and_teardown_leave_nothing(rehearsal):
-    """Runs last (it deletes the rehearsal's stages)."""
-    for stage in rehearsal.stages.values():
-        refused = subprocess.run(
-            [str(BIN / "slipway"), "teardown", "--stage", stage, "--yes"],
-            cwd=rehearsal.project(stage),
-            env=rehearsal.env(),
-            capture_output=True,
-            text=True,
-        )
+    """Runs last (it deletes the rehearsal's stages), both stages at once."""
+
+    def remove(stage: str) -> dict[str, Any]:
+        refused = _attempt(rehearsal, stage, "--yes")
         assert refused.returncode == 1 and "chalice delete" in refused.stderr
         rehearsal.run("chalice", "delete", "--stage", stage)
-        unconfirmed = subprocess.run(
-            [str(BIN / "slipway"), "teardown", "--stage", stage],
-            cwd=rehearsal.project(stage),
-            env=rehearsal.env(),
-            input="no\n",
-            capture_output=True,
-            text=True,
-        )
-        assert unconfirmed.returncode == 1
+        unconfirmed = _attempt(rehearsal, stage, answer="no\n")
+        assert unconfirmed.returncode == 1 and "not confirmed" in unconfirmed.stderr
         assert snapshot(rehearsal, stage)["tables"] == [f"{APP}-{stage}"]
         rehearsal.run("slipway", "teardown", "--stage", stage, "--yes")
-        left = {kind: things for kind, things in snapshot(rehearsal, stage).items() if things}
-        assert left == {}
+        return {kind: things for kind, things in snapshot(rehearsal, stage).items() if things}
+
+    with ThreadPoolExecutor(len(rehearsal.stages)) as pool:
+        left = dict(
+            zip(rehearsal.stages.values(), pool.map(remove, rehearsal.stages.values()), strict=True)
+        )
+    assert left == {stage: {} for stage in rehearsal.stages.values()}
