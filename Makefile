@@ -41,7 +41,7 @@ format: install
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis
 
-# -- deployment (infra/DEPLOY.md) ------------------------------------------------
+# -- deployment (docs/deploy.md) -------------------------------------------------
 # `make package [STAGE=prod]`: the CloudFormation template (Chalice's functions and
 # APIs merged with infra/resources.json) in build/package/sam.json, and the code in
 # build/package/deployment.zip. Offline: no AWS call, no credentials; chalice
@@ -52,8 +52,8 @@ PACKAGE_REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 .PHONY: package
 package: install
-	$(VENV)/bin/slipway check-target --stage $(STAGE)
+	$(VENV)/bin/slipway check-target --warn-only --stage $(STAGE)
 	rm -rf $(PACKAGE_DIR)
 	AWS_DEFAULT_REGION=$(PACKAGE_REGION) $(VENV)/bin/chalice package --stage $(STAGE) \
 		--merge-template infra/resources.json $(PACKAGE_DIR)
-	@echo "wrote $(PACKAGE_DIR)/sam.json for stage $(STAGE); deploy it: infra/DEPLOY.md"
+	@echo "wrote $(PACKAGE_DIR)/sam.json for stage $(STAGE); deploy it as docs/deploy.md says (path A: aws cloudformation package, then deploy with --s3-bucket)"

@@ -18,7 +18,8 @@ Then it writes their names into the stage's environment variables in
 the only permissions the functions need, on exactly these resources. The WebSocket
 API's id is known only after the first `chalice deploy`; until then the
 @connections permission names any API id of this account at this stage name, and
-a run after the deploy (then `chalice deploy` again) pins it to the stage's API.
+`slipway finish` (slipway_dev/postdeploy.py), after the deploy, pins it to the
+stage's API.
 
 The CloudFormation path (`make package`, infra/resources.json) creates the same
 resources and the same policy inside the stack instead.
@@ -350,12 +351,12 @@ def _report(result: Result, stage: str, say: Callable[[str], None]) -> None:
     say(f"policy: {result.policy_path}")
     if result.api_id is None:
         say(
-            f"next: chalice deploy --stage {stage}; then run this again and deploy once more: "
-            "the policy names the WebSocket API only once its id is known"
+            f"next: chalice deploy --stage {stage}; then slipway finish --stage {stage}, "
+            "which also pins the WebSocket API's id in the policy once it is known"
         )
     else:
         say(f"WebSocket API: {result.api_id} (pinned in the policy)")
-        say(f"next: chalice deploy --stage {stage}")
+        say(f"next: chalice deploy --stage {stage}; then slipway finish --stage {stage}")
     if result.key_variable == resources.KEY_PARAMETER_VARIABLE:
         say(
             f"the key: aws ssm get-parameter --name {result.key_name} --with-decryption "

@@ -31,9 +31,17 @@ log = logging.getLogger("slipway_dev.cli")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slipway")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{bootstrap,check-target,local}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="{bootstrap,finish,teardown,check-target,local}"
+    )
     commands.add_parser(
         "bootstrap", add_help=False, help="create the AWS resources for chalice deploy"
+    )
+    commands.add_parser(
+        "finish", add_help=False, help="after each chalice deploy: what Chalice leaves out"
+    )
+    commands.add_parser(
+        "teardown", add_help=False, help="after chalice delete: delete what bootstrap made"
     )
     commands.add_parser(
         "check-target",
@@ -260,6 +268,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import bootstrap
 
         return bootstrap.main(argv[1:])
+    if argv[:1] == ["finish"]:
+        from . import postdeploy
+
+        return postdeploy.finish_main(argv[1:])
+    if argv[:1] == ["teardown"]:
+        from . import postdeploy
+
+        return postdeploy.teardown_main(argv[1:])
     if argv[:1] == ["check-target"]:
         from . import target
 

@@ -3,11 +3,14 @@
 .chalice/config.json ships every stage with a placeholder backend
 (`https://backend.example.com/ws`). `chalice local` runs the demo backend in its
 place and says so; a packaged or deployed stage would POST every client event
-there and reject every connection. `make package` runs this first:
+there and reject every connection. `make package` runs this first, and a deploy
+pipeline can run it as a gate:
 
 - no TARGET_URL, or one that is not an http(s) URL: refused, whatever the stage;
 - a placeholder (a reserved domain: example.com, .invalid, ...): a warning for a
   development stage (`dev`, or any named with --dev-stage), refused for any other;
+  `--warn-only` (what `make package` passes: a template is not a deployment, and
+  one is often built to be read first) makes it a warning for every stage;
 - anything else: fine, and silent.
 
 It reads the stage as `chalice package` does (Chalice's own config loader): the
@@ -55,7 +58,7 @@ def problem(url: str | None, stage: str, dev: bool) -> tuple[bool, str] | None:
         f"go there and every connection be refused. Set {where} to your backend's URL"
     )
     if dev:
-        return False, said + " (a warning: a development stage may be packaged without one)"
+        return False, said + " (a warning: fix it before you deploy this stage)"
     return True, said + " (docs/deploy.md#before-you-start)"
 
 
@@ -77,13 +80,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--project-dir", type=Path, default=ROOT, help="the Chalice project (default: this one)"
     )
+    parser.add_argument(
+        "--warn-only",
+        action="store_true",
+        help="only warn about a placeholder, for any stage (make package: packaging is not "
+        "deploying; a missing or malformed TARGET_URL is still an error)",
+    )
     args = parser.parse_args(argv)
     try:
         env = stage_environment(args.project_dir, args.stage)
     except Exception as exc:  # Chalice's own message: a missing stage, bad JSON...
         _say("error", f"cannot read stage {args.stage} of {args.project_dir}: {exc}")
         return 2
-    found = problem(env.get("TARGET_URL"), args.stage, args.stage in args.dev_stage)
+    dev = args.warn_only or args.stage in args.dev_stage
+    found = problem(env.get("TARGET_URL"), args.stage, dev)
     if found is None:
         return 0
     refused, message = found

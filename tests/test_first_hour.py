@@ -173,9 +173,10 @@ def test_check_target_warns_for_dev_and_refuses_the_placeholder_elsewhere(
     assert code == 2 and "stage bare has no TARGET_URL" in err
 
 
-def test_make_package_refuses_a_stage_whose_target_is_the_placeholder(tmp_path: Path) -> None:
+def test_make_package_warns_of_a_stage_whose_target_is_the_placeholder(tmp_path: Path) -> None:
     """`make package STAGE=prod` wrote a template that sends every event to
-    backend.example.com, silently."""
+    backend.example.com, silently. It still writes it (a template is not a
+    deployment: issue 23 reads its settings), but says so."""
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
@@ -198,11 +199,31 @@ def test_make_package_refuses_a_stage_whose_target_is_the_placeholder(tmp_path: 
         text=True,
         timeout=300,
     )
-    assert done.returncode != 0
-    assert "stage prod's TARGET_URL https://backend.example.com/ws is the placeholder" in (
-        done.stderr
+    assert done.returncode == 0, done.stderr
+    assert (
+        "warning: stage prod's TARGET_URL https://backend.example.com/ws is the placeholder"
+        in done.stderr
     )
-    assert not out.exists()  # refused before chalice package ran
+    template = json.loads((out / "sam.json").read_text())
+    memory = {
+        name: template["Resources"][name]["Properties"]["MemorySize"]
+        for name in ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect")
+    }
+    assert memory == {
+        "WebsocketConnect": 512,
+        "WebsocketMessage": 512,
+        "WebsocketDisconnect": 512,
+    }
+
+
+def test_check_target_gates_a_deploy_of_the_placeholder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = _project(tmp_path, {"prod": "https://backend.example.com/ws", "bare": None})
+    argv = ["check-target", "--warn-only", "--project-dir", str(project), "--stage"]
+    assert cli.main([*argv, "prod"]) == 0
+    assert "warning: stage prod's TARGET_URL" in capsys.readouterr().err
+    assert cli.main([*argv, "bare"]) == 2  # no URL at all is never only a warning
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

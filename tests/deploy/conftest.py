@@ -3,6 +3,7 @@ and a moto server of our own for bootstrap and the key store."""
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import os
@@ -85,3 +86,31 @@ def moto() -> Iterator[str]:
 @pytest.fixture
 def session() -> boto3.session.Session:
     return boto3.session.Session(region_name=REGION, **DUMMY)
+
+
+@pytest.fixture(scope="session")
+def translated(packaged: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each stage's template as plain CloudFormation, through the SAM translator that
+    CloudFormation runs, after `aws cloudformation package` has uploaded the code."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            raise AssertionError("the template names no AWS managed policy")
+
+    out = {}
+    saved = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = REGION  # the translator's region (no AWS call)
+    try:
+        for stage, template in packaged.items():
+            template = copy.deepcopy(template)
+            for resource in template["Resources"].values():
+                if resource["Type"] == "AWS::Serverless::Function":
+                    resource["Properties"]["CodeUri"] = "s3://artifacts-bucket/deployment.zip"
+            out[stage] = transform(template, {}, NoManagedPolicies())
+    finally:
+        if saved is None:
+            del os.environ["AWS_DEFAULT_REGION"]
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = saved
+    return out

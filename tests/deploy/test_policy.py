@@ -96,7 +96,7 @@ def test_every_action_the_code_uses_is_granted(packaged):
 def test_nothing_is_granted_that_the_code_does_not_use(packaged):
     used = iam.required_actions(iam.code_operations())
     allowed = used | iam.EVENT_SOURCE | iam.LOGS | {"execute-api:ManageConnections"}
-    allowed |= {"logs:CreateLogGroup", "sqs:ChangeMessageVisibility"}  # see DEPLOY.md
+    allowed |= {"logs:CreateLogGroup", "sqs:ChangeMessageVisibility"}  # see docs/deploy.md
     for what, document, _ in all_policies(packaged):
         assert set(iam.grants(document)) - allowed == set(), what
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 from typing import Any
 
@@ -16,7 +15,7 @@ from chalicelib.grip.limits import KEEPALIVE_INDEX
 from slipway_dev import bootstrap
 from slipway_dev import resources as slipway_resources
 
-from . import iam
+from . import expected, iam
 from .conftest import REGION, ROOT, STAGES
 
 FUNCTIONS = {
@@ -62,34 +61,6 @@ KEY_SOURCES = {  # KeyFromParameter -> what the functions read the key from
 def resolved(value: Any, from_parameter: bool) -> Any:
     conditions = {"KeyFromParameter": from_parameter, "KeyFromSecret": not from_parameter}
     return iam.resolve(value, REFS, ATTRIBUTES, conditions)
-
-
-@pytest.fixture(scope="session")
-def translated(packaged: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each stage's template as plain CloudFormation, through the SAM translator that
-    CloudFormation runs, after `aws cloudformation package` has uploaded the code."""
-    from samtranslator.translator.transform import transform
-
-    class NoManagedPolicies:
-        def load(self) -> dict[str, str]:
-            raise AssertionError("the template names no AWS managed policy")
-
-    out = {}
-    saved = os.environ.get("AWS_DEFAULT_REGION")
-    os.environ["AWS_DEFAULT_REGION"] = REGION  # the translator's region (no AWS call)
-    try:
-        for stage, template in packaged.items():
-            template = copy.deepcopy(template)
-            for resource in template["Resources"].values():
-                if resource["Type"] == "AWS::Serverless::Function":
-                    resource["Properties"]["CodeUri"] = "s3://artifacts-bucket/deployment.zip"
-            out[stage] = transform(template, {}, NoManagedPolicies())
-    finally:
-        if saved is None:
-            del os.environ["AWS_DEFAULT_REGION"]
-        else:
-            os.environ["AWS_DEFAULT_REGION"] = saved
-    return out
 
 
 def lint(template: dict[str, Any]) -> list[str]:
@@ -144,6 +115,37 @@ def test_sqs_event_sources_report_batch_item_failures(translated, stage):
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert resolved(mapping["EventSourceArn"], True) == ATTRIBUTES[queue]
         assert mapping["BatchSize"] == 10
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_function_has_the_stages_memory_and_timeout(packaged, stage):
+    """docs/deploy.md's table, in the template `make package STAGE=<stage>` writes to
+    build/package/sam.json (prod: the WebSocket functions' 512 MB)."""
+    resources = packaged[stage]["Resources"]
+    got = {
+        name: (
+            resources[logical]["Properties"]["Timeout"],
+            resources[logical]["Properties"]["MemorySize"],
+        )
+        for name, logical in expected.LOGICAL_IDS.items()
+    }
+    assert got == expected.SETTINGS[stage]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_function_logs_to_a_group_with_retention(translated, stage):
+    """Each function's log group, /aws/lambda/<the function's name>, is in the stack
+    with the documented retention."""
+    resources = translated[stage]["Resources"]
+    groups = {
+        r["Properties"]["LogGroupName"]["Fn::Sub"]: r["Properties"]["RetentionInDays"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Logs::LogGroup"
+    }
+    assert groups == {
+        f"/aws/lambda/${{{logical}}}": expected.LOG_RETENTION_DAYS
+        for logical in expected.LOGICAL_IDS.values()
+    }
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -354,3 +356,14 @@ def test_makefile_packages_with_the_merge_template():
     command = " ".join(out.replace("\\\n", " ").split())
     assert "chalice package --stage prod --merge-template infra/resources.json /tmp/x" in command
     assert "AWS_DEFAULT_REGION=" in command
+
+
+def test_the_documented_deploy_uploads_the_template(packaged):
+    """CloudFormation takes at most 51,200 bytes of template inline; slipway's is
+    close to it (`aws cloudformation package` only shortens the code URIs), so the
+    documented `aws cloudformation deploy` passes --s3-bucket."""
+    size = max(len(json.dumps(t, indent=2)) for t in packaged.values())
+    assert size > 51_200 - 16_000  # close enough to the limit to need the bucket
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    command = docs.split("aws cloudformation deploy ", 1)[1].split("\n```", 1)[0]
+    assert "--s3-bucket" in command.split("aws ", 1)[0]
