@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.aws.table import KEEPALIVE_INDEX
+
 # Key prefixes the code writes to the bucket (chalicelib/fanout.py _BLOB_PREFIX;
 # chalicelib/grip/envelope.py UPLOAD_PREFIX and DOWNLOAD_PREFIX; backends' uploads,
 # chalicelib/grip/uploads.py PREFIX: presigned PUTs, and the refs' ranged GETs).
@@ -32,8 +34,8 @@ TABLE_ACTIONS = (
     "dynamodb:BatchWriteItem",
     "dynamodb:BatchGetItem",
 )
-# The keep-alive scheduler queries the table's one index (slipway_dev/resources.py).
-TABLE_INDEX = "keepalive"
+# The keep-alive scheduler queries the table's one index (chalicelib/aws/table.py).
+TABLE_INDEX = KEEPALIVE_INDEX
 QUEUE_ACTIONS = (
     "sqs:SendMessage",
     # the worker's event source mapping polls with the function's role:

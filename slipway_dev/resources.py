@@ -24,6 +24,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.aws.table import KEEPALIVE_INDEX_SCHEMA, TABLE_SCHEMA, TTL_ATTRIBUTE
+
 log = logging.getLogger(__name__)
 
 Report = Callable[[str], None]
@@ -43,32 +45,8 @@ def _error_code(exc: Exception) -> str:
 
 # -- the table ------------------------------------------------------------------
 
-# The one table's shape (chalicelib/aws/store.py): pk/sk strings, on demand,
-# items expire on `expires_at` (epoch seconds). Encrypted at rest by default.
-# The `keepalive` index finds the connections whose keep-alive is due at a
-# second (chalicelib/grip/keepalive.py), with what sending needs.
-KEEPALIVE_INDEX = {
-    "IndexName": "keepalive",
-    "KeySchema": [{"AttributeName": "ka_slot", "KeyType": "HASH"}],
-    "Projection": {
-        "ProjectionType": "INCLUDE",
-        "NonKeyAttributes": ["endpoint", "envelope", "keep_alive", "channels"],
-    },
-}
-TABLE_SCHEMA: dict[str, Any] = {
-    "AttributeDefinitions": [
-        {"AttributeName": "pk", "AttributeType": "S"},
-        {"AttributeName": "sk", "AttributeType": "S"},
-        {"AttributeName": "ka_slot", "AttributeType": "S"},
-    ],
-    "KeySchema": [
-        {"AttributeName": "pk", "KeyType": "HASH"},
-        {"AttributeName": "sk", "KeyType": "RANGE"},
-    ],
-    "GlobalSecondaryIndexes": [KEEPALIVE_INDEX],
-    "BillingMode": "PAY_PER_REQUEST",
-}
-TTL_ATTRIBUTE = "expires_at"
+# The one table's shape is defined with its key scheme (chalicelib/aws/table.py):
+# pk/sk strings, on demand, items expire on TTL_ATTRIBUTE, and the keepalive index.
 
 
 def _key_schema(schema: list[dict[str, str]]) -> set[tuple[str, str]]:
@@ -100,13 +78,13 @@ def ensure_table(ddb: Any, name: str, report: Report = _log, *, correct: bool = 
     indexes = (
         {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])} if not created else set()
     )
-    if not created and KEEPALIVE_INDEX["IndexName"] not in indexes:
+    if not created and KEEPALIVE_INDEX_SCHEMA["IndexName"] not in indexes:
         ddb.update_table(
             TableName=name,
             AttributeDefinitions=TABLE_SCHEMA["AttributeDefinitions"],
-            GlobalSecondaryIndexUpdates=[{"Create": KEEPALIVE_INDEX}],
+            GlobalSecondaryIndexUpdates=[{"Create": KEEPALIVE_INDEX_SCHEMA}],
         )
-        report(f"added the {KEEPALIVE_INDEX['IndexName']} index to {name}")
+        report(f"added the {KEEPALIVE_INDEX_SCHEMA['IndexName']} index to {name}")
     ttl = {} if created else ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
     if ttl.get("TimeToLiveStatus", "DISABLED") in ("ENABLED", "ENABLING"):
         if ttl.get("AttributeName") != TTL_ATTRIBUTE:
