@@ -43,7 +43,7 @@ class KeepAliveSlots:
         self._t = t
         self._connections = connections
 
-    def set(self, connection_id: str, settings: ka.Settings | None) -> None:
+    def schedule(self, connection_id: str, settings: ka.Settings | None) -> None:
         """Schedule (or, with None, stop) a connection's keep-alive; TooManyTimeouts
         when the deployment already uses the most distinct timeouts it may."""
         names = {"#k": "keep_alive", "#s": table.SLOT_ATTRIBUTE}

@@ -112,7 +112,7 @@ class Sockets:
         return self._region
 
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        conns = self._local.__dict__.setdefault("conns", {})
+        conns: dict[str, http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})
         conn = conns.get(netloc)
         if conn is None:
             if scheme == "https":
@@ -169,7 +169,8 @@ class Sockets:
 
     def info(self, endpoint: str, connection_id: str) -> dict[str, Any]:
         """`{"connectedAt", "lastActiveAt", "identity": {"sourceIp", "userAgent"}}`."""
-        return json.loads(self._call("GET", endpoint, connection_id) or b"{}")
+        info: dict[str, Any] = json.loads(self._call("GET", endpoint, connection_id) or b"{}")
+        return info
 
     # -- many at once ---------------------------------------------------------
 

@@ -130,7 +130,7 @@ class Store:
 
     def set_keep_alive(self, connection_id: str, settings: ka.Settings | None) -> None:
         """Schedule (or, with None, stop) a connection's keep-alive."""
-        self._slots.set(connection_id, settings)
+        self._slots.schedule(connection_id, settings)
 
     def keepalive_timeouts(self) -> list[int]:
         return self._slots.timeouts()
