@@ -9,8 +9,9 @@ setting that differs (`correct=True`, bootstrap) or leaves it as it is
 (`correct=False`, the local stack against an endpoint of the user's). Every
 change made is passed to `report`, one sentence each.
 
-The settings themselves are defined here once; infra/resources.json declares the
-same ones for the CloudFormation path (tests/deploy/test_template.py compares).
+The settings themselves are defined here once (the table's with its key scheme, in
+chalicelib/aws/table.py); infra/resources.json declares the same ones for the
+CloudFormation path (tests/deploy/test_template.py and tests/test_table.py compare).
 """
 
 from __future__ import annotations

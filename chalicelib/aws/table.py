@@ -2,8 +2,8 @@
 the few calls every repository makes the same way.
 
 The schema is defined here once: the store reads and writes by it, slipway_dev
-creates the table from it (resources.py, policy.py), and
-tests/deploy/test_template.py checks infra/resources.json against it.
+creates the table from it (resources.py, policy.py), and tests/test_table.py
+checks infra/resources.json (the CloudFormation path) against it.
 
 Rows (partition key `pk`, sort key `sk`, both strings):
 - `conn#<id>` / `conn`: the connection record; its `channels` set mirrors
