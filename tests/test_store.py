@@ -494,6 +494,11 @@ class Refusing:
             return self._real.batch_get_item(RequestItems=RequestItems)
         return {"Responses": {}, "UnprocessedKeys": RequestItems}
 
+    def batch_write_item(self, RequestItems):  # noqa: N803
+        if not self._batch:
+            return self._real.batch_write_item(RequestItems=RequestItems)
+        return {"UnprocessedItems": RequestItems}
+
     def transact_write_items(self, TransactItems):  # noqa: N803
         if not self._transactions:
             return self._real.transact_write_items(TransactItems=TransactItems)
@@ -518,6 +523,14 @@ def test_unprocessed_reads_past_the_retries_are_throttled(store: Store, table: s
     assert refused.value.status == 503 and "1 reads" in refused.value.message
     # Keep-alive's read of deliveries goes on without them: a keep-alive too many.
     assert throttled.last_delivered({"a"}) == {}
+    # A connection whose row is gone: its listing row's delete is a batch write.
+    boto3.client("dynamodb").delete_item(
+        TableName=table, Key={"pk": {"S": "conn#c1"}, "sk": {"S": "conn"}}
+    )
+    with pytest.raises(Throttled) as refused:
+        throttled.remove_connection("c1")
+    assert "2 deletes" in refused.value.message
+    assert store.connection_ids(shard_of("c1"), None, 10)[0] == ["c1"]  # still listed
 
 
 def test_transactions_cancelled_past_the_retries_are_contended(store: Store, table: str) -> None:
