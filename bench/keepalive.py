@@ -43,6 +43,7 @@ def seed(table: str, endpoint: str, count: int, timeout: int, base: int) -> dict
     Returns each one's `since`."""
     import boto3
 
+    from chalicelib.aws.table import SLOT_ATTRIBUTE, TIMEOUTS_KEY, conn_key
     from chalicelib.grip import keepalive as ka
     from chalicelib.grip.payload import Payload
 
@@ -57,12 +58,11 @@ def seed(table: str, endpoint: str, count: int, timeout: int, base: int) -> dict
         since[cid] = settings.since
         rows.append(
             {
-                "pk": {"S": f"conn#{cid}"},
-                "sk": {"S": "conn"},
+                **conn_key(cid),
                 "endpoint": {"S": endpoint},
                 "envelope": {"BOOL": False},
                 "keep_alive": {"S": json.dumps(settings.to_fields())},
-                "ka_slot": {"S": settings.slot()},
+                SLOT_ATTRIBUTE: {"S": settings.slot()},
                 "expires_at": {"N": str(base + 7800)},
             }
         )
@@ -71,7 +71,7 @@ def seed(table: str, endpoint: str, count: int, timeout: int, base: int) -> dict
         ddb.batch_write_item(RequestItems={table: batch})
     ddb.update_item(
         TableName=table,
-        Key={"pk": {"S": "keepalive"}, "sk": {"S": "timeouts"}},
+        Key=TIMEOUTS_KEY,
         UpdateExpression="ADD timeouts :t",
         ExpressionAttributeValues={":t": {"NS": [str(timeout)]}},
     )

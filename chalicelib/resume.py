@@ -15,7 +15,6 @@ import secrets
 import time
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
 
 from . import farewell, services
 from .aws.queue import Message
@@ -23,6 +22,7 @@ from .grip import envelope, history, jobs
 from .grip.errors import Gone, TooLarge
 from .grip.limits import HISTORY_HEAD_EXTRA, HISTORY_INLINE
 from .grip.model import Connection
+from .grip.payload import Payload
 from .outbound import Outbound, send
 
 log = logging.getLogger("slipway.resume")
@@ -50,20 +50,14 @@ def record(
     cfg = svc.settings
     if not cfg.history:
         return None
-    fields: dict[str, Any] = {}
-    if message.stored is None and message.payload.at_most(HISTORY_INLINE):
-        payload = message.payload
-        fields = {"bin": {"B": payload.data}} if payload.binary else {"text": {"S": payload.text}}
-    else:
-        stored = message.store()  # the object envelope members are sent too
-        fields = {"stored": {"S": stored.key}, "binary": {"BOOL": stored.binary}}
-    if item_id is not None:
-        fields["id"] = {"S": item_id}
-    if prev_id is not None:
-        fields["prev_id"] = {"S": prev_id}
+    content: Payload | jobs.Stored = message.payload
+    if message.stored is not None or not message.payload.at_most(HISTORY_INLINE):
+        content = message.store()  # the object envelope members are sent too
     keep = cfg.history_seconds
     position = svc.store.take_offset(channel, message_id, keep, secrets.token_hex(4))
-    return position, lambda: svc.store.keep_entry(channel, position, fields, keep)
+    return position, lambda: svc.store.keep_entry(
+        channel, position, content, keep, item_id, prev_id
+    )
 
 
 # -- subscribe side -------------------------------------------------------------------

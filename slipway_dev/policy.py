@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.grip.limits import KEEPALIVE_INDEX
+from chalicelib.aws.table import KEEPALIVE_INDEX
 
 # Key prefixes the code writes to the bucket (chalicelib/fanout.py _BLOB_PREFIX;
 # chalicelib/grip/envelope.py UPLOAD_PREFIX and DOWNLOAD_PREFIX; backends' uploads,
@@ -34,7 +34,7 @@ TABLE_ACTIONS = (
     "dynamodb:BatchWriteItem",
     "dynamodb:BatchGetItem",
 )
-# The keep-alive scheduler queries the table's one index (slipway_dev/resources.py).
+# The keep-alive scheduler queries the table's one index (chalicelib/aws/table.py).
 TABLE_INDEX = KEEPALIVE_INDEX
 QUEUE_ACTIONS = (
     "sqs:SendMessage",

@@ -9,8 +9,9 @@ setting that differs (`correct=True`, bootstrap) or leaves it as it is
 (`correct=False`, the local stack against an endpoint of the user's). Every
 change made is passed to `report`, one sentence each.
 
-The settings themselves are defined here once; infra/resources.json declares the
-same ones for the CloudFormation path (tests/deploy/test_template.py compares).
+The settings themselves are defined here once (the table's with its key scheme, in
+chalicelib/aws/table.py); infra/resources.json declares the same ones for the
+CloudFormation path (tests/deploy/test_template.py and tests/test_table.py compare).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.grip.limits import KEEPALIVE_INDEX as KEEPALIVE_INDEX_NAME
+from chalicelib.aws.table import KEEPALIVE_INDEX_SCHEMA, TABLE_SCHEMA, TTL_ATTRIBUTE
 
 log = logging.getLogger(__name__)
 
@@ -45,32 +46,8 @@ def _error_code(exc: Exception) -> str:
 
 # -- the table ------------------------------------------------------------------
 
-# The one table's shape (chalicelib/aws/store.py): pk/sk strings, on demand,
-# items expire on `expires_at` (epoch seconds). Encrypted at rest by default.
-# The `keepalive` index finds the connections whose keep-alive is due at a
-# second (chalicelib/grip/keepalive.py), with what sending needs.
-KEEPALIVE_INDEX = {
-    "IndexName": KEEPALIVE_INDEX_NAME,
-    "KeySchema": [{"AttributeName": "ka_slot", "KeyType": "HASH"}],
-    "Projection": {
-        "ProjectionType": "INCLUDE",
-        "NonKeyAttributes": ["endpoint", "envelope", "keep_alive", "channels"],
-    },
-}
-TABLE_SCHEMA: dict[str, Any] = {
-    "AttributeDefinitions": [
-        {"AttributeName": "pk", "AttributeType": "S"},
-        {"AttributeName": "sk", "AttributeType": "S"},
-        {"AttributeName": "ka_slot", "AttributeType": "S"},
-    ],
-    "KeySchema": [
-        {"AttributeName": "pk", "KeyType": "HASH"},
-        {"AttributeName": "sk", "KeyType": "RANGE"},
-    ],
-    "GlobalSecondaryIndexes": [KEEPALIVE_INDEX],
-    "BillingMode": "PAY_PER_REQUEST",
-}
-TTL_ATTRIBUTE = "expires_at"
+# The one table's shape is defined with its key scheme (chalicelib/aws/table.py):
+# pk/sk strings, on demand, items expire on TTL_ATTRIBUTE, and the keepalive index.
 
 
 def _key_schema(schema: list[dict[str, str]]) -> set[tuple[str, str]]:
@@ -102,13 +79,13 @@ def ensure_table(ddb: Any, name: str, report: Report = _log, *, correct: bool = 
     indexes = (
         {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])} if not created else set()
     )
-    if not created and KEEPALIVE_INDEX["IndexName"] not in indexes:
+    if not created and KEEPALIVE_INDEX_SCHEMA["IndexName"] not in indexes:
         ddb.update_table(
             TableName=name,
             AttributeDefinitions=TABLE_SCHEMA["AttributeDefinitions"],
-            GlobalSecondaryIndexUpdates=[{"Create": KEEPALIVE_INDEX}],
+            GlobalSecondaryIndexUpdates=[{"Create": KEEPALIVE_INDEX_SCHEMA}],
         )
-        report(f"added the {KEEPALIVE_INDEX['IndexName']} index to {name}")
+        report(f"added the {KEEPALIVE_INDEX_SCHEMA['IndexName']} index to {name}")
     ttl = {} if created else ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
     if ttl.get("TimeToLiveStatus", "DISABLED") in ("ENABLED", "ENABLING"):
         if ttl.get("AttributeName") != TTL_ATTRIBUTE:

@@ -9,7 +9,9 @@ import pytest
 
 from chalicelib.aws.store import Connection, Store, TooManyChannels, UnknownConnection
 from chalicelib.grip import keepalive as ka
+from chalicelib.grip.history import Position
 from chalicelib.grip.introspection import CONNECTION_SHARDS, shard_of
+from chalicelib.grip.jobs import Stored
 from chalicelib.grip.payload import Payload
 
 EP = "http://127.0.0.1:1/dev"
@@ -227,8 +229,6 @@ def test_update_meta_sets_and_clears_at_once(store: Store) -> None:
 
 
 def test_a_resuming_connection_round_trips_its_positions(store: Store) -> None:
-    from chalicelib.grip.history import Position
-
     original = conn(
         envelope=True, resume=True, since={"a": Position("e1", 7), "b/c": Position("", 0)}
     )
@@ -239,11 +239,25 @@ def test_a_resuming_connection_round_trips_its_positions(store: Store) -> None:
     assert got is not None and got.since == {"a": Position("e1", 7)}
 
 
+def publish(
+    store: Store,
+    channel: str,
+    message_id: str,
+    content: Payload | Stored,
+    keep: int = 600,
+    epoch: str = "e",
+    item_id: str | None = None,
+) -> Position:
+    """A publish as the worker records it (resume.record): an offset, then its row."""
+    position = store.take_offset(channel, message_id, keep, epoch)
+    store.keep_entry(channel, position, content, keep, item_id)
+    return position
+
+
 def test_history_offsets_count_up_and_a_retried_publish_keeps_its_own(store: Store) -> None:
-    text = {"text": {"S": "hello"}}
-    first = store.append_history("room", "msg-1", text, keep=600, new_epoch="e1")
-    second = store.append_history("room", "msg-2", {"bin": {"B": b"\x00\xff"}}, 600, "e2")
-    again = store.append_history("room", "msg-2", {"bin": {"B": b"\x00\xff"}}, 600, "e3")
+    first = publish(store, "room", "msg-1", Payload.of_text("hello"), epoch="e1")
+    second = publish(store, "room", "msg-2", Payload.of_bytes(b"\x00\xff"), epoch="e2")
+    again = publish(store, "room", "msg-2", Payload.of_bytes(b"\x00\xff"), epoch="e3")
     assert (first, second, again) == (("e1", 1), ("e1", 2), ("e1", 2))
     assert store.history_head("room") == ("e1", 2)
     entries = store.history("room", "e1", after=0)
@@ -257,32 +271,59 @@ def test_history_offsets_count_up_and_a_retried_publish_keeps_its_own(store: Sto
     assert store.history_head("elsewhere") is None
 
 
+def test_a_kept_message_round_trips_inline_or_stored_with_its_ids(store: Store) -> None:
+    """What resume.record keeps comes back from the history as it went in."""
+    one = store.take_offset("room", "m1", 600, "e")
+    two = store.take_offset("room", "m2", 600, "e")
+    three = store.take_offset("room", "m3", 600, "e")
+    store.keep_entry("room", one, Payload.of_text("hi"), 600, "i1")
+    store.keep_entry("room", two, Stored("downloads/big.json", True), 600, "i2", "i1")
+    store.keep_entry("room", three, Stored("downloads/t.json", False), 600, prev_id="i2")
+    got = [
+        (e.offset, e.payload, e.stored, e.binary, e.id, e.prev_id)
+        for e in store.history("room", "e", after=0)
+    ]
+    assert got == [
+        (1, Payload.of_text("hi"), None, False, "i1", None),
+        (2, None, "downloads/big.json", True, "i2", "i1"),
+        (3, None, "downloads/t.json", False, None, "i2"),
+    ]
+    assert [e.offset for e in store.history("room", "e", after=0, limit=2)] == [1, 2]
+    assert store.history_offset_of("room", "e", "i2") == 2
+
+
+def test_an_offset_taken_before_its_row_is_kept_is_not_listed(store: Store) -> None:
+    """The worker takes the offset, then writes the row beside the delivery: until
+    then the history has a gap, not a message without content."""
+    position = store.take_offset("room", "m1", 600, "e")
+    assert store.history_head("room") == ("e", 1)
+    assert store.history("room", "e", after=0) == []
+    store.keep_entry("room", position, Payload.of_text("late"), 600)
+    assert [e.payload for e in store.history("room", "e", after=0)] == [Payload.of_text("late")]
+
+
 def test_a_batch_handed_out_again_keeps_every_offset(store: Store) -> None:
     """SQS hands a whole batch out again when it outlives its visibility timeout:
     each publish of it keeps the offset it took, not only the last."""
     from chalicelib.grip.history import RECENT
 
     ids = [f"msg-{i}" for i in range(RECENT)]
-    first = [store.append_history("room", m, {"text": {"S": m}}, 600, "e")[1] for m in ids]
-    again = [store.append_history("room", m, {"text": {"S": m}}, 600, "e")[1] for m in ids]
+    first = [publish(store, "room", m, Payload.of_text(m))[1] for m in ids]
+    again = [publish(store, "room", m, Payload.of_text(m))[1] for m in ids]
     assert first == again == list(range(1, RECENT + 1))
     assert store.history_head("room") == ("e", RECENT)
     # The head remembers at least RECENT: once it has been trimmed back, an older
     # message handed out again takes a new offset (documented in docs/resume.md).
     for k in range(RECENT):
-        store.append_history("room", f"newer-{k}", {"text": {"S": "n"}}, 600, "e")
-    assert store.append_history("room", f"newer-{RECENT - 1}", {}, 600, "e")[1] == 2 * RECENT
-    assert (
-        store.append_history("room", "msg-0", {"text": {"S": "m"}}, 600, "e")[1] == 2 * RECENT + 1
-    )
+        publish(store, "room", f"newer-{k}", Payload.of_text("n"))
+    assert store.take_offset("room", f"newer-{RECENT - 1}", 600, "e")[1] == 2 * RECENT
+    assert publish(store, "room", "msg-0", Payload.of_text("m"))[1] == 2 * RECENT + 1
 
 
 def test_an_expired_history_row_is_not_replayed(store: Store) -> None:
-    store.append_history("room", "m1", {"text": {"S": "old"}, "id": {"S": "i1"}}, 600, "e")
-    store.append_history("room", "m2", {"text": {"S": "new"}, "id": {"S": "i2"}}, 600, "e")
-    store.append_history(
-        "room", "m3", {"text": {"S": "x"}, "id": {"S": "i1"}}, keep=-1, new_epoch="e"
-    )
+    publish(store, "room", "m1", Payload.of_text("old"), item_id="i1")
+    publish(store, "room", "m2", Payload.of_text("new"), item_id="i2")
+    publish(store, "room", "m3", Payload.of_text("x"), keep=-1, item_id="i1")
     assert [e.offset for e in store.history("room", "e", after=0)] == [1, 2]
     assert store.history_offset_of("room", "e", "i2") == 2
     assert store.history_offset_of("room", "e", "i1") == 1  # the expired repeat is not it
@@ -341,3 +382,168 @@ def test_an_upload_is_claimed_once_until_released(store: Store) -> None:
     assert store.claim_upload("uploads/c1/other", until) is True
     store.release_upload("uploads/c1/k")
     assert store.claim_upload("uploads/c1/k", until) is True
+
+
+# -- keep-alive rows (keepalive_slots.py) ---------------------------------------------
+
+
+def test_keepalive_timeouts_are_registered_and_bounded(store: Store) -> None:
+    from chalicelib.grip.errors import TooManyTimeouts
+    from chalicelib.grip.limits import MAX_KEEPALIVE_TIMEOUTS
+
+    assert store.keepalive_timeouts() == []
+    timeouts = [10 + k for k in range(MAX_KEEPALIVE_TIMEOUTS)]
+    for k, timeout in enumerate(reversed(timeouts)):
+        store.put_connection(conn(f"c{k}"))
+        store.set_keep_alive(f"c{k}", ka.started(1000, Payload.of_text("p"), timeout, ka.IDLE))
+    store.set_keep_alive("c0", ka.started(1000, Payload.of_text("p"), 10, ka.IDLE))  # in use
+    assert store.keepalive_timeouts() == timeouts
+    with pytest.raises(TooManyTimeouts) as refused:
+        store.set_keep_alive("c0", ka.started(1000, Payload.of_text("p"), 999, ka.IDLE))
+    assert refused.value.status == 409
+    assert store.get_connection("c0").keep_alive["timeout"] == 10  # unchanged
+    with pytest.raises(UnknownConnection):
+        store.set_keep_alive("ghost", ka.started(1000, Payload.of_text("p"), 10, ka.IDLE))
+
+
+def test_a_keep_alive_is_rephased_unless_replaced(store: Store) -> None:
+    store.put_connection(conn(channels=frozenset()))
+    store.subscribe("c1", "room", EP, envelope=True)
+    settings = ka.started(1000, Payload.of_bytes(b"\x01"), 30, ka.INTERVAL)
+    store.set_keep_alive("c1", settings)
+    old = settings.slot()
+    new = ka.slot(30, settings.phase + 7)
+    store.rephase("c1", old, new)
+    assert store.due(old) == []
+    [target] = store.due(new)
+    assert target.connection_id == "c1" and target.channels == {"room"}
+    assert target.settings.payload == Payload.of_bytes(b"\x01")
+    assert target.settings.mode == ka.INTERVAL
+    store.rephase("c1", old, ka.slot(30, 1))  # not in `old` any more: stays
+    assert [t.connection_id for t in store.due(new)] == ["c1"]
+    store.rephase("ghost", old, new)  # gone: nothing to move
+
+
+def test_a_second_is_claimed_by_one_scheduler(store: Store) -> None:
+    assert store.claim_tick(1_000_000) is True
+    assert store.claim_tick(1_000_000) is False
+    assert store.claim_tick(1_000_001) is True
+
+
+def test_last_delivered_per_channel(store: Store) -> None:
+    store.delivered("a", 1000.25)
+    store.delivered("b", 2000.5)
+    store.delivered("a", 1500.75)
+    channels = {"a", "b", "never"} | {f"many{k}" for k in range(120)}  # two batch reads
+    assert store.last_delivered(channels) == {"a": 1500.75, "b": 2000.5}
+    assert store.last_delivered(set()) == {}
+
+
+# -- connections and joins ------------------------------------------------------------
+
+
+def test_a_close_is_kept_for_the_backend(store: Store) -> None:
+    store.put_connection(conn())
+    store.set_close("c1", 4001, "bye")
+    got = store.get_connection("c1")
+    assert (got.close_code, got.close_reason) == (4001, "bye")
+    with pytest.raises(UnknownConnection):
+        store.set_close("ghost", 4001, "bye")
+
+
+def test_a_join_done_on_a_channel_uses_its_position(store: Store) -> None:
+    store.put_connection(conn(resume=True, since={"a": Position("e", 3), "b": Position("e", 4)}))
+    store.subscribe("c1", "a", EP, resume=True, joining=True)
+    store.join_done("c1", "a")
+    got = store.get_connection("c1")
+    assert got.joins == 0 and got.since == {"b": Position("e", 4)}
+    store.join_done("c1", "b")  # no join queued (counted down already): the position goes
+    got = store.get_connection("c1")
+    assert got.joins == 0 and got.since == {}
+    store.join_done("ghost", "a")  # gone: nothing happens
+
+
+def test_removing_a_connection_without_its_row_removes_its_listing(
+    store: Store, table: str
+) -> None:
+    store.put_connection(conn())
+    db = boto3.client("dynamodb")
+    db.delete_item(TableName=table, Key={"pk": {"S": "conn#c1"}, "sk": {"S": "conn"}})
+    assert store.remove_connection("c1") is None
+    assert all_rows(table) == []
+    assert store.connection_ids(0, None, 100)[0] == []  # the first shard at least
+
+
+# -- DynamoDB refusing past the retries: typed errors ------------------------------
+
+
+class Refusing:
+    """A moto client that leaves every batch read unprocessed, or cancels every
+    transaction: what DynamoDB does under throttling or contention, which moto
+    never does by itself."""
+
+    def __init__(self, real, batch: bool = False, transactions: bool = False) -> None:
+        self._real, self._batch, self._transactions = real, batch, transactions
+        self.exceptions = real.exceptions
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def batch_get_item(self, RequestItems):  # noqa: N803 -- boto3's spelling
+        if not self._batch:
+            return self._real.batch_get_item(RequestItems=RequestItems)
+        return {"Responses": {}, "UnprocessedKeys": RequestItems}
+
+    def batch_write_item(self, RequestItems):  # noqa: N803
+        if not self._batch:
+            return self._real.batch_write_item(RequestItems=RequestItems)
+        return {"UnprocessedItems": RequestItems}
+
+    def transact_write_items(self, TransactItems):  # noqa: N803
+        if not self._transactions:
+            return self._real.transact_write_items(TransactItems=TransactItems)
+        error = {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"}}
+        raise self.exceptions.TransactionCanceledException(error, "TransactWriteItems")
+
+
+def refusing(table: str, **kw) -> Store:
+    store = Store(Refusing(boto3.client("dynamodb"), **kw), table, 7800, 3)
+    store._table.pause = lambda attempt: None  # no backoff: the outcome is the same
+    return store
+
+
+def test_unprocessed_reads_past_the_retries_are_throttled(store: Store, table: str) -> None:
+    from chalicelib.grip.errors import Throttled
+
+    store.put_connection(conn())
+    store.delivered("a", 1000.0)
+    throttled = refusing(table, batch=True)
+    with pytest.raises(Throttled) as refused:
+        throttled.connections(["c1"])
+    assert refused.value.status == 503 and "1 reads" in refused.value.message
+    # Keep-alive's read of deliveries goes on without them: a keep-alive too many.
+    assert throttled.last_delivered({"a"}) == {}
+    # A connection whose row is gone: its listing row's delete is a batch write.
+    boto3.client("dynamodb").delete_item(
+        TableName=table, Key={"pk": {"S": "conn#c1"}, "sk": {"S": "conn"}}
+    )
+    with pytest.raises(Throttled) as refused:
+        throttled.remove_connection("c1")
+    assert "2 deletes" in refused.value.message
+    assert store.connection_ids(shard_of("c1"), None, 10)[0] == ["c1"]  # still listed
+
+
+def test_transactions_cancelled_past_the_retries_are_contended(store: Store, table: str) -> None:
+    from chalicelib.grip.errors import Contended
+
+    store.put_connection(conn())
+    store.subscribe("c1", "b", EP)
+    contended = refusing(table, transactions=True)
+    with pytest.raises(Contended) as refused:
+        contended.subscribe("c1", "a", EP)
+    assert refused.value.status == 503
+    with pytest.raises(Contended):
+        contended.unsubscribe("c1", "b")
+    with pytest.raises(Contended):
+        contended.remove_connection("c1")
+    assert store.get_connection("c1").channels == {"b"} and store.count("b") == 1

@@ -41,7 +41,8 @@ class Blobs:
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def get(self, key: str) -> bytes:
-        return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        data: bytes = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return data
 
     def fetch(self, key: str, max_size: int) -> Blob:
         """The object, read only if it is at most `max_size` bytes (a larger one
@@ -82,8 +83,9 @@ class Blobs:
         """A presigned PUT for `key`, signed for the `Content-Type` (and `x-amz-acl`,
         when given) the uploader will send."""
         content_type = headers["Content-Type"]
+        url: str
         if "x-amz-acl" in headers:  # a client's envelope upload (the aux client sends it)
-            return self._s3.generate_presigned_url(
+            url = self._s3.generate_presigned_url(
                 "put_object",
                 Params={
                     "Bucket": self.bucket,
@@ -93,13 +95,16 @@ class Blobs:
                 },
                 ExpiresIn=expires,
             )
-        return self._s3.generate_presigned_url(
+            return url
+        url = self._s3.generate_presigned_url(
             "put_object",
             Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
             ExpiresIn=expires,
         )
+        return url
 
     def download_url(self, key: str, expires: int) -> str:
-        return self._s3.generate_presigned_url(
+        url: str = self._s3.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
         )
+        return url

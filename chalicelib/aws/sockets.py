@@ -41,7 +41,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 from urllib.parse import SplitResult, quote, urlsplit
 
 from botocore.auth import SigV4Auth
@@ -286,7 +286,8 @@ class Sockets:
 
     def info(self, endpoint: str, connection_id: str) -> dict[str, Any]:
         """`{"connectedAt", "lastActiveAt", "identity": {"sourceIp", "userAgent"}}`."""
-        return json.loads(self._one("GET", endpoint, connection_id) or b"{}")
+        info: dict[str, Any] = json.loads(self._one("GET", endpoint, connection_id) or b"{}")
+        return info
 
     # -- many at once ---------------------------------------------------------
 
@@ -449,7 +450,7 @@ def _close(stream: _Stream | None) -> None:
         stream.writer.close()
 
 
-def _read(event: object, body: bytearray) -> bool:
+def _read(event: object, body: bytearray) -> TypeGuard[h11.Response]:
     """Take one h11 event of a response: True for its head (status), the body
     kept; a connection closed part way raises (h11's RemoteProtocolError)."""
     if isinstance(event, h11.Data):

@@ -123,3 +123,17 @@ class BadGateway(SlipwayError):
     """The backend or @connections could not be reached, or answered nonsense."""
 
     status = 502
+
+
+class Throttled(Unavailable):
+    """DynamoDB kept leaving part of a batch call unprocessed (throttling) past
+    the retries: the caller may retry later."""
+
+    status = 503
+
+
+class Contended(Unavailable):
+    """A connection's or channel's rows kept changing under a store transaction
+    past the retries: the caller may retry."""
+
+    status = 503

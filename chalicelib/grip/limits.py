@@ -37,8 +37,6 @@ CONNECTION_TTL = MAX_LIFETIME + 600
 # A channel's history head outlives its messages by this many seconds: a client
 # back after a quiet spell still finds its epoch (a new one would fail its recovery).
 HISTORY_HEAD_EXTRA = 24 * 3600
-# The table's index of connections by keep-alive slot (the scheduler's query).
-KEEPALIVE_INDEX = "keepalive"
 # GRIP: the longest channel name accepted in a publish or a subscribe.
 MAX_CHANNEL_LENGTH = 512
 # How many channels one connection may join (default of SLIPWAY_MAX_CHANNELS).

@@ -76,7 +76,7 @@ def test_the_checker_sees_wildcards():
 def test_code_scan_finds_the_adapters_calls():
     used = iam.code_operations()
     assert {"dynamodb:TransactWriteItems", "sqs:SendMessageBatch", "s3:GetObject"} <= set(used)
-    assert "chalicelib/aws/store.py" in used["dynamodb:Query"]
+    assert "chalicelib/aws/membership.py" in used["dynamodb:Query"]
 
 
 def test_every_action_the_code_uses_is_granted(packaged):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from chalicelib import settings
-from chalicelib.grip.limits import KEEPALIVE_INDEX
+from chalicelib.aws.table import KEEPALIVE_INDEX
 from slipway_dev import bootstrap
 from slipway_dev import resources as slipway_resources
 
