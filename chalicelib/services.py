@@ -31,9 +31,20 @@ class Services:
         import boto3  # deferred: the settings check should fail before a slow import
         from botocore.config import Config
 
-        self.settings = cfg
+        self._settings = cfg
         self._session = boto3.session.Session()
         self._config = Config(**_RETRIES)
+
+    @property
+    def settings(self) -> settings_mod.Settings:
+        """This container's settings, with the keys its store holds now (read
+        again every SLIPWAY_KEY_TTL seconds: a rotation needs no redeploy)."""
+        cfg = settings_mod.keyed(self._settings)
+        if cfg is not self._settings:
+            self._settings = cfg
+            if "backend" in self.__dict__:  # built: it signs with the new first key
+                self.backend.key = cfg.key
+        return cfg
 
     @cached_property
     def store(self) -> Store:
