@@ -68,3 +68,34 @@ def text(keys: Keys) -> str:
     if not keys or any(not k or k != k.strip() or "\n" in k or "\r" in k for k in keys):
         raise KeyListError("a key is empty, or has spaces around it or a line break in it")
     return "\n".join(keys)
+
+
+def rotated(current: Keys, new: str) -> Keys:
+    """The list once `new` is added: first, so it signs; the others still verify.
+    One rotation at a time: a list of more than one key is retired first."""
+    if len(current) > 1:
+        raise KeyListError(
+            f"a rotation is under way ({len(current)} keys): finish it with --retire first"
+        )
+    if new in current:
+        raise KeyListError("the new key is the current one: choose another")
+    return text_checked((new, *current))
+
+
+def retired(current: Keys) -> Keys:
+    """The list once every key but the first (the signing one) is dropped."""
+    if len(current) < 2:
+        raise KeyListError("one key only: nothing to retire (rotate-key adds a new one first)")
+    return current[:1]
+
+
+def text_checked(keys: Keys) -> Keys:
+    text(keys)  # a key that could not be stored and read back is refused here
+    return keys
+
+
+def fingerprint(key: str) -> str:
+    """A short name for a key that gives nothing of it away (logs, the CLI)."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
