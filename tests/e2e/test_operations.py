@@ -83,6 +83,26 @@ def publish(stack: LocalStack, key: str, channel: str, text: str) -> int:
     return reply.status_code
 
 
+def upload(stack: LocalStack, key: str, text: str) -> str:
+    """`POST /uploads` and the PUT: the ref to publish the text by."""
+    auth = {"Authorization": f"Bearer {key}"}
+    target = requests.post(f"{stack.control}/uploads", headers=auth, timeout=TIMEOUT).json()
+    body = json.dumps(text).encode()
+    assert requests.put(target["url"], data=body, headers=target["headers"], timeout=TIMEOUT).ok
+    return str(target["ref"])
+
+
+def publish_ref(stack: LocalStack, key: str, channel: str, ref: str) -> int:
+    item = {"channel": channel, "formats": {"ws-message": {"content-ref": ref}}}
+    reply = requests.post(
+        f"{stack.control}/publish/",
+        json={"items": [item]},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=TIMEOUT,
+    )
+    return reply.status_code
+
+
 class Publisher(threading.Thread):
     """A backend publishing one numbered message after another, with whichever key
     it was last told to use; every status it got is kept."""
@@ -134,6 +154,7 @@ def test_a_key_rotates_while_a_backend_keeps_publishing(
         publisher.start()
         try:
             wait_until(lambda: publisher.published(KEY) >= 5, "publishes with the old key")
+            ref = upload(stack, KEY, "uploaded before the rotation")
 
             # 1. The new key first: it signs; the old one still opens the control API.
             with tempfile.NamedTemporaryFile("w", suffix=".key") as new_key:
@@ -147,6 +168,8 @@ def test_a_key_rotates_while_a_backend_keeps_publishing(
                 lambda: signed_with(stack, backend) == {"new"},
                 "Grip-Sig signed with the new key",
             )
+            # A ref the old key signed is still the deployment's, published with the new key.
+            assert publish_ref(stack, NEW_KEY, channel, ref) == 200
             before_switch = len(publisher.sent)
             wait_until(lambda: len(publisher.sent) >= before_switch + 5, "more old-key publishes")
 
@@ -172,7 +195,7 @@ def test_a_key_rotates_while_a_backend_keeps_publishing(
         assert not refused, f"(publish number, with the old key, status) refused: {refused}"
         assert publisher.published(KEY) >= 10 and publisher.published(NEW_KEY) >= 10
         # Every message of both keys reached the subscriber (at least once).
-        wanted = {f"m{i}" for i in range(len(publisher.sent))}
+        wanted = {f"m{i}" for i in range(len(publisher.sent))} | {"uploaded before the rotation"}
         got: set[str] = set()
         while not wanted <= got:
             got.add(subscriber.recv(timeout=TIMEOUT))  # type: ignore[arg-type]
