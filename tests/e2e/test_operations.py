@@ -20,8 +20,11 @@ import pytest
 import requests
 from gripcontrol import validate_sig
 
+from chalicelib.grip.history import Position, encode_resume, read_floor
+
 from .processes import KEY, ROOT, GripBackend, LocalStack, free_port
 from .test_gateway import TIMEOUT, client, local_client
+from .test_resume import frame, joined
 
 NEW_KEY = "e2e-new-key-fedcba9876543210fedcba9876543210"
 # The functions read the keys again every second here (300 s deployed).
@@ -103,6 +106,18 @@ def publish_ref(stack: LocalStack, key: str, channel: str, ref: str) -> int:
     return reply.status_code
 
 
+def recover(stack: LocalStack, room: str, where: dict[str, Any], text: str) -> dict[str, Any]:
+    """Publish `text`, then come back from `where` (a `[6]` frame) with its floor:
+    the report of a recovery that replayed it."""
+    assert publish(stack, NEW_KEY, room, text) == 200
+    back = encode_resume({room: Position(where["epoch"], where["offset"])}, {room: where["floor"]})
+    with client(stack, envelope="1", resume=back, subscribe=room) as ws:
+        assert frame(ws)[:3] == [1, 0, text]
+        report = joined(ws)
+    assert report["recovery"] == "recovered", report
+    return report
+
+
 class Publisher(threading.Thread):
     """A backend publishing one numbered message after another, with whichever key
     it was last told to use; every status it got is kept."""
@@ -155,6 +170,9 @@ def test_a_key_rotates_while_a_backend_keeps_publishing(
         try:
             wait_until(lambda: publisher.published(KEY) >= 5, "publishes with the old key")
             ref = upload(stack, KEY, "uploaded before the rotation")
+            room = f"floor-{uuid.uuid4().hex[:8]}"
+            with client(stack, envelope="1", resume="", subscribe=room) as ws:
+                start = joined(ws)  # its floor signed with the old key
 
             # 1. The new key first: it signs; the old one still opens the control API.
             with tempfile.NamedTemporaryFile("w", suffix=".key") as new_key:
@@ -170,6 +188,10 @@ def test_a_key_rotates_while_a_backend_keeps_publishing(
             )
             # A ref the old key signed is still the deployment's, published with the new key.
             assert publish_ref(stack, NEW_KEY, channel, ref) == 200
+            # A floor the old key signed still recovers; the join hands it back re-signed.
+            after = recover(stack, room, start, "r1")
+            assert after["replayed"] == 1
+            assert read_floor(NEW_KEY, room, after["epoch"], after["floor"]) is not None
             before_switch = len(publisher.sent)
             wait_until(lambda: len(publisher.sent) >= before_switch + 5, "more old-key publishes")
 
@@ -184,6 +206,7 @@ def test_a_key_rotates_while_a_backend_keeps_publishing(
                 lambda: publish(stack, KEY, channel, "probe with the retired key") == 401,
                 "the retired key refused",
             )
+            assert recover(stack, room, after, "r2")["replayed"] == 1  # its new floor
             after_retire = len(publisher.sent)
             wait_until(lambda: len(publisher.sent) >= after_retire + 5, "publishes after retiring")
         finally:
