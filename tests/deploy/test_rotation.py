@@ -171,3 +171,27 @@ def test_an_overwrite_names_the_parameters_own_kms_key(aws: Any) -> None:
 
     rotation.rotate(lambda service: Recording(aws(service)), secrets.PARAMETER, name, "new")
     assert [c.get("KeyId") for c in calls] == ["alias/custom"]
+
+
+def test_the_command_adds_a_random_key_and_prints_no_key(
+    aws: Any,
+    moto: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = f"/slipway-test/{uuid.uuid4().hex[:8]}/key"
+    aws("ssm").put_parameter(Name=name, Type="SecureString", Value="old-key")
+    argv = ["--stage", "prod", "--key-parameter", name, "--endpoint-url", moto]
+    argv += ["--project-dir", str(tmp_path), "--region", "us-east-1"]
+    assert rotation.main(argv) == 0
+    new, old = secrets.read(secrets.PARAMETER, name, aws)
+    assert old == "old-key" and len(new) >= 40  # secrets.token_urlsafe(32)
+    out = capsys.readouterr().out
+    assert f"key 1: {keys.fingerprint(new)} (signs and verifies)" in out
+    assert f"key 2: {keys.fingerprint(old)} (verifies only)" in out
+    assert new not in out and old not in out
+    assert rotation.main([*argv, "--retire"]) == 0
+    assert rotation.main([*argv, "--retire"]) == 1  # nothing left to retire
+    assert "nothing to retire" in caplog.text
+    assert secrets.read(secrets.PARAMETER, name, aws) == (new,)
