@@ -35,7 +35,8 @@ def parse(raw: str) -> Keys:
             document = None  # not JSON: a key that happens to start with "["
         if document is not None:
             return _checked(document, "a JSON array")
-    return _checked([line.strip() for line in text.splitlines() if line.strip()], "the value")
+    # "\n" only: str.splitlines() also splits at \x0c, \x85, \u2028..., which a key may hold.
+    return _checked([line.strip() for line in text.split("\n") if line.strip()], "the value")
 
 
 def _checked(found: object, what: str) -> Keys:
@@ -65,7 +66,7 @@ def signing(keys: Keys) -> str | None:
 
 def text(keys: Keys) -> str:
     """How `slipway rotate-key` stores a list: one key per line (`parse` reads it)."""
-    if not keys or any(not k or k != k.strip() or "\n" in k or "\r" in k for k in keys):
+    if not keys or any(not k or k != k.strip() or "\n" in k for k in keys):
         raise KeyListError("a key is empty, or has spaces around it or a line break in it")
     return "\n".join(keys)
 
