@@ -170,7 +170,11 @@ def keys(
             _cache[found] = (now + RETRY_AFTER, cached[1])
             return cached[1]
         if cached is not None and cached[1] != fresh:
-            log.info("keys changed: %d now, the first signs (docs/security.md)", len(fresh))
+            log.info(
+                "keys changed: %d now, %s signs (docs/security.md#key-rotation)",
+                len(fresh),
+                keys_.fingerprint(fresh[0]),
+            )
         _cache[found] = (now + ttl, fresh)
         return fresh
 

@@ -14,6 +14,7 @@ holds the list as
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 
@@ -97,6 +98,4 @@ def text_checked(keys: Keys) -> Keys:
 
 def fingerprint(key: str) -> str:
     """A short name for a key that gives nothing of it away (logs, the CLI)."""
-    import hashlib
-
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
