@@ -53,7 +53,7 @@ class Backend:
         self._target = target_url
         self._timeout = (connect_timeout, read_timeout)
         self._attempts = attempts
-        self._key = key
+        self.key = key  # signs Grip-Sig; changed when the deployment's keys rotate
         self._session = session or requests.Session()
         self._max_response = max_response
 
@@ -67,7 +67,7 @@ class Backend:
     ) -> BackendResponse:
         """Send a connection's events, signed with Grip-Sig when there is a key."""
         headers = request.backend_headers(
-            conn.headers, conn.id, conn.meta, token.grip_sig(self._key) if self._key else None
+            conn.headers, conn.id, conn.meta, token.grip_sig(self.key) if self.key else None
         )
         return self.post(conn.query, headers, codec.encode(events), retry=retry)
 

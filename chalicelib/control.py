@@ -36,7 +36,7 @@ def guarded(headers: Mapping[str, str], action: Handler) -> Response:
     """Authorize, then run `action`; every failure becomes a JSON error, never a 500 trace."""
     try:
         svc = services.current()
-        authorize(headers.get("authorization"), svc.settings.key, svc.settings.control_iss)
+        authorize(headers.get("authorization"), svc.settings.keys, svc.settings.control_iss)
         return action(svc)
     except SlipwayError as exc:
         if exc.status >= 500:

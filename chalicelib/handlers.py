@@ -87,7 +87,7 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     assert isinstance(first, d.Accept)
 
     conn.grip_prefix = first.grip_prefix
-    _positions(conn, event.get("queryStringParameters"), svc.settings.key)
+    _positions(conn, event.get("queryStringParameters"), svc.settings.keys)
     # What can be folded into the record is written with it, in one put.
     later: list[d.Decision] = []
     for decision in rest:
@@ -110,7 +110,7 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
     return _accepted(first.headers)
 
 
-def _positions(conn: Connection, query: dict[str, str] | None, secret: str | None) -> None:
+def _positions(conn: Connection, query: dict[str, str] | None, secret: tuple[str, ...]) -> None:
     """What a client that resumes presents (docs/resume.md): `resume=` opts an
     envelope connection in to positions, and may hold the ones it comes back with,
     each with the floor token of its first subscribe to the channel."""

@@ -8,6 +8,7 @@ envelope mode when the message is large; never SQS's).
 from __future__ import annotations
 
 import os
+import time
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -31,9 +32,26 @@ class Services:
         import boto3  # deferred: the settings check should fail before a slow import
         from botocore.config import Config
 
-        self.settings = cfg
+        self._settings = cfg
+        self._keys_checked = time.monotonic()  # `cfg` was keyed just now
         self._session = boto3.session.Session()
         self._config = Config(**_RETRIES)
+
+    @property
+    def settings(self) -> settings_mod.Settings:
+        """This container's settings, with the keys its store holds now (read
+        again every SLIPWAY_KEY_TTL seconds: a rotation needs no redeploy)."""
+        now = time.monotonic()
+        # Looked at no more than once a second: settings are read many times an event.
+        if now < self._keys_checked + 1.0:
+            return self._settings
+        self._keys_checked = now
+        cfg = settings_mod.keyed(self._settings)
+        if cfg is not self._settings:
+            self._settings = cfg
+            if "backend" in self.__dict__:  # built: it signs with the new first key
+                self.backend.key = cfg.key
+        return cfg
 
     @cached_property
     def store(self) -> Store:

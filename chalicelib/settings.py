@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 
 from . import secrets
+from .grip import keys as keys_
 from .grip.errors import ConfigError
 from .grip.limits import (
     CONNECTION_TTL,
@@ -32,7 +33,7 @@ class SettingsError(ConfigError):
 @dataclass(frozen=True)
 class Settings:
     target_url: str
-    key: str | None
+    keys: keys_.Keys  # the first signs, any verifies (docs/security.md#key-rotation)
     table: str
     queue_url: str
     bucket: str | None
@@ -58,6 +59,12 @@ class Settings:
     ordered_all: bool
     ordered_hold_ms: int
     resume_any_position: bool = False
+    key_ttl: int = secrets.KEY_TTL
+
+    @property
+    def key(self) -> str | None:
+        """The key that signs (Grip-Sig, upload refs, resume floors): the first."""
+        return keys_.signing(self.keys)
 
     @property
     def history(self) -> bool:
@@ -78,7 +85,10 @@ def flag(raw: str) -> bool:
 # variable name -> (field, default, converter); a name in _REQUIRED has no default.
 _VARS: dict[str, tuple[str, object, Callable[[str], object]]] = {
     "TARGET_URL": ("target_url", None, str),
-    "SLIPWAY_KEY": ("key", None, str),
+    # One key, one per line, or a JSON array (grip/keys.py); or kept in SSM or
+    # Secrets Manager (secrets.py): read again every SLIPWAY_KEY_TTL seconds.
+    "SLIPWAY_KEY": ("keys", (), keys_.parse),
+    "SLIPWAY_KEY_TTL": ("key_ttl", secrets.KEY_TTL, int),
     "SLIPWAY_TABLE": ("table", None, str),
     "SLIPWAY_QUEUE_URL": ("queue_url", None, str),
     "SLIPWAY_BUCKET": ("bucket", None, str),
@@ -158,6 +168,8 @@ def load(env: Mapping[str, str]) -> Settings:
             continue
         try:
             values[field] = convert(raw)
+        except keys_.KeyListError as exc:  # said without the value: it holds keys
+            raise SettingsError(f"{name}: {exc}") from None
         except ValueError:
             kind = "flag (1/0, true/false)" if convert is flag else convert.__name__
             raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
@@ -185,11 +197,16 @@ def load(env: Mapping[str, str]) -> Settings:
 
 @lru_cache(maxsize=1)
 def current() -> Settings:
-    """The settings of this Lambda container, read at the first event; a key kept
-    in SSM or Secrets Manager is fetched then, once."""
-    cfg = load(os.environ)
-    if cfg.key is None:
-        key = secrets.key(os.environ)
-        if key is not None:
-            cfg = replace(cfg, key=key)
-    return cfg
+    """The settings of this Lambda container, read at the first event; keys kept
+    in SSM or Secrets Manager are fetched then (and again by `keyed`)."""
+    return keyed(load(os.environ))
+
+
+def keyed(cfg: Settings) -> Settings:
+    """`cfg` with the keys the store named by the environment holds now, read
+    again once SLIPWAY_KEY_TTL seconds have passed; `cfg` itself when they are
+    the same, or when the keys are SLIPWAY_KEY's."""
+    stored = secrets.keys(os.environ, cfg.key_ttl)
+    if stored is None or stored == cfg.keys:
+        return cfg
+    return replace(cfg, keys=stored)

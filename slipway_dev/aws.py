@@ -49,6 +49,8 @@ class Names:
     dead_letter_queue: str = "slipway-publish-dlq.fifo"
     ordered_queue: str = "slipway-ordered.fifo"  # docs/ordered.md
     bucket: str = "slipway-blobs"
+    # The keys (SSM SecureString), as on AWS: `slipway rotate-key` changes them.
+    key_parameter: str = "/slipway-local/key"
     visibility_timeout: int = 30
     max_receive_count: int = resources.MAX_RECEIVE_COUNT
 

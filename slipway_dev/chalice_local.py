@@ -123,8 +123,8 @@ def _run(app: Chalice, host: str, port: int, stage: str, project: Path) -> None:
         )
         target = None
     key = first.get("SLIPWAY_KEY") or stage_env.get("SLIPWAY_KEY") or DEV_KEY
-    # Locally the key is SLIPWAY_KEY: the stage's SSM parameter or secret is on AWS.
-    for name in ("SLIPWAY_KEY_PARAMETER", "SLIPWAY_KEY_SECRET", "SLIPWAY_QUEUE_URL"):
+    # Locally the key is the stack's (--key, kept in its SSM): the stage's store is on AWS.
+    for name in ("SLIPWAY_KEY", "SLIPWAY_KEY_PARAMETER", "SLIPWAY_KEY_SECRET", "SLIPWAY_QUEUE_URL"):
         os.environ.pop(name, None)
     names = aws.Names()
     table = os.environ.get("SLIPWAY_TABLE") or names.table
@@ -187,7 +187,8 @@ def _run(app: Chalice, host: str, port: int, stage: str, project: Path) -> None:
     queue_url = aws.client("sqs", lines["aws"]).get_queue_url(QueueName=queue)["QueueUrl"]
     os.environ.update(
         {
-            "SLIPWAY_KEY": key,
+            # The keys as the stack keeps them (SSM): `slipway rotate-key` reaches these routes.
+            "SLIPWAY_KEY_PARAMETER": names.key_parameter,
             "SLIPWAY_TABLE": table,
             "SLIPWAY_QUEUE_NAME": queue,
             "SLIPWAY_QUEUE_URL": queue_url,

@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slipway")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(
-        dest="command", metavar="{bootstrap,finish,teardown,check-target,local}"
+        dest="command",
+        metavar="{bootstrap,finish,teardown,check-target,local,redrive,rotate-key}",
     )
     commands.add_parser(
         "bootstrap", add_help=False, help="create the AWS resources for chalice deploy"
@@ -47,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
         "check-target",
         add_help=False,
         help="check that a stage's TARGET_URL is not the placeholder (make package runs it)",
+    )
+    commands.add_parser(
+        "rotate-key",
+        add_help=False,
+        help="add a new key to a stage, or retire the old one (docs/security.md#key-rotation)",
+    )
+    commands.add_parser(
+        "redrive",
+        add_help=False,
+        help="move a stage's dead-letter jobs back to their queues (docs/reliability.md)",
     )
     local = commands.add_parser(
         "local",
@@ -276,6 +287,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import postdeploy
 
         return postdeploy.teardown_main(argv[1:])
+    if argv[:1] == ["rotate-key"]:
+        from . import rotation
+
+        return rotation.main(argv[1:])
+    if argv[:1] == ["redrive"]:
+        from . import redrive
+
+        return redrive.main(argv[1:])
     if argv[:1] == ["check-target"]:
         from . import target
 

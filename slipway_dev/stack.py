@@ -32,6 +32,7 @@ from .functions import load_app, project_dir, sqs_function, websocket_routes
 from .health import AwsWatch
 from .http import ChaliceHttpServer
 from .moto_server import MotoServer
+from .resources import KEY_PARAMETER_VARIABLE, KEY_SECRET_VARIABLE
 from .sqs import SqsEventSource
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,15 @@ class Stack:
             self.registry, "127.0.0.1", 0, faults=self.faults
         ).start()
         connections_url = f"{self.connections.url}/{opts.stage}"
+        # The keys in SSM, read as on AWS (chalicelib/secrets.py): rotate-key works here too.
+        aws.client("ssm", endpoint).put_parameter(
+            Name=opts.names.key_parameter, Type="SecureString", Value=opts.key, Overwrite=True
+        )
+        for name in ("SLIPWAY_KEY", KEY_SECRET_VARIABLE):
+            os.environ.pop(name, None)
         os.environ.update(
             {
-                "SLIPWAY_KEY": opts.key,
+                KEY_PARAMETER_VARIABLE: opts.names.key_parameter,
                 "SLIPWAY_TABLE": resources.table,
                 "SLIPWAY_QUEUE_URL": resources.queue_url,
                 "SLIPWAY_QUEUE_NAME": opts.names.queue,

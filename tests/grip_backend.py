@@ -1,7 +1,7 @@
 """A real GRIP backend for the tests, written only with `gripcontrol`.
 
 It would run behind Pushpin unchanged. Run: `python -m tests.grip_backend --port N
-[--key K]`; it prints `listening <port>` once ready. Every request it receives is
+[--key K ...]`; it prints `listening <port>` once ready. Every request it receives is
 recorded, byte for byte, and `GET /_requests` returns them (`DELETE` clears).
 
 Behaviour, chosen by the client:
@@ -41,8 +41,10 @@ CONTENT_TYPE = "application/websocket-events"
 
 
 class Backend:
-    def __init__(self, key: str | None, control_uri: str | None) -> None:
-        self.key = key
+    def __init__(self, key: str | list[str] | None, control_uri: str | None) -> None:
+        # Several keys: the overlap of a key rotation (docs/security.md#key-rotation).
+        self.keys = [key] if isinstance(key, str) else list(key or [])
+        self.key = self.keys[0] if self.keys else None  # what it publishes with
         self.control_uri = control_uri
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -64,7 +66,7 @@ class Backend:
 
     def _handle(self, path: str, headers: dict[str, str], body: bytes):
         lower = {k.lower(): v for k, v in headers.items()}
-        if self.key is not None and not validate_sig(lower.get("grip-sig", ""), self.key):
+        if self.keys and not valid_sig(lower.get("grip-sig", ""), self.keys):
             return 403, {"Content-Type": "text/plain"}, b"bad Grip-Sig\n"
         query = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
         meta = {k[5:].lower(): v for k, v in lower.items() if k.startswith("meta-")}
@@ -192,13 +194,19 @@ def _keep_alive(spec: str) -> dict:
     return params if isinstance(params, dict) else {"content": spec, "timeout": 30}
 
 
+def valid_sig(sig: str, keys: list[str]) -> bool:
+    """gripcontrol's `validate_sig` takes one key: during a rotation, try each
+    (the check docs/security.md#key-rotation shows)."""
+    return any(validate_sig(sig, key) for key in keys)
+
+
 def _item(text: str):
     from pubcontrol import Item
 
     return Item(WebSocketMessageFormat(text))
 
 
-def serve(port: int, key: str | None, control_uri: str | None) -> ThreadingHTTPServer:
+def serve(port: int, key: str | list[str] | None, control_uri: str | None) -> ThreadingHTTPServer:
     backend = Backend(key, control_uri)
 
     class Handler(BaseHTTPRequestHandler):
@@ -239,7 +247,7 @@ def serve(port: int, key: str | None, control_uri: str | None) -> ThreadingHTTPS
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--key")
+    parser.add_argument("--key", action="append", help="repeat it during a key rotation")
     parser.add_argument("--control-uri")
     args = parser.parse_args()
     server = serve(args.port, args.key, args.control_uri)

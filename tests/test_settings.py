@@ -27,6 +27,7 @@ INT_VARS = [
     "SLIPWAY_DOWNLOAD_EXPIRY",
     "SLIPWAY_MAX_UPLOAD_BYTES",
     "SLIPWAY_MAX_PUBLISH_BYTES",
+    "SLIPWAY_KEY_TTL",
 ]
 FLOAT_VARS = ["SLIPWAY_BACKEND_CONNECT_TIMEOUT", "SLIPWAY_BACKEND_READ_TIMEOUT"]
 POSITIVE = INT_VARS + FLOAT_VARS
@@ -36,7 +37,7 @@ def test_defaults() -> None:
     s = load(REQUIRED)
     assert s == Settings(
         target_url="http://backend.example/ws",
-        key=None,
+        keys=(),
         table="slipway-table",
         queue_url="https://sqs.us-east-1.amazonaws.com/1/slipway",
         bucket=None,

@@ -19,10 +19,11 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from . import text
+from . import keys, text
 from .errors import BadRequest
 from .introspection import decimal, page_limit
 from .limits import MAX_CHANNEL_LENGTH, MAX_CHANNELS, MAX_SAFE_INTEGER
@@ -203,18 +204,20 @@ def floor_token(secret: str, channel: str, epoch: str, floor: int) -> str:
     return f"{floor}.{_floor_mac(secret, channel, epoch, floor)}"
 
 
-def read_floor(secret: str | None, channel: str, epoch: str, token: str) -> int | None:
-    """The floor a token the gateway handed out holds; None for any other token
-    (forged, another channel's or epoch's, or no key to check it with)."""
-    if secret is None:
-        return None
+def read_floor(
+    secret: str | Iterable[str] | None, channel: str, epoch: str, token: str
+) -> int | None:
+    """The floor a token the gateway handed out holds, signed with any of the
+    deployment's keys (one signed before a rotation still counts); None for any
+    other token (forged, another channel's or epoch's, or no key to check it with)."""
     offset, dot, mac = token.partition(".")
     if not dot or not offset.isdigit() or len(offset) > _FLOOR_DIGITS:
         return None
     floor = int(offset)
-    if not hmac.compare_digest(_floor_mac(secret, channel, epoch, floor), mac):
-        return None
-    return floor
+    for key in keys.of(secret):
+        if hmac.compare_digest(_floor_mac(key, channel, epoch, floor), mac):
+            return floor
+    return None
 
 
 def _floor_mac(secret: str, channel: str, epoch: str, floor: int) -> str:
@@ -224,7 +227,7 @@ def _floor_mac(secret: str, channel: str, epoch: str, floor: int) -> str:
 
 
 def verified_floors(
-    secret: str | None, positions: dict[str, Position], floors: dict[str, str]
+    secret: str | Iterable[str] | None, positions: dict[str, Position], floors: dict[str, str]
 ) -> dict[str, int]:
     """The floors among those presented that the gateway handed out for the same
     channel and epoch as the position presented with them."""

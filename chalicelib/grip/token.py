@@ -34,6 +34,10 @@ class TokenError(ValueError):
     """A token is malformed, forged, expired or from the wrong issuer."""
 
 
+class BadSignature(TokenError):
+    """A well-formed token that this key did not sign (another key may have)."""
+
+
 def _b64(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
@@ -116,7 +120,7 @@ def verify(
         raise TokenError("token algorithm must be HS256")
     expected = hmac.new(_key(key), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
     if not hmac.compare_digest(expected, _unb64(parts[2])):
-        raise TokenError("token signature does not match the key")
+        raise BadSignature("token signature does not match the key")
     try:
         claims = json.loads(_unb64(parts[1]))
     except (ValueError, RecursionError):

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import NamedTuple
 
-from . import envelope, text
+from . import envelope, keys, text
 from .limits import MAX_INLINE
 from .payload import Payload, PayloadError
 
@@ -68,9 +69,10 @@ def issue(secret: str, expires_at: int, nonce: str) -> Issued:
     return Issued(key, expires_at)
 
 
-def check(ref: str, secret: str, now: float) -> int:
-    """The expiry of a ref this deployment issued; `Refused` for a foreign or an
-    expired one."""
+def check(ref: str, secret: str | Iterable[str], now: float) -> int:
+    """The expiry of a ref this deployment issued, signed with any of its keys (a
+    ref issued before a rotation stays good until it expires); `Refused` for a
+    foreign or an expired one."""
     match = _KEY.fullmatch(ref)
     if match is None:
         raise Refused(
@@ -79,7 +81,7 @@ def check(ref: str, secret: str, now: float) -> int:
             "POST /uploads issues them)",
         )
     body = ref[: match.start("mac") - 1]
-    if not hmac.compare_digest(_mac(secret, body), match["mac"]):
+    if not any(hmac.compare_digest(_mac(k, body), match["mac"]) for k in keys.of(secret)):
         raise Refused(Why.FOREIGN, "this deployment did not issue that ref (another key signed it)")
     expires = int(match["expires"])
     if now > expires:

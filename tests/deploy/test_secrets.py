@@ -103,3 +103,39 @@ def test_empty_value_is_refused(aws):
     aws("secretsmanager").create_secret(Name=secret, SecretString='{"key": ""}')
     with pytest.raises(secrets.SecretError, match="empty"):
         secrets.fetch(secrets.SECRET, secret, aws)
+
+
+def test_keys_are_read_again_once_the_ttl_has_passed(aws):
+    """A rotation reaches a warm container within SLIPWAY_KEY_TTL, no redeploy."""
+    parameter = name()
+    ssm = aws("ssm")
+    ssm.put_parameter(Name=parameter, Type="SecureString", Value="old")
+    env = {"SLIPWAY_KEY_PARAMETER": parameter}
+    assert secrets.keys(env, ttl=60, now=1000.0) == ("old",)
+    ssm.put_parameter(Name=parameter, Type="SecureString", Value="new\nold", Overwrite=True)
+    assert secrets.keys(env, ttl=60, now=1059.0) == ("old",)  # still within the TTL
+    assert secrets.keys(env, ttl=60, now=1060.0) == ("new", "old")
+    assert secrets.key(env) == "new"
+
+
+def test_a_failed_refresh_keeps_the_keys_already_read(aws):
+    parameter = name()
+    ssm = aws("ssm")
+    ssm.put_parameter(Name=parameter, Type="SecureString", Value="k1")
+    env = {"SLIPWAY_KEY_PARAMETER": parameter}
+    assert secrets.keys(env, ttl=60, now=0.0) == ("k1",)
+    ssm.delete_parameter(Name=parameter)
+    assert secrets.keys(env, ttl=60, now=61.0) == ("k1",)  # kept, tried again later
+    ssm.put_parameter(Name=parameter, Type="SecureString", Value="k2")
+    assert secrets.keys(env, ttl=60, now=61.0 + secrets.RETRY_AFTER - 1) == ("k1",)
+    assert secrets.keys(env, ttl=60, now=61.0 + secrets.RETRY_AFTER) == ("k2",)
+
+
+def test_a_secret_may_hold_a_keys_list(aws):
+    secret = f"slipway-test/{uuid.uuid4().hex[:8]}"
+    stored = json.dumps({"keys": ["new", "old"], "note": "x"})
+    arn = aws("secretsmanager").create_secret(Name=secret, SecretString=stored)["ARN"]
+    assert secrets.keys({"SLIPWAY_KEY_SECRET": arn}) == ("new", "old")
+    aws("secretsmanager").put_secret_value(SecretId=arn, SecretString='{"keys": []}')
+    with pytest.raises(secrets.SecretError, match="holds no key"):
+        secrets.read(secrets.SECRET, arn, aws)

@@ -142,7 +142,8 @@ class LocalStack(Process):
 class GripBackend(Process):
     """tests/grip_backend.py on a given port; records every request it gets."""
 
-    def __init__(self, port: int, key: str, control_uri: str) -> None:
+    def __init__(self, port: int, key: str | Sequence[str], control_uri: str) -> None:
+        keys = [key] if isinstance(key, str) else list(key)  # several: a rotation's overlap
         super().__init__(
             [
                 sys.executable,
@@ -150,8 +151,7 @@ class GripBackend(Process):
                 "tests.grip_backend",
                 "--port",
                 str(port),
-                "--key",
-                key,
+                *(arg for k in keys for arg in ("--key", k)),
                 "--control-uri",
                 control_uri,
             ]
