@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 import requests
-
 from slipway_client import ControlClient
+
 from slipway_dev import aws
 
 from .browser import chromium, require_browser
