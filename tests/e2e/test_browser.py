@@ -217,6 +217,40 @@ def test_a_page_closed_by_the_gateway_reconnects_by_itself(browser: Any, demo: L
     bob.close()
 
 
+def test_the_demo_page_rotates_and_stays_in_its_room(browser: Any, demo: LocalStack) -> None:
+    alice = open_page(browser, demo, "deck", "alice")
+    bob = open_page(browser, demo, "deck", "bob")
+    say(alice, "before the rotation")
+    wait_line(bob, "alice: before the rotation")
+    old = _connection_of(demo, "deck", "alice")
+
+    # The page's "open" listener rejoins the room on the new connection; the client
+    # switches once the room's [6] came on it, and closes the old one.
+    assert alice.evaluate("window.chat.client.rotate()") is True
+    assert alice.evaluate("window.chat.client.rotations") == 1
+    alice.wait_for_function(
+        "window.chat.lines.filter(l => l === 'you joined #deck').length === 2",
+        timeout=TIMEOUT_MS,
+    )
+    say(bob, "after the rotation")
+    wait_line(alice, "bob: after the rotation")
+    say(alice, "still here")
+    wait_line(bob, "alice: still here")
+    assert _connection_of(demo, "deck", "alice") != old
+    # No reconnection, and bob was not told alice left: her new connection is in the room.
+    assert alice.evaluate("window.chat.client.reconnects") == 0
+    assert "reconnecting" not in alice.evaluate("window.chat.events.map(e => e.kind)")
+    assert "* alice left" not in bob.evaluate("window.chat.lines")
+    assert "alice" in bob.text_content("#who")
+    assert (
+        bob.evaluate("window.chat.lines.filter(l => l === 'alice: before the rotation').length")
+        == 1
+    )
+    assert not alice.page_errors and not bob.page_errors
+    alice.close()
+    bob.close()
+
+
 # -- rotation before the gateway's cut -------------------------------------------------
 
 LIFETIME = 8.0  # the short-lived stack's cut (API Gateway's 2 hours)
