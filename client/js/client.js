@@ -983,15 +983,16 @@ export class SlipwayClient extends EventTarget {
   }
 
   /**
-   * The rotation's new connection could not be opened or closed: the old one stays;
-   * from the timer, an error event and another try after a backoff delay.
+   * The rotation's new connection could not be opened or closed: the old one stays,
+   * and is rotated again after a backoff delay unless a rotation is already timed
+   * (rotate()'s failures are its caller's; the timer's are error events).
    * @param {Rotation} rotation
    * @param {Error} error
    */
   #rotationFailed(rotation, error) {
     this.#abortRotation(rotation, error);
-    if (!rotation.auto || this.#closing || this.#state !== State.OPEN) return;
-    this.#report(error);
+    if (this.#closing || this.#state !== State.OPEN) return;
+    if (rotation.auto) this.#report(error);
     if (this.#rotationTimer === undefined) {
       this.#rotationFailures++;
       const retry = backoffDelay(this.#rotationFailures, this.#reconnect ?? {}, this.#random);

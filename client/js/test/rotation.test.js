@@ -177,6 +177,21 @@ test("rotation: a new connection that fails is reported; the old one stays; trie
   await c.close();
 });
 
+test("rotation: a failed rotate() while the window's moment passed is tried again, not forgotten", async () => {
+  const { c, seen, clock, socket } = await rotating({ rotateWindow: [10, 10] });
+  const now = c.rotate();
+  await clock.advance(10); // the timer's moment: a rotation is under way, none started
+  eq(FakeSocket.all.length, 2);
+  const failed = rejects(now, SocketClosedError, "connect_failed");
+  socket().drop(1006);
+  await failed;
+  eq(seen.errors, [], "rotate()'s failure is its caller's");
+  eq(clock.pending, [1000], "the next try is timed");
+  await clock.advance(1000);
+  eq(FakeSocket.all.length, 3);
+  await c.close();
+});
+
 test("rotation: rotate() now resolves once the [6] frames came; close() gives a rotation up", async () => {
   const { c, clock, old, socket } = await rotating({ rotateWindow: null });
   eq(clock.pending, [], "rotateWindow: null never rotates by itself");
