@@ -585,7 +585,8 @@ class WebSocketClient:
             return  # a reconnection schedules the next rotation
         if self._rotation is None or self._rotation.done():
             self._rotation = asyncio.create_task(self._rotate())
-            self._rotation.add_done_callback(self._rotated)
+        # Also when a rotate() is under way: if it fails, the next try is timed.
+        self._rotation.add_done_callback(self._rotated)
 
     def _rotated(self, task: asyncio.Task[bool]) -> None:
         if task.cancelled() or self._closing:
