@@ -184,7 +184,11 @@ class Chat:
         room = ctx.meta.get("room")
         if room:
             self.leave(room, ctx.id)
-            self.say(ctx, room, f"* {ctx.meta.get('user', 'someone')} {how}")
+            user = ctx.meta.get("user", "someone")
+            # A client that rotated its connection (make before break, every ~2 hours)
+            # has joined again on the new one before the old one closes: still here.
+            if user not in self.who(room):
+                self.say(ctx, room, f"* {user} {how}")
 
     def say(self, ctx: WebSocketContext, room: str, text: str) -> None:
         """Publish to everyone subscribed to the room, through the control API."""

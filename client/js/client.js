@@ -20,11 +20,12 @@ import {
   messageFrame,
   stripQuery,
 } from "./envelope.js";
-import { Tracker, withResume } from "./resume.js";
+import { Tracker, checkWindow, rotationDelay, withResume } from "./resume.js";
 import {
   EnvelopeError,
   QueueFullError,
   RemoteError,
+  RotationTimeoutError,
   SocketClosedError,
   TransferError,
 } from "./errors.js";
@@ -40,6 +41,30 @@ export const State = Object.freeze({
 
 const WS_OPEN = 1;
 const GOING_AWAY = 1001; // API Gateway's close at a connection's 2-hour limit
+const ROTATION_RETRY_MIN = 1000; // ms: a failed rotation is tried again no sooner
+
+/** @typedef {{setTimeout: (fn: () => void, ms: number) => any, clearTimeout: (timer: any) => void}} Clock */
+/** @type {Clock} */
+const REAL_CLOCK = {
+  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+  clearTimeout: (timer) => globalThis.clearTimeout(timer),
+};
+
+/**
+ * A rotation in progress: its new connection `ws`, the channels whose `[6]` it waits
+ * for, the sends made from its "open" listeners (they go first on `ws`).
+ * @typedef {object} Rotation
+ * @property {WebSocket | null} ws
+ * @property {Set<string>} waiting
+ * @property {boolean} auto started by the window's timer (its errors are events)
+ * @property {Promise<void> | null} ready the open hook, listeners and first sends done
+ * @property {QueueItem[]} first
+ * @property {any} timer the rotateTimeout timer
+ * @property {boolean} switching
+ * @property {Promise<boolean>} promise
+ * @property {(done: boolean) => void} resolve
+ * @property {(e: Error) => void} reject
+ */
 
 /** @typedef {{payload: any, resolve: (id: any) => void, reject: (e: Error) => void}} QueueItem */
 const FAILED = Symbol("failed");
@@ -100,12 +125,18 @@ export class SlipwayErrorEvent extends Event {
   }
 }
 
-/** `open`: a connection opened; `reconnected` is false for the first one. */
+/** `open`: a connection opened; `reconnected` is false for the first one; `rotation`
+ * is true for a rotation's new connection (the old one is still open: sends made from
+ * the listener go first on the new one). */
 export class SlipwayOpenEvent extends Event {
-  /** @param {boolean} reconnected */
-  constructor(reconnected) {
+  /**
+   * @param {boolean} reconnected
+   * @param {boolean} [rotation]
+   */
+  constructor(reconnected, rotation = false) {
     super("open");
     this.reconnected = reconnected;
+    this.rotation = rotation;
   }
 }
 
@@ -157,6 +188,13 @@ export class SlipwayClient extends EventTarget {
   #tracker;
   #WebSocket;
   #fetch;
+  /** @type {[number, number] | null} */
+  #rotateWindow;
+  #rotateTimeout;
+  /** @type {Clock} */
+  #clock;
+  /** @type {() => number} */
+  #random;
 
   /** @type {string} */
   #state = State.IDLE;
@@ -164,7 +202,10 @@ export class SlipwayClient extends EventTarget {
   #ws = null;
   #everOpened = false;
   #closing = false;
-  #nextId = 1;
+  /** @type {Set<WebSocket>} ours until closed: the current one, a rotation's new one, a retiring one */
+  #live = new Set();
+  /** @type {WeakMap<WebSocket, number>} the next message id of each connection */
+  #ids = new WeakMap();
   #attempt = 0;
   #reconnects = 0;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -172,10 +213,20 @@ export class SlipwayClient extends EventTarget {
   /** @type {QueueItem[]} */
   #queue = [];
   #pumping = false;
+  /** @type {{ws: WebSocket, done: Promise<unknown>} | null} the send the queue is making */
+  #inflight = null;
   #inOpen = false; // an "open" listener is running: its sends go first
   #front = 0;
-  /** @type {Map<number, {resolve: (f: any) => void, reject: (e: Error) => void}>} */
+  /** @type {Rotation | null} the rotation whose "open" listeners are running */
+  #openRotation = null;
+  /** @type {Map<WebSocket, Map<number, {resolve: (f: any) => void, reject: (e: Error) => void}>>} */
   #pending = new Map();
+  /** @type {Rotation | null} */
+  #rotation = null;
+  /** @type {any} */
+  #rotationTimer = undefined;
+  #rotationFailures = 0;
+  #rotations = 0;
   /** @type {Promise<unknown>} */
   #delivery = Promise.resolve();
   /** @type {{resolve: () => void, reject: (e: Error) => void} | null} */
@@ -209,6 +260,12 @@ export class SlipwayClient extends EventTarget {
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     const fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.#fetch = fetchImpl;
+    const window = checkWindow(options.rotateWindow);
+    // Without positions a rotation's overlap would deliver messages twice: no rotation.
+    this.#rotateWindow = this.#tracker ? window : null;
+    this.#rotateTimeout = positive(options.rotateTimeout ?? 10_000, "rotateTimeout");
+    this.#clock = options.clock ?? REAL_CLOCK;
+    this.#random = options.random ?? Math.random;
   }
 
   /** The URL dialled (with `envelope=1` in envelope mode). */
@@ -226,6 +283,10 @@ export class SlipwayClient extends EventTarget {
   /** Reconnections that succeeded since connect(). */
   get reconnects() {
     return this.#reconnects;
+  }
+  /** Rotations done: connections replaced by a rotation's new connection. */
+  get rotations() {
+    return this.#rotations;
   }
   /** The reconnection attempt in progress (1-based), 0 when none. */
   get attempt() {
@@ -283,7 +344,8 @@ export class SlipwayClient extends EventTarget {
     const closed = new Promise((resolve) => {
       this.addEventListener("close", () => resolve(undefined), { once: true });
     });
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
+    this.#stopRotating(new SocketClosedError("the client is closed"));
     const ws = this.#ws;
     if (ws !== null && ws.readyState <= WS_OPEN) {
       ws.close(code, reason); // its close event finishes the client
@@ -321,7 +383,11 @@ export class SlipwayClient extends EventTarget {
     }
     return new Promise((resolve, reject) => {
       const item = { payload, resolve, reject };
-      if (this.#inOpen) {
+      if (this.#openRotation) {
+        // From the "open" listener of a rotation's new connection: on that connection,
+        // first (before the switch), in the order sent.
+        this.#openRotation.first.push(item);
+      } else if (this.#inOpen) {
         // From an "open" listener (to rejoin a room, say): before what waited for the
         // connection, in the order sent; sent once the listeners are done.
         this.#queue.splice(this.#front++, 0, item);
@@ -339,10 +405,14 @@ export class SlipwayClient extends EventTarget {
       while (this.#queue.length > 0 && this.#state === State.OPEN && this.#ws !== null) {
         const ws = this.#ws;
         const item = /** @type {QueueItem} */ (this.#queue.shift());
+        const sending = this.#sendNow(ws, item.payload);
+        this.#inflight = { ws, done: sending.catch(() => undefined) };
         try {
-          item.resolve(await this.#sendNow(ws, item.payload));
+          item.resolve(await sending);
         } catch (error) {
           item.reject(/** @type {Error} */ (error));
+        } finally {
+          this.#inflight = null;
         }
       }
     } finally {
@@ -359,7 +429,8 @@ export class SlipwayClient extends EventTarget {
       ws.send(payload);
       return undefined;
     }
-    const id = this.#nextId++;
+    const id = this.#ids.get(ws) ?? 1;
+    this.#ids.set(ws, id + 1);
     const frame = messageFrame(id, payload);
     if (fitsInline(frame)) {
       ws.send(frame);
@@ -378,31 +449,54 @@ export class SlipwayClient extends EventTarget {
   async #upload(ws, id, json) {
     /** @type {import("./envelope.js").UploadTargetFrame} */
     const target = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
+      const pending = this.#waiters(ws);
+      const timer = this.#clock.setTimeout(() => {
+        pending.delete(id);
         reject(
           new TransferError(id, "PUT", `no upload URL from the gateway within ${this.#uploadTimeout} ms`),
         );
       }, this.#uploadTimeout);
-      this.#pending.set(id, {
+      pending.set(id, {
         resolve: (frame) => {
-          clearTimeout(timer);
+          this.#clock.clearTimeout(timer);
           resolve(frame);
         },
         reject: (error) => {
-          clearTimeout(timer);
+          this.#clock.clearTimeout(timer);
           reject(error);
         },
       });
       ws.send(encodeUploadRequest(id));
     });
     await this.#http(id, target.method, target.url, target.headers, json);
-    if (this.#ws !== ws || ws.readyState !== WS_OPEN) {
+    if (!this.#live.has(ws) || ws.readyState !== WS_OPEN) {
       throw new SocketClosedError(
         `the connection closed while message ${id} was uploaded: it was not sent`,
       );
     }
     ws.send(encodeDownload(id, stripQuery(target.url)));
+  }
+
+  /**
+   * The upload requests of `ws` waiting for their `[3]` or `[5]`, by message id.
+   * @param {WebSocket} ws
+   */
+  #waiters(ws) {
+    let waiting = this.#pending.get(ws);
+    if (waiting === undefined) {
+      waiting = new Map();
+      this.#pending.set(ws, waiting);
+    }
+    return waiting;
+  }
+
+  /**
+   * @param {WebSocket} ws
+   * @param {Error} error
+   */
+  #failPending(ws, error) {
+    for (const waiting of this.#pending.get(ws)?.values() ?? []) waiting.reject(error);
+    this.#pending.delete(ws);
   }
 
   /**
@@ -416,7 +510,7 @@ export class SlipwayClient extends EventTarget {
    */
   async #http(id, method, url, headers, body) {
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), this.#httpTimeout);
+    const timer = this.#clock.setTimeout(() => abort.abort(), this.#httpTimeout);
     try {
       const response = await this.#fetch(url, {
         method,
@@ -439,14 +533,17 @@ export class SlipwayClient extends EventTarget {
         : String(/** @type {Error} */ (error)?.message ?? error);
       throw new TransferError(id, method, detail);
     } finally {
-      clearTimeout(timer);
+      this.#clock.clearTimeout(timer);
     }
   }
 
   // -- receiving -----------------------------------------------------------------------
 
-  /** @param {unknown} raw */
-  #handle(raw) {
+  /**
+   * @param {unknown} raw
+   * @param {WebSocket} ws the connection it came on
+   */
+  #handle(raw, ws) {
     if (!this.#envelope || typeof raw !== "string") {
       this.#deliver(Promise.resolve(raw));
       return;
@@ -456,7 +553,7 @@ export class SlipwayClient extends EventTarget {
       frame = decode(raw);
     } catch (error) {
       const bad = /** @type {EnvelopeError} */ (error);
-      if (bad.frame !== undefined && this.#resume?.frame?.(bad.frame, this.#resumeContext(false))) {
+      if (bad.frame !== undefined && this.#resume?.frame?.(bad.frame, this.#resumeContext(false, ws))) {
         return; // the resume extension took it
       }
       this.#report(bad);
@@ -473,6 +570,11 @@ export class SlipwayClient extends EventTarget {
         break;
       case RECOVERY: {
         this.#tracker?.recover(frame);
+        const rotation = this.#rotation;
+        if (rotation !== null && ws === rotation.ws) {
+          rotation.waiting.delete(frame.channel);
+          if (rotation.waiting.size === 0) this.#switch(rotation);
+        }
         const event = new SlipwayRecoveryEvent(frame);
         // In turn with the messages: after the replayed ones are delivered.
         this.#delivery = this.#delivery.then(() => this.dispatchEvent(event));
@@ -480,8 +582,9 @@ export class SlipwayClient extends EventTarget {
       }
       case UPLOAD_TARGET:
       case FAILURE: {
-        const waiting = this.#pending.get(frame.id);
-        this.#pending.delete(frame.id);
+        const pending = this.#pending.get(ws);
+        const waiting = pending?.get(frame.id);
+        pending?.delete(frame.id);
         if (frame.type === UPLOAD_TARGET) {
           if (waiting) waiting.resolve(frame);
           else this.#report(new EnvelopeError(`upload URL for message ${frame.id}, which asked for none`));
@@ -525,43 +628,62 @@ export class SlipwayClient extends EventTarget {
 
   // -- the connection's life -------------------------------------------------------------
 
-  #dial() {
+  /** The URL of the next connection: with the positions, through the `url` hook. */
+  #connectUrl() {
     let url = this.#tracker
       ? withResume(this.#url, this.#tracker.positions, this.#tracker.floors)
       : this.#url;
-    let ws;
-    try {
-      if (this.#resume?.url) {
-        url = this.#resume.url(url, { reconnects: this.#reconnects, attempt: this.#attempt });
-      }
-      ws = new this.#WebSocket(url, this.#protocols);
-    } catch (error) {
-      // A malformed URL (SyntaxError): no close event will come.
-      this.#report(/** @type {Error} */ (error));
-      this.#dropped(false, 1006, String(/** @type {Error} */ (error)?.message ?? error));
-      return;
+    if (this.#resume?.url) {
+      url = this.#resume.url(url, { reconnects: this.#reconnects, attempt: this.#attempt });
     }
+    return url;
+  }
+
+  /**
+   * A new socket, ours until it closes; throws for a malformed URL (no close event
+   * comes then).
+   * @param {(ws: WebSocket) => void} onOpen
+   * @param {(ws: WebSocket, opened: boolean, code: number, reason: string) => void} onClose
+   * @returns {WebSocket}
+   */
+  #open(onOpen, onClose) {
+    const ws = new this.#WebSocket(this.#connectUrl(), this.#protocols);
     ws.binaryType = "arraybuffer";
-    this.#ws = ws;
+    this.#live.add(ws);
     let opened = false;
-    const timer = setTimeout(() => {
+    const timer = this.#clock.setTimeout(() => {
       if (!opened) ws.close(); // a socket still connecting fails with 1006
     }, this.#openTimeout);
     ws.onopen = () => {
       opened = true;
-      clearTimeout(timer);
-      this.#opened(ws);
+      this.#clock.clearTimeout(timer);
+      onOpen(ws);
     };
     ws.onmessage = (event) => {
-      if (this.#ws === ws) this.#handle(event.data);
+      if (this.#live.has(ws)) this.#handle(event.data, ws);
     };
     ws.onerror = () => {}; // a close event always follows, with what there is to know
     ws.onclose = (event) => {
-      clearTimeout(timer);
-      if (this.#ws !== ws) return;
-      this.#ws = null;
-      this.#dropped(opened, event.code, event.reason);
+      this.#clock.clearTimeout(timer);
+      this.#live.delete(ws);
+      const gone = new SocketClosedError(`the connection closed (${event.code}) before the message was sent`);
+      this.#failPending(ws, gone);
+      onClose(ws, opened, event.code, event.reason);
     };
+    return ws;
+  }
+
+  #dial() {
+    try {
+      this.#ws = this.#open(
+        (ws) => this.#opened(ws),
+        (ws, opened, code, reason) => this.#closed(ws, opened, code, reason),
+      );
+    } catch (error) {
+      // A malformed URL (SyntaxError): no close event will come.
+      this.#report(/** @type {Error} */ (error));
+      this.#dropped(false, 1006, String(/** @type {Error} */ (error)?.message ?? error));
+    }
   }
 
   /** @param {WebSocket} ws */
@@ -572,12 +694,13 @@ export class SlipwayClient extends EventTarget {
     }
     const reconnected = this.#everOpened;
     this.#everOpened = true;
-    this.#nextId = 1; // ids are per connection
+    this.#ids.set(ws, 1); // ids are per connection
     if (reconnected) this.#reconnects++;
     const go = () => {
       if (this.#ws !== ws || ws.readyState !== WS_OPEN) return;
       this.#attempt = 0;
       this.#setState(State.OPEN);
+      this.#scheduleRotation();
       this.#inOpen = true;
       this.#front = 0;
       try {
@@ -600,6 +723,28 @@ export class SlipwayClient extends EventTarget {
       .then(() => hook(this.#resumeContext(reconnected, ws)))
       .catch((error) => this.#report(error))
       .then(go);
+  }
+
+  /**
+   * The current connection closed (or a connection a rotation retired: nothing to do).
+   * @param {WebSocket} ws
+   * @param {boolean} opened
+   * @param {number} code
+   * @param {string} reason
+   */
+  #closed(ws, opened, code, reason) {
+    if (this.#ws !== ws) return;
+    this.#ws = null;
+    const rotation = this.#rotation;
+    if (rotation !== null && rotation.ready !== null && !this.#closing && rotation.ws?.readyState === WS_OPEN) {
+      // Dropped mid-rotation (API Gateway's cut, say): the new connection, already
+      // resuming, takes over; no reconnection.
+      this.closeCode = code;
+      this.closeReason = reason;
+      this.#switch(rotation);
+      return;
+    }
+    this.#dropped(opened, code, reason);
   }
 
   /**
@@ -629,9 +774,8 @@ export class SlipwayClient extends EventTarget {
   #dropped(opened, code, reason) {
     this.closeCode = code;
     this.closeReason = reason;
-    const gone = new SocketClosedError(`the connection closed (${code}) before the message was sent`);
-    for (const waiting of this.#pending.values()) waiting.reject(gone);
-    this.#pending.clear();
+    // A reconnection schedules the next rotation itself.
+    this.#stopRotating(new SocketClosedError(`the connection closed (${code}) during the rotation`));
     if (this.#closing) {
       this.#finish();
       return;
@@ -659,25 +803,233 @@ export class SlipwayClient extends EventTarget {
       return;
     }
     // After the gateway's "going away" (API Gateway's 2-hour cut) the first attempt goes
-    // at once: connections reach that age one by one, not all together.
+    // at once: connections reach that age one by one, not all together (they opened at
+    // most 500 a second, API Gateway's quota: docs/resume.md#reconnect-storms).
     const immediate = opened && code === GOING_AWAY && this.#attempt === 0;
-    const delay = immediate ? 0 : backoffDelay(this.#attempt, backoff);
+    const delay = immediate ? 0 : backoffDelay(this.#attempt, backoff, this.#random);
     this.#attempt++;
     this.#setState(State.RECONNECTING, { attempt: this.#attempt, delay, code, reason });
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
       if (!this.#closing) this.#dial();
     }, delay);
   }
 
+  // -- rotation (make before break, before API Gateway's 2-hour cut) ----------------------
+
+  /**
+   * Rotate the connection now: open a new one with the positions, wait for its `[6]`
+   * frames (at most `rotateTimeout`), switch to it, close the old one. Resolves with
+   * whether every channel's `[6]` came in time; rejects with SocketClosedError when the
+   * client is not open or the new connection could not be opened (the old one stays).
+   * @returns {Promise<boolean>}
+   */
+  rotate() {
+    if (this.#tracker === null) {
+      return Promise.reject(new Error("rotation needs envelope mode and positions (raw mode has none)"));
+    }
+    return this.#startRotation(false);
+  }
+
+  /** @param {number} [delay] ms; by default a random moment of the window */
+  #scheduleRotation(delay) {
+    this.#clock.clearTimeout(this.#rotationTimer);
+    this.#rotationTimer = undefined;
+    const window = this.#rotateWindow;
+    if (window === null || this.#closing) return;
+    if (delay === undefined) {
+      this.#rotationFailures = 0;
+      delay = rotationDelay(window, this.#random);
+    }
+    this.#rotationTimer = this.#clock.setTimeout(() => {
+      this.#rotationTimer = undefined;
+      if (!this.#closing && this.#state === State.OPEN && this.#rotation === null) {
+        this.#startRotation(true);
+      }
+    }, delay);
+  }
+
+  /**
+   * @param {boolean} auto from the window's timer: failures are error events, retried
+   * @returns {Promise<boolean>}
+   */
+  #startRotation(auto) {
+    if (this.#rotation !== null) return this.#rotation.promise;
+    if (this.#ws === null || this.#state !== State.OPEN || this.#closing) {
+      return Promise.reject(new SocketClosedError("the client is not open"));
+    }
+    /** @type {(done: boolean) => void} */
+    let resolve = () => {};
+    /** @type {(e: Error) => void} */
+    let reject = () => {};
+    /** @type {Promise<boolean>} */
+    const promise = new Promise((yes, no) => {
+      resolve = yes;
+      reject = no;
+    });
+    if (auto) promise.catch(() => {}); // reported as an error event instead
+    const tracker = /** @type {Tracker} */ (this.#tracker);
+    /** @type {Rotation} */
+    const rotation = {
+      ws: null,
+      waiting: new Set(Object.keys(tracker.positions)),
+      auto,
+      ready: null,
+      first: [],
+      timer: undefined,
+      switching: false,
+      promise,
+      resolve,
+      reject,
+    };
+    this.#rotation = rotation;
+    try {
+      rotation.ws = this.#open(
+        () => this.#rotationOpened(rotation),
+        (ws, opened, code, reason) => {
+          if (this.#rotation !== rotation) {
+            this.#closed(ws, opened, code, reason); // after the switch: the current connection
+            return;
+          }
+          const orphaned = this.#ws === null; // the old one dropped: this one was taking over
+          this.#rotationFailed(
+            rotation,
+            opened
+              ? new SocketClosedError(`the rotation's new connection closed (${code})`)
+              : new SocketClosedError(`the rotation's new connection failed (close code ${code})`, "connect_failed"),
+          );
+          if (orphaned && !this.#closing) this.#dropped(true, code, reason);
+        },
+      );
+    } catch (error) {
+      this.#rotationFailed(rotation, /** @type {Error} */ (error));
+    }
+    return promise;
+  }
+
+  /** @param {Rotation} rotation */
+  #rotationOpened(rotation) {
+    const ws = /** @type {WebSocket} */ (rotation.ws);
+    if (this.#rotation !== rotation) {
+      ws.close(1000);
+      return;
+    }
+    this.#ids.set(ws, 1);
+    rotation.timer = this.#clock.setTimeout(() => {
+      if (this.#rotation !== rotation || rotation.switching) return;
+      const missing = [...rotation.waiting].sort();
+      this.#report(new RotationTimeoutError(missing, this.#rotateTimeout));
+      this.#switch(rotation);
+    }, this.#rotateTimeout);
+    rotation.ready = this.#rotationReady(rotation, ws);
+    rotation.ready.then(() => {
+      if (rotation.waiting.size === 0) this.#switch(rotation);
+    });
+  }
+
+  /**
+   * The new connection's hook and "open" listeners, and what they sent, on it, first.
+   * @param {Rotation} rotation
+   * @param {WebSocket} ws
+   */
+  async #rotationReady(rotation, ws) {
+    const hook = this.#resume?.opened;
+    if (hook) {
+      try {
+        await hook(this.#resumeContext(true, ws));
+      } catch (error) {
+        this.#report(/** @type {Error} */ (error));
+      }
+    }
+    if (this.#rotation !== rotation) return;
+    this.#openRotation = rotation;
+    try {
+      this.dispatchEvent(new SlipwayOpenEvent(true, true));
+    } finally {
+      this.#openRotation = null;
+    }
+    for (const item of rotation.first) {
+      try {
+        item.resolve(await this.#sendNow(ws, item.payload));
+      } catch (error) {
+        item.reject(/** @type {Error} */ (error));
+      }
+    }
+    rotation.first = [];
+  }
+
+  /**
+   * The new connection takes over: sends go to it, the old one is closed once the
+   * send it is making is done.
+   * @param {Rotation} rotation
+   */
+  async #switch(rotation) {
+    if (rotation.switching) return;
+    rotation.switching = true;
+    this.#clock.clearTimeout(rotation.timer);
+    await rotation.ready;
+    if (this.#rotation !== rotation) return; // given up meanwhile
+    this.#rotation = null;
+    const old = this.#ws; // null when it dropped meanwhile
+    this.#ws = rotation.ws;
+    this.#rotations++;
+    this.#scheduleRotation();
+    rotation.resolve(rotation.waiting.size === 0);
+    this.#pump();
+    if (old === null) return;
+    const inflight = this.#inflight;
+    if (inflight !== null && inflight.ws === old) await inflight.done;
+    if (old.readyState <= WS_OPEN) old.close(1000, "rotated");
+  }
+
+  /**
+   * The rotation's new connection could not be opened or closed: the old one stays,
+   * and is rotated again after a backoff delay unless a rotation is already timed
+   * (rotate()'s failures are its caller's; the timer's are error events).
+   * @param {Rotation} rotation
+   * @param {Error} error
+   */
+  #rotationFailed(rotation, error) {
+    this.#abortRotation(rotation, error);
+    if (this.#closing || this.#state !== State.OPEN) return;
+    if (rotation.auto) this.#report(error);
+    if (this.#rotationTimer === undefined) {
+      this.#rotationFailures++;
+      const retry = backoffDelay(this.#rotationFailures, this.#reconnect ?? {}, this.#random);
+      this.#scheduleRotation(Math.max(retry, ROTATION_RETRY_MIN));
+    }
+  }
+
+  /**
+   * @param {Rotation} rotation
+   * @param {Error} error what its promise and first sends are rejected with
+   */
+  #abortRotation(rotation, error) {
+    if (this.#rotation !== rotation) return;
+    this.#rotation = null;
+    this.#clock.clearTimeout(rotation.timer);
+    const ws = rotation.ws;
+    if (ws !== null && ws.readyState <= WS_OPEN) ws.close(1000);
+    for (const item of rotation.first.splice(0)) item.reject(error);
+    rotation.reject(error);
+  }
+
+  /** No rotation from now on, until a connection opens again.
+   * @param {Error} error */
+  #stopRotating(error) {
+    this.#clock.clearTimeout(this.#rotationTimer);
+    this.#rotationTimer = undefined;
+    if (this.#rotation !== null) this.#abortRotation(this.#rotation, error);
+  }
+
   /** @param {Error} [error] what the queued messages and connect() are rejected with */
   #finish(error) {
     if (this.#state === State.CLOSED) return;
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     const closed = error ?? new SocketClosedError("the client is closed");
+    this.#stopRotating(closed);
     for (const item of this.#queue.splice(0)) item.reject(closed);
-    for (const waiting of this.#pending.values()) waiting.reject(closed);
-    this.#pending.clear();
+    for (const ws of [...this.#pending.keys()]) this.#failPending(ws, closed);
     const waiter = this.#connectWaiter;
     this.#connectWaiter = null;
     waiter?.reject(closed);

@@ -82,3 +82,18 @@ export class SocketClosedError extends SlipwayError {
     super(message, code);
   }
 }
+
+/** A rotation's new connection brought no `[6]` frame for some channels within
+ * `rotateTimeout`: the old connection was closed anyway (an `error` event). The new
+ * connection still recovers them when the backend subscribes it. */
+export class RotationTimeoutError extends SlipwayError {
+  /**
+   * @param {string[]} missing the channels whose `[6]` did not come
+   * @param {number} timeout ms
+   */
+  constructor(missing, timeout) {
+    super(`rotation: no recovery within ${timeout} ms for channel(s) ${missing.join(", ")}`, "rotation_timeout");
+    this.missing = missing;
+    this.timeout = timeout;
+  }
+}

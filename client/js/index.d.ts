@@ -85,9 +85,22 @@ export interface SlipwayClientOptions {
   /** Envelope mode: each channel's floor token, saved from `client.floors` with the
    * positions; without it the gateway recovers nothing from a position (docs/resume.md). */
   floors?: Record<string, string>;
+  /** Envelope mode with positions: rotate each connection, make before break, at a
+   * random moment this many ms after it opened, [low, high]; null or false never
+   * rotates. Default [6000000, 6900000] (100 to 115 minutes; API Gateway cuts at 120).
+   * Ignored in raw mode and with `positions: false`. */
+  rotateWindow?: readonly [number, number] | null | false;
+  /** ms a rotation waits for the new connection's `[6]` frames before it switches
+   * anyway (with a RotationTimeoutError event). Default 10000. */
+  rotateTimeout?: number;
   /** Stand-ins for tests; default the global WebSocket and fetch. */
   WebSocket?: typeof WebSocket;
   fetch?: typeof fetch;
+  /** Stand-ins for tests: the timers every delay of the client runs on, and the random
+   * source of the backoff's jitter and the rotation's moment. Default the global
+   * setTimeout/clearTimeout and Math.random. */
+  clock?: { setTimeout(fn: () => void, ms: number): unknown; clearTimeout(timer: unknown): void };
+  random?: () => number;
 }
 
 export declare class SlipwayStateEvent extends Event {
@@ -140,6 +153,9 @@ export declare class SlipwayOpenEvent extends Event {
   readonly type: "open";
   /** False for the first connection. */
   readonly reconnected: boolean;
+  /** True for a rotation's new connection, while the old one is still open: messages
+   * sent from the listener go first on the new connection (to rejoin rooms). */
+  readonly rotation: boolean;
 }
 
 export declare class SlipwayCloseEvent extends Event {
@@ -165,6 +181,8 @@ export declare class SlipwayClient extends EventTarget {
   readonly state: State;
   /** Reconnections that succeeded since connect(). */
   readonly reconnects: number;
+  /** Rotations done: connections replaced by a rotation's new connection. */
+  readonly rotations: number;
   /** The reconnection attempt in progress (1-based), 0 when none. */
   readonly attempt: number;
   /** Messages waiting for the connection. */
@@ -186,6 +204,11 @@ export declare class SlipwayClient extends EventTarget {
   send(data: unknown): Promise<number | undefined>;
   /** Close for good; queued messages are rejected. */
   close(code?: number, reason?: string): Promise<void>;
+  /** Rotate now, make before break: resolves with whether every channel's `[6]` came
+   * on the new connection within `rotateTimeout`; rejects (SocketClosedError) when the
+   * client is not open or the new connection could not be opened (the old one stays),
+   * and in raw mode or with `positions: false`. */
+  rotate(): Promise<boolean>;
 
   addEventListener<K extends keyof SlipwayClientEventMap>(
     type: K,
@@ -218,7 +241,7 @@ export declare function withEnvelope(url: string): string;
 
 export declare class SlipwayError extends Error {
   /** What went wrong: "queue_full", "closed", "connect_failed", "transfer_failed",
-   * "bad_frame", or for RemoteError the gateway's errorCode. */
+   * "bad_frame", "rotation_timeout", or for RemoteError the gateway's errorCode. */
   readonly code: string;
 }
 /** The gateway answered [5, id, {success: false, errorCode, errorMessage}]. */
@@ -247,6 +270,13 @@ export declare class QueueFullError extends SlipwayError {
 /** The client is closed, could not connect, or the connection dropped mid-send. */
 export declare class SocketClosedError extends SlipwayError {
   readonly code: "closed" | "connect_failed";
+}
+/** A rotation's new connection brought no `[6]` for `missing` within `timeout` ms;
+ * the client switched to it anyway (an error event). */
+export declare class RotationTimeoutError extends SlipwayError {
+  readonly code: "rotation_timeout";
+  readonly missing: string[];
+  readonly timeout: number;
 }
 
 // -- envelope frames (pure) ----------------------------------------------------------
@@ -321,4 +351,10 @@ export declare namespace resume {
     positions: Record<string, Position>,
     floors?: Record<string, string>,
   ): string;
+  /** The default rotation window, ms after a connection opened: [6000000, 6900000]. */
+  const ROTATE_WINDOW: readonly [number, number];
+  /** The window checked (RangeError unless 0 <= low <= high); null: never rotate. */
+  function checkWindow(window: readonly [number, number] | null | false | undefined): [number, number] | null;
+  /** ms after a connection opened to rotate it: uniform in `window`. */
+  function rotationDelay(window: readonly [number, number], random?: () => number): number;
 }

@@ -7,6 +7,7 @@ export {
   TransferError,
   EnvelopeError,
   QueueFullError,
+  RotationTimeoutError,
   SocketClosedError,
 } from "./errors.js";
 export * as envelope from "./envelope.js";

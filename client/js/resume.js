@@ -147,3 +147,36 @@ export function withResume(url, positions, floors = {}) {
   const value = Object.keys(positions).length ? encodeResume(positions, floors) : "";
   return `${path}?${[...params, `resume=${value}`].join("&")}${fragment}`;
 }
+
+// -- rotation before API Gateway's 2-hour cut --------------------------------------------
+
+/** Default rotation window, ms after a connection opened: API Gateway cuts at 7,200,000
+ * (2 hours); the Python client's `rotate_window` (6000, 6900) s. */
+export const ROTATE_WINDOW = Object.freeze([6_000_000, 6_900_000]);
+
+/**
+ * `window` checked: [low, high] with 0 <= low <= high (ms); null/false: never rotate.
+ * @param {readonly [number, number] | null | false | undefined} window
+ * @returns {[number, number] | null}
+ */
+export function checkWindow(window) {
+  if (window === null || window === false) return null;
+  if (window === undefined) return [ROTATE_WINDOW[0], ROTATE_WINDOW[1]];
+  const [low, high] = Array.isArray(window) ? window : [];
+  if (typeof low !== "number" || typeof high !== "number" || !(low >= 0 && low <= high && high < Infinity)) {
+    throw new RangeError(`rotateWindow must be [low, high] ms with 0 <= low <= high, or null, not ${JSON.stringify(window)}`);
+  }
+  return [low, high];
+}
+
+/**
+ * When to rotate a connection, ms after it opened: uniform in `window`, so that
+ * clients that connected together do not all rotate together.
+ * @param {readonly [number, number]} window
+ * @param {() => number} [random] in [0, 1)
+ * @returns {number}
+ */
+export function rotationDelay(window, random = Math.random) {
+  const [low, high] = window;
+  return low + (high - low) * random();
+}

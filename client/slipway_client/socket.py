@@ -85,12 +85,14 @@ class Backoff:
     seconds, scaled down by up to `jitter` so that many clients dropped at once do
     not come back at once. The default, 1.0, is "full jitter": a uniform wait
     between 0 and that bound (0.5 would wait between 50% and 100% of it).
-    `max_attempts=None` retries forever."""
+    `max_attempts=None` (the default) retries forever: after a mass drop API
+    Gateway admits 500 new connections a second, so 100,000 clients take minutes
+    to come back and each may be refused a dozen times (docs/resume.md)."""
 
     initial: float = 0.5
     factor: float = 2.0
     max_delay: float = 30.0
-    max_attempts: int | None = 8
+    max_attempts: int | None = None
     jitter: float = 1.0
 
     def __post_init__(self) -> None:
@@ -583,7 +585,8 @@ class WebSocketClient:
             return  # a reconnection schedules the next rotation
         if self._rotation is None or self._rotation.done():
             self._rotation = asyncio.create_task(self._rotate())
-            self._rotation.add_done_callback(self._rotated)
+        # Also when a rotate() is under way: if it fails, the next try is timed.
+        self._rotation.add_done_callback(self._rotated)
 
     def _rotated(self, task: asyncio.Task[bool]) -> None:
         if task.cancelled() or self._closing:

@@ -183,6 +183,32 @@ def test_gives_up_after_bounded_attempts() -> None:
     run(main())
 
 
+def test_by_default_it_keeps_trying_through_a_reconnect_storm() -> None:
+    """After a mass drop API Gateway refuses handshakes over its quota of new
+    connections (429) for minutes: 100,000 clients at 500/s take 200 s, and a client
+    may be refused a dozen times (bench/reconnect_storm.py, docs/resume.md). The
+    default backoff does not give up."""
+
+    async def main() -> None:
+        watch = Watch()
+        async with FakeGateway() as gw:
+            fast = Backoff(initial=0.005, max_delay=0.01)  # the default max_attempts
+            ws = await connect(gw.url, reconnect=fast, on_state=watch.state, on_error=watch.error)
+            gw.reject_status = 429
+            await ws.send("drop")
+            refused = 12  # more than the old default's 8 attempts
+            await watch.until(
+                lambda: watch.states.count("reconnecting") > refused or watch.states[-1] == "closed"
+            )
+            assert watch.states[-1] == "reconnecting", watch.errors[-1:]
+            gw.reject_status = None
+            await watch.until(lambda: watch.states[-1] == "open")
+            assert await ws.send("back") == 1
+            await ws.close()
+
+    run(main())
+
+
 def test_close_during_reconnection_stops_it() -> None:
     async def main() -> None:
         watch = Watch()

@@ -17,6 +17,7 @@ from slipway_client import (
     Position,
     Recovery,
     RotationTimeout,
+    SocketClosed,
     State,
     WebSocketClient,
 )
@@ -264,6 +265,27 @@ def test_old_connection_dropping_mid_rotation_hands_over_to_the_new_one() -> Non
                 await gw.publish("c", "after")
                 await app.until(lambda: len(app.messages) == 2)
                 assert app.messages == ["during", "after"] and len(gw.paths) == 2
+                assert ws.state is State.OPEN
+
+    run(main())
+
+
+def test_a_rotate_that_fails_after_the_scheduled_moment_passed_is_tried_again() -> None:
+    async def main() -> None:
+        app = App()
+        async with HistoryGateway() as gw:
+            client = app.client(gw.url + "?subscribe=c", rotate_window=(0.3, 0.3))
+            async with client as ws:
+                await app.until(lambda: len(app.recoveries) == 1)
+                gw.recovery_delay = 0.5
+                rotation = asyncio.create_task(ws.rotate())
+                await asyncio.sleep(0.4)  # the scheduled moment passes during the rotate()
+                new = next(c for c in gw.open if not c.request.path.endswith("resume="))
+                await new.close(1011, "crash")
+                with pytest.raises(SocketClosed):
+                    await rotation
+                gw.recovery_delay = 0
+                await app.until(lambda: ws.rotations == 1)  # retried after a backoff delay
                 assert ws.state is State.OPEN
 
     run(main())

@@ -1,13 +1,16 @@
 """The browser client (client/js/) and the demo page in headless Chromium, against
 a real `slipway local` with the demo chat backend: the client's own unit tests,
 two pages chatting, a 1 MB line through S3 (presigned PUT and GET from the page's
-origin: the local bucket's CORS), and a page whose socket the gateway closes
-reconnecting by itself. How the browser is found: tests/e2e/browser.py."""
+origin: the local bucket's CORS), a page whose socket the gateway closes
+reconnecting by itself, and a client rotating its connection before the gateway's
+cut (a stack whose connections live 8 s). How the browser is found:
+tests/e2e/browser.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +18,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 import requests
+from slipway_client import ControlClient
 
 from slipway_dev import aws
 
@@ -211,3 +215,109 @@ def test_a_page_closed_by_the_gateway_reconnects_by_itself(browser: Any, demo: L
     assert not alice.page_errors and not bob.page_errors
     alice.close()
     bob.close()
+
+
+def test_the_demo_page_rotates_and_stays_in_its_room(browser: Any, demo: LocalStack) -> None:
+    alice = open_page(browser, demo, "deck", "alice")
+    bob = open_page(browser, demo, "deck", "bob")
+    say(alice, "before the rotation")
+    wait_line(bob, "alice: before the rotation")
+    old = _connection_of(demo, "deck", "alice")
+
+    # The page's "open" listener rejoins the room on the new connection; the client
+    # switches once the room's [6] came on it, and closes the old one.
+    assert alice.evaluate("window.chat.client.rotate()") is True
+    assert alice.evaluate("window.chat.client.rotations") == 1
+    alice.wait_for_function(
+        "window.chat.lines.filter(l => l === 'you joined #deck').length === 2",
+        timeout=TIMEOUT_MS,
+    )
+    say(bob, "after the rotation")
+    wait_line(alice, "bob: after the rotation")
+    say(alice, "still here")
+    wait_line(bob, "alice: still here")
+    assert _connection_of(demo, "deck", "alice") != old
+    # No reconnection, and bob was not told alice left: her new connection is in the room.
+    assert alice.evaluate("window.chat.client.reconnects") == 0
+    assert "reconnecting" not in alice.evaluate("window.chat.events.map(e => e.kind)")
+    assert "* alice left" not in bob.evaluate("window.chat.lines")
+    assert "alice" in bob.text_content("#who")
+    assert (
+        bob.evaluate("window.chat.lines.filter(l => l === 'alice: before the rotation').length")
+        == 1
+    )
+    assert not alice.page_errors and not bob.page_errors
+    alice.close()
+    bob.close()
+
+
+# -- rotation before the gateway's cut -------------------------------------------------
+
+LIFETIME = 8.0  # the short-lived stack's cut (API Gateway's 2 hours)
+
+# In the page: a client of the demo backend that joins `room` from its "open" listener
+# (as the demo page does, so a rotation's new connection joins too), rotating each
+# connection 1 to 1.5 s after it opened; what it receives goes to window.rot.
+ROTATING_CLIENT = """async ([ws, room]) => {
+    const { SlipwayClient } = await import("/client/index.js");
+    const client = new SlipwayClient(ws + "?ordered=1&name=rot", { rotateWindow: [1000, 1500] });
+    const rot = (window.rot = { client, got: [], opens: [], errors: [], joined: 0 });
+    client.addEventListener("message", (e) => {
+        if (/^\\d+$/.test(e.data)) rot.got.push(e.data);
+        if (e.data === `you joined #${room}`) rot.joined++;
+    });
+    client.addEventListener("open", (e) => {
+        rot.opens.push(e.rotation ? "rotation" : e.reconnected ? "reconnected" : "first");
+        client.send(`/join ${room}`);
+    });
+    client.addEventListener("error", (e) => rot.errors.push(`${e.error.code}: ${e.message}`));
+    await client.connect();
+}"""
+
+
+@pytest.fixture
+def short_lived() -> Iterator[LocalStack]:
+    require_browser()
+    stack = LocalStack(
+        "--key", KEY, "--table", f"{TABLE}-rotation", "--max-lifetime", str(LIFETIME)
+    )
+    try:
+        yield stack
+    finally:
+        code = stack.stop()
+        if code != 0:
+            print(f"\n--- slipway local log (exit {code}) ---\n{stack.log()[-6000:]}")
+    assert code == 0, "slipway local did not exit cleanly on SIGTERM"
+
+
+def test_a_page_rotates_before_the_cut_with_no_gap_and_no_duplicate(
+    browser: Any, short_lived: LocalStack
+) -> None:
+    room = "rotation"
+    page = browser.new_page()
+    page.goto(short_lived.urls["demo"])
+    page.evaluate(ROTATING_CLIENT, [short_lived.websocket, room])
+    page.wait_for_function("window.rot.joined === 1", timeout=TIMEOUT_MS)
+    # The first [6] of the room gives the client a position, which a rotation waits for.
+    page.wait_for_function("Object.keys(window.rot.client.positions).length === 1")
+    control = ControlClient(short_lived.control, KEY)
+    sent: list[str] = []
+    started = time.monotonic()
+    # Past the stack's cut: every connection of the client would reach it without rotation.
+    while time.monotonic() - started < LIFETIME + 2:
+        sent.append(str(len(sent)))
+        control.publish_many([{"channel": room, "formats": {"ws-message": {"content": sent[-1]}}}])
+        time.sleep(0.05)
+    page.wait_for_function(f"window.rot.got.length >= {len(sent)}", timeout=TIMEOUT_MS)
+    time.sleep(0.3)  # anything twice would have arrived by now
+    rot = page.evaluate(
+        "({got: rot.got, opens: rot.opens, errors: rot.errors, rotations: rot.client.rotations,"
+        " reconnects: rot.client.reconnects, state: rot.client.state})"
+    )
+    assert rot["rotations"] >= 3, rot
+    assert rot["got"] == sent  # no gap, no duplicate, in order, across every rotation
+    # Each rotation beat the gateway's cut: no reconnection, no error.
+    assert rot["reconnects"] == 0 and rot["state"] == "open", rot
+    assert rot["opens"] == ["first"] + ["rotation"] * rot["rotations"], rot
+    assert rot["errors"] == [], rot
+    page.close()

@@ -18,15 +18,15 @@ import {
 export const tests = [];
 const test = (name, fn) => tests.push([name, fn]);
 
-function eq(actual, expected, what = "") {
+export function eq(actual, expected, what = "") {
   const a = JSON.stringify(actual);
   const e = JSON.stringify(expected);
   if (a !== e) throw new Error(`${what} expected ${e.slice(0, 200)}, got ${a.slice(0, 200)}`);
 }
-function ok(value, what) {
+export function ok(value, what) {
   if (!value) throw new Error(`not true: ${what}`);
 }
-async function rejects(promise, cls, code) {
+export async function rejects(promise, cls, code) {
   try {
     await promise;
   } catch (error) {
@@ -36,7 +36,7 @@ async function rejects(promise, cls, code) {
   }
   throw new Error(`did not reject with ${cls.name}`);
 }
-function throws(fn, cls) {
+export function throws(fn, cls) {
   try {
     fn();
   } catch (error) {
@@ -45,8 +45,8 @@ function throws(fn, cls) {
   }
   throw new Error(`did not throw ${cls.name}`);
 }
-const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
-async function until(check, what, ms = 2000) {
+export const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+export async function until(check, what, ms = 2000) {
   const end = performance.now() + ms;
   while (!check()) {
     if (performance.now() > end) throw new Error(`waited ${ms} ms for ${what}`);
@@ -166,7 +166,7 @@ test("backoff: full jitter under an exponentially growing, capped ceiling", () =
 
 // -- the client, against fakes ------------------------------------------------------------
 
-class FakeSocket {
+export class FakeSocket {
   static all = [];
   constructor(url, protocols) {
     this.url = url;
@@ -182,6 +182,7 @@ class FakeSocket {
   close(code = 1005, reason = "") {
     if (this.readyState === 3) return;
     this.readyState = 3;
+    this.closedWith = [code, reason];
     setTimeout(() => this.onclose?.({ code, reason }), 0);
   }
   // test side
@@ -208,7 +209,7 @@ function fakeFetch(answer = () => ({ status: 200, body: "" })) {
   return { fetch, calls };
 }
 
-function client(url = "ws://gw/?name=t", options = {}) {
+export function client(url = "ws://gw/?name=t", options = {}) {
   FakeSocket.all = [];
   const c = new SlipwayClient(url, {
     WebSocket: FakeSocket,
@@ -219,11 +220,11 @@ function client(url = "ws://gw/?name=t", options = {}) {
   c.addEventListener("message", (e) => seen.messages.push(e.data));
   c.addEventListener("statechange", (e) => seen.states.push([e.state, e.attempt]));
   c.addEventListener("error", (e) => seen.errors.push(e.error));
-  c.addEventListener("open", (e) => seen.opens.push(e.reconnected));
+  c.addEventListener("open", (e) => seen.opens.push(e.rotation ? "rotation" : e.reconnected));
   return { c, seen, socket: () => FakeSocket.all.at(-1) };
 }
 
-async function opened(options) {
+export async function opened(options) {
   const t = client(undefined, options);
   const connecting = t.c.connect();
   t.socket().accept();
@@ -440,10 +441,10 @@ test("resume extension point: URL, opened hook before the queue, unknown frames"
 
 // -- resume after reconnect (docs/resume.md) ---------------------------------------------
 
-const stamp = (offset, epoch = "e1", channel = "c") => ({ channel, epoch, offset });
-const msg = (data, offset, epoch = "e1", channel = "c") =>
+export const stamp = (offset, epoch = "e1", channel = "c") => ({ channel, epoch, offset });
+export const msg = (data, offset, epoch = "e1", channel = "c") =>
   JSON.stringify([1, 0, data, stamp(offset, epoch, channel)]);
-const six = (offset, recovery, extra = {}, epoch = "e1") =>
+export const six = (offset, recovery, extra = {}, epoch = "e1") =>
   JSON.stringify([6, 0, { channel: "c", epoch, offset, recovery, replayed: 0, ...extra }]);
 
 test("frames with positions, and [6]", () => {

@@ -1,5 +1,5 @@
 // A tiny test runner: no dependencies, results on the page and in window.testResults.
-import { tests } from "./client.test.js";
+import { tests } from "./all.js";
 
 const results = { done: false, passed: 0, failed: 0, failures: [], names: [] };
 window.testResults = results;
