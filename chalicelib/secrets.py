@@ -99,15 +99,15 @@ def _from_parameter(ssm: Any, name: str) -> str:
         log.warning(
             "SSM parameter %s is a %s: store the key as a SecureString", name, parameter.get("Type")
         )
-    return parameter.get("Value", "")
+    return str(parameter.get("Value", ""))
 
 
 def _from_secret(sm: Any, secret_id: str) -> str:
     reply = sm.get_secret_value(SecretId=secret_id)
     if "SecretString" in reply:
-        value = reply["SecretString"]
+        value = str(reply["SecretString"])
     else:
-        value = reply.get("SecretBinary", b"").decode("utf-8")
+        value = bytes(reply.get("SecretBinary", b"")).decode("utf-8")
     if value.lstrip().startswith("{"):
         try:
             document = json.loads(value)
@@ -120,7 +120,7 @@ def _from_secret(sm: Any, secret_id: str) -> str:
                 f'{SECRET}={secret_id} holds a JSON object without a "keys" list '
                 'or a string "key" member'
             )
-        return document["key"]
+        return str(document["key"])
     return value
 
 

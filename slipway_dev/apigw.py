@@ -159,7 +159,7 @@ class Client:
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.close_async(), self._loop).result()
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         if self.closing:
             raise Closed(self.id)
         return {
@@ -256,11 +256,11 @@ class _Connection(ServerConnection):
         # Closed when the client has read it and closes, or after a while.
         self.loop.call_later(5, self.transport.close)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._refused:
             self.transport.close()
-            return None
-        return super().eof_received()
+            return
+        super().eof_received()
 
 
 class WebSocketGateway:

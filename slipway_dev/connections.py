@@ -20,7 +20,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from chalicelib.grip.limits import MAX_POST
@@ -40,7 +40,7 @@ class Sink(Protocol):
 
     def send(self, data: bytes) -> None: ...
     def close(self) -> None: ...
-    def info(self) -> dict: ...
+    def info(self) -> dict[str, Any]: ...
 
 
 class AsyncSink(Sink, Protocol):
@@ -98,7 +98,7 @@ class RecordingSink:
             self.closed = True
             self.changed.notify_all()
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         return {
             "connectedAt": iso(self.connected_at),
             "lastActiveAt": iso(self.connected_at),
@@ -128,7 +128,7 @@ class ConnectionsServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> ConnectionsServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -148,7 +148,9 @@ class ConnectionsServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _reply(self, status: int, body: dict | None = None, error: str = "") -> None:
+            def _reply(
+                self, status: int, body: dict[str, Any] | None = None, error: str = ""
+            ) -> None:
                 data = json.dumps(body).encode() if body is not None else b""
                 self.send_response(status)
                 if error:
@@ -238,7 +240,7 @@ class AsyncConnectionsServer:
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
-        self._streams: dict[asyncio.StreamWriter, asyncio.Task] = {}
+        self._streams: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
 
     @property
     def url(self) -> str:
@@ -286,7 +288,9 @@ class AsyncConnectionsServer:
             self._streams.pop(writer, None)
             writer.close()
 
-    async def _answer(self, method: str, path: str, body: bytes) -> tuple[int, dict | None, str]:
+    async def _answer(
+        self, method: str, path: str, body: bytes
+    ) -> tuple[int, dict[str, Any] | None, str]:
         if self.faults is not None and path.split("?", 1)[0] == CONTROL_PATH:
             return (*self.faults.control(method, body), "")
         if method not in self.calls:
@@ -354,7 +358,7 @@ async def _read_request(
     return method, path, headers, body
 
 
-def _response(status: int, reply: dict | None, error: str, keep: bool) -> bytes:
+def _response(status: int, reply: dict[str, Any] | None, error: str, keep: bool) -> bytes:
     data = json.dumps(reply).encode() if reply is not None else b""
     head = [f"HTTP/1.1 {status} {_PHRASES.get(status, 'Unknown')}"]
     if error:

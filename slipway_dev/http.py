@@ -253,7 +253,7 @@ def use_handler(
         (GatewayRequestHandler,),
         {"websocket_port": websocket_port, "websocket_url": websocket_url},
     )
-    dev.server.RequestHandlerClass = functools.partial(  # type: ignore[assignment]
+    dev.server.RequestHandlerClass = functools.partial(
         handler, app_object=dev.app_object, config=config
     )
 

@@ -200,7 +200,7 @@ def cache_module_list() -> None:
         return modules
 
     cached.slipway_cached = True  # type: ignore[attr-defined]
-    backends.list_of_moto_modules = cached  # type: ignore[assignment]
+    backends.list_of_moto_modules = cached
 
 
 def fast_key_comparisons() -> None:
@@ -226,8 +226,8 @@ def fast_key_comparisons() -> None:
 
     __eq__.slipway_fast = True  # type: ignore[attr-defined]
     hash_of = DynamoType.__hash__
-    DynamoType.__eq__ = __eq__  # type: ignore[method-assign,assignment]
-    DynamoType.__lt__ = __lt__  # type: ignore[method-assign,assignment]
+    DynamoType.__eq__ = __eq__  # type: ignore[method-assign]
+    DynamoType.__lt__ = __lt__  # type: ignore[method-assign]
     DynamoType.__hash__ = hash_of  # type: ignore[method-assign]
 
 
@@ -257,7 +257,7 @@ def light_transactions() -> None:
         def deepcopy(value: Any, memo: Any = None) -> Any:
             return value if isinstance(value, Table) else copy.deepcopy(value, memo)
 
-    models.copy = _TablesStay()  # type: ignore[assignment]
+    models.copy = _TablesStay()  # type: ignore[attr-defined,assignment]
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
         saved = []

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -319,7 +320,7 @@ def teardown(
     logs = client("logs")
     for group in stage_log_groups(logs, plan.app, stage):
         gone(
-            lambda group=group: logs.delete_log_group(logGroupName=group),
+            functools.partial(logs.delete_log_group, logGroupName=group),
             f"log group {group}",
             "ResourceNotFoundException",
         )

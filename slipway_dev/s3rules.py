@@ -136,7 +136,7 @@ def _s3_signed(environ: Mapping[str, Any]) -> bool:
         if not header.startswith("AWS4-HMAC-SHA256 "):
             return False
         scope = header.partition("Credential=")[2].partition(",")[0]
-    return scope.split("/")[3:4] == ["s3"]
+    return bool(scope.split("/")[3:4] == ["s3"])
 
 
 def object_of(environ: Mapping[str, Any]) -> tuple[str, str] | None:

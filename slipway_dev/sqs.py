@@ -141,7 +141,7 @@ class SqsEventSource:
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
-        messages = reply.get("Messages", [])
+        messages: list[dict[str, Any]] = reply.get("Messages", [])
         if messages:
             self._pause = _MIN_PAUSE
         elif wait == 0:
