@@ -74,7 +74,7 @@ class Sockets:
 def main() -> None:
     key, iss = sys.argv[1], sys.argv[2]
     settings = SimpleNamespace(
-        key=key, control_iss=None if iss == "-" else iss, queue_message_limit=262_144
+        key=key, keys=(key,), control_iss=None if iss == "-" else iss, queue_message_limit=262_144
     )
     svc = SimpleNamespace(
         settings=settings, store=Store(), queue=Queue(), sockets=Sockets(), blobs=None

@@ -191,7 +191,17 @@ def test_a_key_rotates_while_a_backend_keeps_publishing(
             # A floor the old key signed still recovers; the join hands it back re-signed.
             after = recover(stack, room, start, "r1")
             assert after["replayed"] == 1
-            assert read_floor(NEW_KEY, room, after["epoch"], after["floor"]) is not None
+            # The worker (a process of its own) reads the list again within its
+            # SLIPWAY_KEY_TTL, here 1 s; 10 s more when a read fails, as it can under
+            # load. Until then a floor comes back signed with the old key, still valid.
+            texts = iter(f"r1.{n}" for n in range(1, 30))
+            deadline = time.monotonic() + 30
+            while read_floor(NEW_KEY, room, after["epoch"], after["floor"]) is None:
+                assert read_floor(KEY, room, after["epoch"], after["floor"]) is not None
+                assert time.monotonic() < deadline, "waited 30s for a floor signed with the new key"
+                time.sleep(1)
+                after = recover(stack, room, after, next(texts))
+                assert after["replayed"] == 1
             before_switch = len(publisher.sent)
             wait_until(lambda: len(publisher.sent) >= before_switch + 5, "more old-key publishes")
 
