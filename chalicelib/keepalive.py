@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from . import services
-from .aws.queue import Message
+from . import executor, services
+from .grip import effects as fx
 from .grip import jobs
 from .grip import keepalive as ka
 from .grip.model import Member
@@ -102,7 +102,7 @@ def tick(svc: services.Services, second: int, timeouts: list[int]) -> int:
         old, new = target.settings.slot(), ka.slot(target.settings.timeout, decided.phase)
         if new != old:
             svc.store.rephase(target.connection_id, old, new)
-    svc.queue.send_all([_message(job) for job in _jobs(second, due)])
+    executor.execute(svc, [fx.Enqueue(job) for job in _jobs(second, due)])
     return len(due)
 
 
@@ -120,7 +120,3 @@ def _jobs(second: int, due: list[ka.Target]) -> list[jobs.KeepAlive]:
     if chunk:
         out.append(jobs.KeepAlive(second, len(out), tuple(chunk)))
     return out
-
-
-def _message(job: jobs.KeepAlive) -> Message:
-    return Message(jobs.encode(job), jobs.group(job))
