@@ -226,6 +226,12 @@ class _Run:
                 store.set_detached(effect.connection_id)
             elif isinstance(effect, fx.SetKeepAlive):
                 store.set_keep_alive(effect.connection_id, effect.settings)
+            elif isinstance(effect, fx.Rephase):
+                store.rephase(effect.connection_id, effect.old, effect.new)
+            elif isinstance(effect, fx.Joined):
+                store.joined(effect.channel, effect.connection_id)
+                used = effect.channel if effect.position_used else None
+                store.join_done(effect.connection_id, used)
             elif isinstance(effect, fx.SetClose):
                 store.set_close(effect.connection_id, effect.code, effect.reason)
         except UnknownConnection:
@@ -255,8 +261,8 @@ class _Run:
         try:
             self.svc.queue.send(queue_message(join))
         except Exception:
-            store.joined(effect.channel, member.connection_id)  # live messages at least
-            store.join_done(member.connection_id)
+            # Live messages at least, rather than none.
+            self._store(fx.Joined(effect.channel, member.connection_id))
             raise
 
     # -- messages out -------------------------------------------------------------------

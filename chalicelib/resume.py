@@ -132,9 +132,7 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
             )
             executor.execute(svc, [fx.Enqueue(job)])
             return True
-    conn_id = to.connection_id
-    store.joined(channel, conn_id)
-    store.join_done(conn_id, channel if job.since is not None else None)
+    executor.execute(svc, [fx.Joined(channel, to.connection_id, job.since is not None)])
     return True
 
 

@@ -199,3 +199,23 @@ def test_keep_alives_go_out_once_per_distinct_content() -> None:
         fx.SendAll((a, c), fx.Message(text("ka"))),
         fx.SendAll((b,), fx.Message(text("other"))),
     ]
+
+
+def test_a_tick_queues_the_keep_alives_due_and_moves_those_sent_to_since() -> None:
+    payload = text("ka")
+    quiet = ka.Settings(payload, 30, ka.IDLE, 10, 0)
+    busy = ka.Settings(payload, 30, ka.IDLE, 10, 0)
+    targets = [
+        ka.Target("quiet", "https://e", False, quiet, frozenset({"a"})),
+        ka.Target("busy", "https://e", False, busy, frozenset({"b"})),
+    ]
+    second = 70  # 70 % 30 == 10: both are due, by their phase
+    count, planned = delivery.tick(second, targets, {"b": second - 5.0})
+    moved = ka.decide(targets[1], second, second - 5.0)
+    assert isinstance(moved, ka.Rephase)
+    job = jobs.KeepAlive(second, 0, ((Member("quiet", "https://e"), payload),))
+    assert count == 1
+    assert planned == [
+        fx.Rephase("busy", busy.slot(), ka.slot(30, moved.phase)),
+        fx.Enqueue(job),
+    ]

@@ -7,6 +7,8 @@ effects out. Pure.
 - `kept`: the message as the channel's history keeps it (inline, or stored once).
 - `split`: a channel of several pages becomes one `Part` job a page.
 - `deliver`: one page of members sent the message (or closed).
+- `tick`: the keep-alives due at one second, as `KeepAlive` jobs; those that
+  wait for a later second moved to their new slot.
 - `keep_alives` and `opened`: a `KeepAlive` job's sends; a `Deliver` job's, in order.
 """
 
@@ -17,12 +19,16 @@ from collections.abc import Iterable, Sequence
 
 from . import effects as fx
 from . import envelope, history, jobs, plan
+from . import keepalive as ka
 from .errors import TooLarge
 from .history import Position
 from .limits import HISTORY_INLINE
 from .model import Member
 from .payload import Payload
 
+# A KeepAlive job holds at most this many connections, and this much content.
+KEEPALIVE_CHUNK = 200
+KEEPALIVE_CHUNK_BYTES = 64 * 1024
 # Where a job too large for the queue keeps its message (slipway_dev/policy.py
 # grants the functions this prefix).
 BLOB_PREFIX = "publish/"
@@ -134,6 +140,44 @@ def deliver(
     if whole and channel:
         planned.append(fx.Delivered(channel, time.time() if now is None else now))
     return planned
+
+
+def tick(
+    second: int, targets: Sequence[ka.Target], sent_at: dict[str, float]
+) -> tuple[int, list[fx.Effect]]:
+    """The keep-alives due at `second` among `targets` (`sent_at`: when each
+    idle channel was last sent something), queued in chunks; a keep-alive whose
+    connection was sent something since moves to its new phase's slot. Returns
+    the number due, and the effects."""
+    planned: list[fx.Effect] = []
+    due: list[ka.Target] = []
+    for target in targets:
+        last = max((sent_at[c] for c in target.channels if c in sent_at), default=None)
+        decided = ka.decide(target, second, last)
+        if isinstance(decided, ka.Send):
+            due.append(target)
+        elif isinstance(decided, ka.Rephase):
+            old, new = target.settings.slot(), ka.slot(target.settings.timeout, decided.phase)
+            if new != old:
+                planned.append(fx.Rephase(target.connection_id, old, new))
+    planned += [fx.Enqueue(job) for job in _chunks(second, due)]
+    return len(due), planned
+
+
+def _chunks(second: int, due: list[ka.Target]) -> list[jobs.KeepAlive]:
+    out: list[jobs.KeepAlive] = []
+    chunk: list[tuple[Member, Payload]] = []
+    size = 0
+    for t in due:
+        payload = t.settings.payload
+        if chunk and (len(chunk) == KEEPALIVE_CHUNK or size + payload.size > KEEPALIVE_CHUNK_BYTES):
+            out.append(jobs.KeepAlive(second, len(out), tuple(chunk)))
+            chunk, size = [], 0
+        chunk.append((Member(t.connection_id, t.endpoint, t.envelope), payload))
+        size += payload.size
+    if chunk:
+        out.append(jobs.KeepAlive(second, len(out), tuple(chunk)))
+    return out
 
 
 def keep_alives(job: jobs.KeepAlive) -> list[fx.Effect]:

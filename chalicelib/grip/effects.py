@@ -8,7 +8,7 @@ once". Nothing here does I/O, so a planner's test compares lists of effects.
 
 Store changes (one connection's row, or its channels):
   `PutConnection`, `Subscribe`, `Unsubscribe`, `SetMeta`, `Detach`,
-  `SetKeepAlive`, `SetClose`, `Delivered`.
+  `SetKeepAlive`, `Rephase`, `Joined`, `SetClose`, `Delivered`.
 Messages out (@connections):
   `Send` (one message to one connection, in order, answered one by one),
   `SendAll` (one message to many, at once), `Post` (a frame of the gateway's
@@ -113,6 +113,26 @@ class SetKeepAlive:
 
     connection_id: str
     settings: ka.Settings | None
+
+
+@dataclass(frozen=True)
+class Rephase:
+    """Move a keep-alive to the slot of its new phase, unless it was replaced meanwhile."""
+
+    connection_id: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A member's `Join` has run: publishes reach it from now on, its count of
+    joins queued goes down, and with `position_used` the position it presented
+    for `channel` is spent (docs/resume.md)."""
+
+    channel: str
+    connection_id: str
+    position_used: bool = False
 
 
 @dataclass(frozen=True)
@@ -245,6 +265,8 @@ Effect = (
     | SetMeta
     | Detach
     | SetKeepAlive
+    | Rephase
+    | Joined
     | SetClose
     | Delivered
     | Send
@@ -268,5 +290,7 @@ STORE_CHANGES = (
     SetMeta,
     Detach,
     SetKeepAlive,
+    Rephase,
+    Joined,
     SetClose,
 )
