@@ -16,7 +16,7 @@ from .grip import effects as fx
 from .grip.model import Connection
 
 log = logging.getLogger("slipway.handlers")
-_TEXT = {"Content-Type": "text/plain; charset=utf-8"}
+_TEXT: dict[str, str | list[str]] = {"Content-Type": "text/plain; charset=utf-8"}
 
 
 # -- $connect ---------------------------------------------------------------
