@@ -34,8 +34,9 @@ S3_WRITES = ("PutObject",)
 
 
 def run_per_recipient(channel: str, text: str) -> None:
-    from chalicelib import outbound, services
-    from chalicelib.grip.model import Connection
+    from chalicelib import executor, services
+    from chalicelib.grip import effects as fx
+    from chalicelib.grip.model import Member
     from chalicelib.grip.payload import Payload
 
     svc = services.current()
@@ -43,9 +44,10 @@ def run_per_recipient(channel: str, text: str) -> None:
     while True:
         members, cursor = svc.store.members(channel, start=cursor)
         for m in members:
-            conn = Connection(m.connection_id, m.endpoint, envelope=True)
-            # a fresh message for each recipient: one stored object each
-            outbound.send(svc, conn, outbound.Outbound(svc, Payload.of_text(text)))
+            to = Member(m.connection_id, m.endpoint, envelope=True)
+            # a fresh message for each recipient, in a run of its own: one object each
+            message = fx.Message(Payload.of_text(text))
+            executor.execute(svc, [fx.Send(to, message)], strict=True)
         if cursor is None:
             return
 

@@ -1,20 +1,23 @@
-"""The control API: validate, authorize, then enqueue or act on one connection."""
+"""The control API: authorize, validate, ask the core, then execute: a publish's
+jobs queued, or one connection acted on."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from chalice.app import Response
 
-from . import fanout, farewell, outbound, resume, services, uploads
-from .grip import history, introspection, plan
+from . import executor, services, uploads
+from .grip import answer, delivery, history, introspection, plan
+from .grip import effects as fx
 from .grip.auth import authorize
 from .grip.errors import BadRequest, Gone, NotFound, SlipwayError, UnknownConnection
-from .grip.jobs import Inline
 from .grip.limits import MAX_POST
 from .grip.model import Connection
 from .grip.publish import ContentRef, parse_close, parse_items, parse_send, skipped_warning
@@ -51,7 +54,13 @@ def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
     def run(svc: services.Services) -> Response:
         items, skipped = parse_items(body)
         items, refs_oversize = uploads.check_items(svc, items, skipped)  # 400 before queueing
-        svc.queue.send_all([fanout.queued(svc, item.to_job()) for item in items])
+        limit, bucket = svc.settings.queue_message_limit, svc.blobs is not None
+        planned = [
+            effect
+            for item in items
+            for effect in delivery.queued(item.to_job(), limit, bucket, uuid.uuid4().hex)
+        ]
+        executor.execute(svc, delivery.objects_first(planned), strict=True)
         result: dict[str, Any] = {"message": "Published"}
         warnings = []
         if skipped:
@@ -93,7 +102,7 @@ def _on_connection(
         try:
             return act(svc, conn)
         except Gone:
-            farewell.forget(svc, cid)
+            executor.execute(svc, [fx.Forget(cid)])
             raise
 
     return guarded(headers, run)
@@ -101,15 +110,13 @@ def _on_connection(
 
 def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
     def act(svc: services.Services, conn: Connection) -> Response:
-        message = parse_send(body)
-        if isinstance(message, ContentRef):  # a backend's upload: checked, 400 if not good
-            action = uploads.check_send(svc, message).action
-            message = (
-                action.payload
-                if isinstance(action, Inline)
-                else outbound.Outbound(svc, None, stored=action)
-            )
-        outbound.send(svc, conn, message)  # TooLarge (413) says why not
+        parsed = parse_send(body)
+        if isinstance(parsed, ContentRef):  # a backend's upload: checked, 400 if not good
+            message = fx.of_action(uploads.check_send(svc, parsed).action)
+        else:
+            message = fx.Message(parsed)
+        # TooLarge (413) says why not.
+        executor.execute(svc, [fx.Send(fx.member_of(conn), message)], strict=True)
         return _json(200, {"message": "Sent"})
 
     return _on_connection(headers, cid, act)
@@ -118,10 +125,12 @@ def send_to(headers: Mapping[str, str], cid: str, body: bytes | None) -> Respons
 def close(headers: Mapping[str, str], cid: str, body: bytes | None) -> Response:
     def act(svc: services.Services, conn: Connection) -> Response:
         code, reason = parse_close(body)
+        planned: list[fx.Effect] = []
         if code is not None:
             # @connections DELETE carries no code: the backend's CLOSE gets it from here.
-            svc.store.set_close(cid, code, reason)
-        svc.sockets.close(conn.endpoint, cid)
+            planned.append(fx.SetClose(cid, code, reason))
+        planned.append(fx.Close(fx.member_of(conn)))
+        executor.execute(svc, planned, strict=True)
         return _json(200, {"message": "Closing"})
 
     return _on_connection(headers, cid, act)
@@ -258,7 +267,8 @@ def subscribe(headers: Mapping[str, str], cid: str, name: str) -> Response:
 
     def act(svc: services.Services, conn: Connection) -> Response:
         name_ = introspection.channel_name(name)
-        resume.subscribe(svc, conn, name_)
+        planned = answer.subscription(conn, name_, None, False, time.time(), executor.rules(svc))
+        executor.execute(svc, [planned], strict=True)
         log.info("control: subscribe %s to %r", cid, name_)
         return _json(200, {"message": "Subscribed", "channel": name_})
 
@@ -270,7 +280,7 @@ def unsubscribe(headers: Mapping[str, str], cid: str, name: str) -> Response:
 
     def act(svc: services.Services, conn: Connection) -> Response:
         name_ = introspection.channel_name(name)
-        svc.store.unsubscribe(cid, name_)
+        executor.execute(svc, [fx.Unsubscribe(cid, name_)], strict=True)
         log.info("control: unsubscribe %s from %r", cid, name_)
         return _json(200, {"message": "Unsubscribed", "channel": name_})
 

@@ -8,26 +8,20 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
-from . import farewell, outbound, resume, services
-from .aws.queue import Message
-from .grip import history, jobs
-from .grip.errors import Gone, TooLarge
+from . import executor, resume, services
+from .grip import delivery, jobs
 from .grip.history import Position
-from .grip.model import Connection, Member
-from .grip.payload import Payload
-from .outbound import Outbound
+from .grip.model import Member
 
 log = logging.getLogger("slipway.fanout")
 
 # How long one invocation keeps trying a connection that is not open yet before
 # handing the message back to SQS for a later attempt.
 _OPEN_WAIT = 3.0
-_BLOB_PREFIX = "publish/"
 # How much of a job moved aside is logged (a queue body is ASCII, at most 256 KB).
 _LOGGED_BODY = 4096
-_Queued = TypeVar("_Queued", jobs.Publish, jobs.Part)
 # Writes that run beside a delivery (history rows); kept for the container's life.
 _BACKGROUND = ThreadPoolExecutor(4, thread_name_prefix="slipway-history")
 
@@ -119,16 +113,12 @@ def run(svc: services.Services, job: jobs.Job, message_id: str) -> bool:
     if isinstance(job, jobs.Part):
         # Not recorded for idle keep-alives: another part may fail, and its members
         # must not count as sent (an extra keep-alive is harmless, a missing one not).
-        return deliver(
-            svc,
-            job.action,
-            list(job.members),
-            channel=job.channel,
-            position=job.position,
-            whole=False,
+        planned = delivery.deliver(
+            job.action, job.members, channel=job.channel, position=job.position, whole=False
         )
+        return not executor.execute(svc, planned).failed
     if isinstance(job, jobs.KeepAlive):
-        return _keep_alive(svc, job)
+        return not executor.execute(svc, delivery.keep_alives(job)).failed
     if isinstance(job, jobs.Join):
         return resume.join(svc, job)
     return _deliver_open(svc, job, message_id)
@@ -137,44 +127,18 @@ def run(svc: services.Services, job: jobs.Job, message_id: str) -> bool:
 # -- publishes ----------------------------------------------------------------
 
 
-def queued(
-    svc: services.Services, job: jobs.Publish | jobs.Part, dedup: str | None = None
-) -> Message:
-    """The queue message of a job."""
-    body, job = _fitted(svc, job)
-    return Message(body, jobs.group(job), dedup)
-
-
-def _fitted(svc: services.Services, job: _Queued) -> tuple[str, _Queued]:
-    """A job's queue body; a payload over the queue's limit rides in S3, in the
-    form envelope clients download, so one object serves every recipient."""
-    body = jobs.encode(job)
-    if len(body) > svc.settings.queue_message_limit and isinstance(job.action, jobs.Inline):
-        if svc.blobs is None:
-            raise TooLarge(
-                f"a publish item over the queue's {svc.settings.queue_message_limit} bytes "
-                "needs SLIPWAY_BUCKET, and none is configured"
-            )
-        stored = Outbound(svc, job.action.payload).store(_BLOB_PREFIX)
-        job = job._replace(action=stored)
-        body = jobs.encode(job)
-    return body, job
-
-
 def _publish(svc: services.Services, job: jobs.Publish, message_id: str) -> bool:
     action = job.action
     if isinstance(action, jobs.CloseAll) or not svc.settings.history:
         return _fan_out(svc, job, action, message_id, None)
     # Its position first; its history row is written beside the delivery, and
     # before the job is done: a member joining later replays it from there.
-    kept = _message(svc, action, message_id)
-    recorded = resume.record(svc, job.channel, message_id, kept, job.id, job.prev_id)
-    if recorded is None:
-        return _fan_out(svc, job, action, message_id, None)
-    position, write = recorded
+    kept, store_it = delivery.kept(action, message_id)
+    executor.execute(svc, store_it)
+    position, write = resume.record(svc, job.channel, message_id, kept, job.id, job.prev_id)
     writing = _BACKGROUND.submit(write)
     try:
-        return _fan_out(svc, job, kept.stored or action, message_id, position)
+        return _fan_out(svc, job, kept, message_id, position)
     finally:
         writing.result()  # a failed write fails the job: SQS hands it out again
 
@@ -189,27 +153,27 @@ def _fan_out(
     page_size = svc.settings.fanout_page
     members, cursor = svc.store.members(job.channel, limit=page_size)
     if cursor is None:
-        return deliver(
-            svc, action, _live(members), message_id, channel=job.channel, position=position
+        planned = delivery.deliver(
+            action, _live(members), message_id, channel=job.channel, position=position
         )
+        return not executor.execute(svc, planned).failed
     # Large channel: one part per page, delivered by parallel invocations.
     pages = [_live(members)]
     while cursor is not None:
         members, cursor = svc.store.members(job.channel, start=cursor, limit=page_size)
         if members:
             pages.append(_live(members))
-    if isinstance(action, jobs.Inline) and any(m.envelope for p in pages for m in p):
-        # Stored here if envelope members need it: once for the publish, not once a part.
-        message = Outbound(svc, action.payload, name=message_id)
-        message.body(envelope_mode=True)
-        action = message.stored or action
-    parts = []
-    for k, page in enumerate(pages):
-        body, part = _fitted(svc, jobs.Part(job.channel, action, k, tuple(page), position))
-        action = part.action  # stored at most once, for every part
-        # The dedup id makes a retried split enqueue each part only once.
-        parts.append(Message(body, jobs.group(part), dedup=f"{message_id}-{k}"))
-    svc.queue.send_all(parts)
+    cfg = svc.settings
+    planned = delivery.split(
+        job.channel,
+        action,
+        pages,
+        position,
+        message_id,
+        cfg.queue_message_limit,
+        svc.blobs is not None,
+    )
+    executor.execute(svc, planned)
     return True
 
 
@@ -219,95 +183,22 @@ def _live(members: list[Member]) -> list[Member]:
     return [m for m in members if not m.joining]
 
 
-def _message(
-    svc: services.Services, action: jobs.Inline | jobs.Stored, name: str | None
-) -> Outbound:
-    if isinstance(action, jobs.Stored):
-        return Outbound(svc, None, stored=action)
-    return Outbound(svc, action.payload, name=name)
-
-
-def deliver(
-    svc: services.Services,
-    action: jobs.Action,
-    members: list[Member],
-    name: str | None = None,
-    channel: str | None = None,
-    position: Position | None = None,
-    whole: bool = True,
-) -> bool:
-    """Send (or close) to every member concurrently, to each in the form its
-    connection needs; False if any needs a retry. When every member of the
-    `channel` (the `whole` of it) was sent the message, that is recorded for
-    idle keep-alives. Members that track positions get the publish's `position`."""
-    if not members:
-        return True
-    if isinstance(action, jobs.CloseAll):
-        targets = [(m.endpoint, m.connection_id) for m in members]
-        outcome = svc.sockets.send_many(targets, None, svc.settings.fanout_concurrency)
-    else:
-        message = _message(svc, action, name)
-        if position is not None and channel is not None:
-            message.trailer = history.trailer(channel, position)
-        outcome = outbound.send_many(svc, members, message)
-    for cid in outcome.gone:
-        farewell.forget(svc, cid)
-    if outcome.too_large:
-        # Over API Gateway's 128 KB (raw), or no bucket (envelope): documented, and a
-        # retry cannot help.
-        log.warning(
-            "publish: message too large for %d connection(s): not sent to them",
-            len(outcome.too_large),
-        )
-    elif whole and channel and not isinstance(action, jobs.CloseAll) and not outcome.failed:
-        svc.store.delivered(channel, time.time())
-    return not outcome.failed
-
-
-def _keep_alive(svc: services.Services, job: jobs.KeepAlive) -> bool:
-    """Send each connection its keep-alive: one concurrent send per distinct content."""
-    by_content: dict[Payload, list[Member]] = {}
-    for member, payload in job.targets:
-        by_content.setdefault(payload, []).append(member)
-    failed = False
-    for payload, members in by_content.items():
-        outcome = outbound.send_many(svc, members, Outbound(svc, payload))
-        for cid in outcome.gone:
-            farewell.forget(svc, cid)
-        failed = failed or bool(outcome.failed)
-    return not failed
-
-
 # -- deliveries deferred from $connect ------------------------------------------
 
 
 def _deliver_open(svc: services.Services, job: jobs.Deliver, message_id: str) -> bool:
-    """Deliver what a backend's OPEN response held, once the connection is open."""
-    cid, endpoint = job.connection, job.endpoint
-    conn = Connection(cid, endpoint, envelope=job.envelope)
-    waited = 0.0
-    sent = 0
-    while True:
-        try:
-            for k, payload in enumerate(job.payloads[sent:], start=sent):
-                try:
-                    outbound.send(svc, conn, Outbound(svc, payload, name=f"{message_id}-{k}"))
-                except TooLarge as exc:
-                    log.warning("connection %s: message not sent: %s", cid, exc)
-                sent += 1
-            if job.close:
-                svc.sockets.close(endpoint, cid)
-            return True
-        except Gone:
-            if sent:  # it was open, and now it is gone
-                farewell.forget(svc, cid)
-                return True
-            if time.time() >= job.deadline or svc.store.get_connection(cid) is None:
-                log.warning(
-                    "connection %s never opened: dropping %d messages", cid, len(job.payloads)
-                )
-                return True
-            if waited >= _OPEN_WAIT:
-                return False  # SQS redelivers after the visibility timeout
-            time.sleep(0.05)
-            waited += 0.05
+    """Deliver what a backend's OPEN response held, once the connection is open;
+    False hands it back to SQS for a later attempt."""
+
+    def never_opened() -> bool:
+        return time.time() >= job.deadline or svc.store.get_connection(job.connection) is None
+
+    planned = delivery.opened(job, message_id)
+    if executor.when_open(svc, planned, _OPEN_WAIT, never_opened) is executor.Opened.DONE:
+        return True
+    if never_opened():
+        log.warning(
+            "connection %s never opened: dropping %d messages", job.connection, len(job.payloads)
+        )
+        return True
+    return False  # SQS redelivers after the visibility timeout

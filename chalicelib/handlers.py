@@ -1,35 +1,22 @@
-"""connect / message / disconnect: API Gateway event -> backend -> decisions -> adapters."""
+"""connect / message / disconnect: each an API Gateway event -> the core -> the executor."""
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from typing import Any
 
 from chalice.app import Response
 
-from . import farewell, ordered, outbound, resume, services, transfers
-from .aws.queue import Message
-from .aws.sockets import SocketError
+from . import executor, services, transfers
 from .backend import BackendUnreachable
-from .grip import codec, history, jobs, meta, request
+from .grip import answer, codec, ordered, request
 from .grip import decisions as d
-from .grip import keepalive as ka
-from .grip.errors import (
-    Gone,
-    TooLarge,
-    TooManyChannels,
-    TooManyJoins,
-    TooManyTimeouts,
-    UnknownConnection,
-)
-from .grip.limits import MAX_INLINE
+from .grip import effects as fx
 from .grip.model import Connection
-from .grip.payload import Payload
 
 log = logging.getLogger("slipway.handlers")
-_TEXT = {"Content-Type": "text/plain; charset=utf-8"}
+_TEXT: dict[str, str | list[str]] = {"Content-Type": "text/plain; charset=utf-8"}
 
 
 # -- $connect ---------------------------------------------------------------
@@ -86,56 +73,36 @@ def _connect(event: dict[str, Any]) -> Response | dict[str, Any]:
         return Response(body=body, status_code=first.status, headers=first.headers)
     assert isinstance(first, d.Accept)
 
-    conn.grip_prefix = first.grip_prefix
-    _positions(conn, event.get("queryStringParameters"), svc.settings.keys)
-    # What can be folded into the record is written with it, in one put.
-    later: list[d.Decision] = []
-    for decision in rest:
-        if isinstance(decision, d.SetMeta):
-            _meta_in_memory(conn, decision)
-        elif isinstance(decision, d.Detach):
-            conn.detached = True
-        else:
-            later.append(decision)
-    svc.store.put_connection(conn)
+    conn, planned = answer.opening(
+        conn,
+        first,
+        rest,
+        event.get("queryStringParameters"),
+        svc.settings.keys,
+        time.time(),
+        executor.rules(svc),
+    )
     log.info(
         "connect %s from %s, query %r",
         conn.id,
         ctx.get("identity", {}).get("sourceIp"),
         conn.query,
     )
-
-    # API Gateway refuses posts until $connect returns: the worker delivers these.
-    _defer(svc, conn, later, opened=False)
+    # API Gateway refuses posts until $connect returns: the worker delivers the messages.
+    executor.execute(svc, planned)
     return _accepted(first.headers)
-
-
-def _positions(conn: Connection, query: dict[str, str] | None, secret: tuple[str, ...]) -> None:
-    """What a client that resumes presents (docs/resume.md): `resume=` opts an
-    envelope connection in to positions, and may hold the ones it comes back with,
-    each with the floor token of its first subscribe to the channel."""
-    if not query or history.RESUME_PARAM not in query:
-        return
-    conn.resume = conn.envelope
-    try:
-        presented = history.read_resume(query[history.RESUME_PARAM])
-    except history.ResumeError as exc:
-        log.warning("connection %s: positions ignored: %s", conn.id, exc)
-        return
-    conn.since = presented.positions
-    conn.floors = history.verified_floors(secret, presented.positions, presented.floors)
 
 
 def _accepted(headers: d.Headers) -> dict[str, Any]:
     """$connect's answer: a repeated header goes in multiValueHeaders."""
-    answer: dict[str, Any] = {"statusCode": 200}
+    accepted: dict[str, Any] = {"statusCode": 200}
     single = {k: v for k, v in headers.items() if isinstance(v, str)}
     multi = {k: v for k, v in headers.items() if isinstance(v, list)}
     if single:
-        answer["headers"] = single
+        accepted["headers"] = single
     if multi:
-        answer["multiValueHeaders"] = multi
-    return answer
+        accepted["multiValueHeaders"] = multi
+    return accepted
 
 
 # -- $default ---------------------------------------------------------------
@@ -165,162 +132,25 @@ def _message(event: dict[str, Any]) -> None:
         raise NotForwarded(f"connection {cid}: its record could not be read: {exc}") from exc
     if conn is None:
         log.warning("message from unknown connection %s: closing it", cid)
-        outbound.close_quietly(svc, svc.endpoint_for(ctx), cid)
+        executor.close_quietly(svc, svc.endpoint_for(ctx), cid)
         return
     if conn.detached:
         return
-    if conn.ordered:  # the forwarder reads the frame, in order (docs/ordered.md)
-        ordered.enqueue_message(svc, conn, event)
-        return
     body = event.get("body") or ""
     binary = bool(event.get("isBase64Encoded"))
-    if conn.envelope:
-        ws_event = transfers.incoming(svc, conn, body, binary)
-        if ws_event is None:
-            return  # answered by the gateway itself
-    elif binary:
-        ws_event = codec.Event("BINARY", base64.b64decode(body))
-    else:
-        ws_event = codec.Event("TEXT", body.encode("utf-8"))
-    handle_events(svc, conn, [ws_event])
-
-
-def handle_events(svc: services.Services, conn: Connection, events: list[codec.Event]) -> None:
-    """Forward events of an open connection and carry out the backend's answer."""
-    try:
-        reply = svc.backend.call(conn, events)
-    except BackendUnreachable as exc:
-        log.error("closing %s: backend unreachable: %s", conn.id, exc)
-        outbound.close_quietly(svc, conn.endpoint, conn.id)
+    if conn.ordered:  # the forwarder reads the frame, in order (docs/ordered.md)
+        executor.execute(svc, [_inbound(conn, ctx, request.frame_bytes(body, binary), binary)])
         return
-    try:
-        decided = d.read_response(
-            reply.status, reply.headers, reply.body, opening=False, grip_prefix=conn.grip_prefix
-        )
-    except d.ResponseError as exc:
-        log.error("closing %s: %s; body starts %r", conn.id, exc, reply.body[:200])
-        outbound.close_quietly(svc, conn.endpoint, conn.id)
-        return
-    apply(svc, conn, decided)
+    ws_event = transfers.event_of(svc, conn, body, binary)
+    if ws_event is not None:  # else answered by the gateway itself
+        executor.execute(svc, [fx.Forward(conn, (ws_event,))])
 
 
-def apply(svc: services.Services, conn: Connection, decided: list[d.Decision]) -> None:
-    for index, decision in enumerate(decided):
-        if isinstance(decision, d.Send):
-            try:
-                outbound.send(svc, conn, decision.payload)
-            except SocketError as exc:
-                # Throttled or failing after the retries: the worker delivers this and
-                # the rest of the answer, with SQS's retries, rather than lose them.
-                log.warning("connection %s: reply handed to the worker: %s", conn.id, exc)
-                _defer(svc, conn, decided[index:])
-                return
-            except TooLarge as exc:
-                log.warning("connection %s: message not sent: %s", conn.id, exc)
-            except Gone:
-                # The client left while the backend answered: its $disconnect is on
-                # the way and tells the backend how it closed.
-                log.info("connection %s is gone", conn.id)
-                return
-        elif isinstance(decision, d.Close | d.Disconnect):
-            # @connections DELETE carries no close code: the client sees 1000 or 1005.
-            outbound.close_quietly(svc, conn.endpoint, conn.id)
-            return
-        else:
-            try:
-                _apply_state(svc, conn, decision)
-            except UnknownConnection:
-                log.info("connection %s vanished while applying decisions", conn.id)
-                return
-
-
-def _defer(
-    svc: services.Services, conn: Connection, decided: list[d.Decision], opened: bool = True
-) -> None:
-    """Queue a backend's answer's messages (and close) as a deliver job, applying
-    its other decisions here, as $connect does with an OPEN response's (`opened`
-    False: the connection's $connect has not returned yet)."""
-    deferred: list[Payload] = []
-    close = False
-    for decision in decided:
-        if isinstance(decision, d.Send):
-            deferred.append(decision.payload)
-        elif isinstance(decision, d.Close | d.Disconnect):
-            close = True
-            break
-        else:
-            try:
-                _apply_state(svc, conn, decision, opened)
-            except UnknownConnection:
-                return
-    if not deferred and not close:
-        return
-    deadline = int(time.time()) + svc.settings.open_delivery_deadline
-    job = jobs.Deliver(conn.id, conn.endpoint, conn.envelope, tuple(deferred), close, deadline)
-    svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
-
-
-def _apply_state(
-    svc: services.Services, conn: Connection, decision: d.Decision, opened: bool = True
-) -> None:
-    store = svc.store
-    if isinstance(decision, d.Subscribe):
-        try:
-            resume.subscribe(svc, conn, decision.channel, decision.prev_id, opened)
-            log.info("subscribe %s to %r", conn.id, decision.channel)
-        except (TooManyChannels, TooManyJoins) as exc:
-            log.warning("subscribe %r refused: %s", decision.channel, exc)
-    elif isinstance(decision, d.Unsubscribe):
-        store.unsubscribe(conn.id, decision.channel)
-        log.info("unsubscribe %s from %r", conn.id, decision.channel)
-    elif isinstance(decision, d.SetMeta):
-        if _meta_in_memory(conn, decision):
-            store.set_meta(conn.id, decision.name, decision.value)
-    elif isinstance(decision, d.Detach):
-        store.set_detached(conn.id)
-    elif isinstance(decision, d.KeepAlive):
-        _keep_alive(svc, conn, decision)
-    elif isinstance(decision, d.Dropped):
-        log.info("connection %s: %s", conn.id, decision.reason)
-
-
-def _meta_in_memory(conn: Connection, decision: d.SetMeta) -> bool:
-    """Apply a backend's meta change to `conn`; False (and logged, the meta as it
-    was) if the connection's meta would exceed its limits (grip/meta.py)."""
-    after = meta.applied(conn.meta, {decision.name: decision.value})
-    problem = meta.size_problem(after)
-    if problem is not None:
-        log.warning("connection %s: meta %r not set: %s", conn.id, decision.name, problem)
-        return False
-    conn.meta.clear()
-    conn.meta.update(after)
-    return True
-
-
-def _keep_alive(svc: services.Services, conn: Connection, decision: d.KeepAlive) -> None:
-    """Replace the connection's keep-alive (docs/keepalive.md): a new one, or none."""
-    settings = None
-    if decision.control_frame is not None:
-        log.warning(
-            "connection %s: keep-alive of message-type %s turned off: @connections cannot "
-            "send ping or pong frames (send text or binary content instead)",
-            conn.id,
-            decision.control_frame,
-        )
-    elif decision.content is not None:
-        payload = Payload.of_bytes(decision.content, decision.binary)
-        if not payload.at_most(MAX_INLINE):
-            log.warning(
-                "connection %s: keep-alive refused: its content is over %d bytes",
-                conn.id,
-                MAX_INLINE,
-            )
-            return
-        settings = ka.started(time.time(), payload, decision.timeout, decision.mode)
-    try:
-        svc.store.set_keep_alive(conn.id, settings)
-    except TooManyTimeouts as exc:
-        log.warning("connection %s: keep-alive refused: %s", conn.id, exc)
+def _inbound(conn: Connection, ctx: dict[str, Any], raw: bytes, binary: bool) -> fx.Inbox:
+    """`$default` of an ordered connection: the frame as it came, read later in order."""
+    received = int(ctx.get("requestTimeEpoch") or time.time() * 1000)
+    mid = str(ctx.get("messageId") or ctx.get("requestId") or f"{time.time_ns()}")
+    return fx.Inbox(ordered.Inbound(conn.id, received, raw, binary), mid)
 
 
 # -- $disconnect ------------------------------------------------------------
@@ -337,19 +167,7 @@ def _disconnect(event: dict[str, Any]) -> None:
     svc = services.current()
     ctx = event["requestContext"]
     cid = ctx["connectionId"]
-    log.info(
-        "disconnect %s, code %s %r",
-        cid,
-        ctx.get("disconnectStatusCode"),
-        ctx.get("disconnectReason") or "",
-    )
-    if svc.settings.ordered_queue_url:
-        # An ordered connection's CLOSE waits for its messages still queued, and the
-        # forwarder needs its row until then.
-        kept = svc.store.get_connection(cid)
-        if kept is not None and kept.ordered:
-            ordered.enqueue_end(svc, cid, ctx)
-            return
-    status = ctx.get("disconnectStatusCode")
-    reason = ctx.get("disconnectReason") or ""
-    farewell.ended(svc, cid, int(status) if status is not None else None, reason)
+    status, reason = request.disconnect_status(ctx)
+    log.info("disconnect %s, code %s %r", cid, status, reason)
+    received = int(ctx.get("requestTimeEpoch") or 0)
+    executor.execute(svc, [fx.Ended(cid, status, reason, received)])

@@ -15,20 +15,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from . import services
-from .aws.queue import Message
-from .grip import jobs
+from . import executor, services
+from .grip import delivery
 from .grip import keepalive as ka
-from .grip.model import Member
-from .grip.payload import Payload
 
 log = logging.getLogger("slipway.keepalive")
 
 PERIOD = 60  # the schedule's rate, in seconds: app.py's Rate(1, MINUTES)
 OVERLAP = 20
-# A KeepAlive job holds at most this many connections, and this much content.
-_CHUNK = 200
-_CHUNK_BYTES = 64 * 1024
 _ATTEMPTS = 3  # tries of one second's keep-alives
 
 
@@ -90,37 +84,6 @@ def tick(svc: services.Services, second: int, timeouts: list[int]) -> int:
         return 0
     idle_channels = {c for t in targets if t.settings.mode == ka.IDLE for c in t.channels}
     sent_at = svc.store.last_delivered(idle_channels) if idle_channels else {}
-    due: list[ka.Target] = []
-    for target in targets:
-        last = max((sent_at[c] for c in target.channels if c in sent_at), default=None)
-        decided = ka.decide(target, second, last)
-        if isinstance(decided, ka.Send):
-            due.append(target)
-            continue
-        if isinstance(decided, ka.Wait):
-            continue
-        old, new = target.settings.slot(), ka.slot(target.settings.timeout, decided.phase)
-        if new != old:
-            svc.store.rephase(target.connection_id, old, new)
-    svc.queue.send_all([_message(job) for job in _jobs(second, due)])
-    return len(due)
-
-
-def _jobs(second: int, due: list[ka.Target]) -> list[jobs.KeepAlive]:
-    out: list[jobs.KeepAlive] = []
-    chunk: list[tuple[Member, Payload]] = []
-    size = 0
-    for t in due:
-        payload = t.settings.payload
-        if chunk and (len(chunk) == _CHUNK or size + payload.size > _CHUNK_BYTES):
-            out.append(jobs.KeepAlive(second, len(out), tuple(chunk)))
-            chunk, size = [], 0
-        chunk.append((Member(t.connection_id, t.endpoint, t.envelope), payload))
-        size += payload.size
-    if chunk:
-        out.append(jobs.KeepAlive(second, len(out), tuple(chunk)))
-    return out
-
-
-def _message(job: jobs.KeepAlive) -> Message:
-    return Message(jobs.encode(job), jobs.group(job))
+    count, planned = delivery.tick(second, targets, sent_at)
+    executor.execute(svc, planned)
+    return count

@@ -16,16 +16,14 @@ goes through the inbox too: CLOSE comes after every earlier message.
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from typing import Any
 
-from . import farewell, handlers, services, transfers
-from .aws.queue import Message
+from . import executor, services, transfers
 from .grip import codec
+from .grip import effects as fx
 from .grip import ordered as o
-from .grip.errors import ConfigError
 from .grip.limits import FIFO_BATCH
 from .grip.model import Connection
 
@@ -33,46 +31,12 @@ log = logging.getLogger("slipway.ordered")
 
 BATCH = FIFO_BATCH  # the forwarder's batch size (app.py)
 
-
-class NotConfigured(ConfigError):
-    """Ordered delivery was asked for, but the deployment has no ordered queue."""
+# `$default` and `$disconnect` of an ordered connection write to its inbox
+# (`grip.effects.Inbox`, carried out by the executor); this module is the reader.
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _put(svc: services.Services, job: o.Job, message_id: str) -> None:
-    queue = svc.ordered_queue
-    if queue is None:
-        raise NotConfigured("ordered delivery needs SLIPWAY_ORDERED_QUEUE_URL (docs/ordered.md)")
-    svc.inbox.put(job, message_id)
-    wake = o.Wake(job.connection_id, job.received_ms, _now_ms())
-    queue.send(Message(o.encode_wake(wake), o.group(job.connection_id)))
-
-
-def enqueue_message(svc: services.Services, conn: Connection, event: dict[str, Any]) -> None:
-    """`$default` of an ordered connection: the frame as it came, read later in order."""
-    ctx = event["requestContext"]
-    body = event.get("body") or ""
-    binary = bool(event.get("isBase64Encoded"))
-    raw = base64.b64decode(body) if binary else body.encode("utf-8")
-    received = int(ctx.get("requestTimeEpoch") or _now_ms())
-    mid = str(ctx.get("messageId") or ctx.get("requestId") or f"{time.time_ns()}")
-    _put(svc, o.Inbound(conn.id, received, raw, binary), mid)
-
-
-def enqueue_end(svc: services.Services, cid: str, ctx: dict[str, Any] | None) -> None:
-    """The connection ended (`$disconnect`, or a post found it gone: `ctx` None):
-    the backend hears of it after every message received before."""
-    if ctx is None:
-        job = o.Ended(cid, _now_ms())
-    else:
-        status = ctx.get("disconnectStatusCode")
-        received = int(ctx.get("requestTimeEpoch") or _now_ms())
-        reason = ctx.get("disconnectReason") or ""
-        job = o.Ended(cid, received, int(status) if status is not None else None, reason)
-    _put(svc, job, "~end")  # after any message of the same millisecond
 
 
 # -- the forwarder -------------------------------------------------------------
@@ -120,23 +84,21 @@ def forward(svc: services.Services, cid: str, wakes: list[o.Wake]) -> None:
         else:
             _send(svc, conn, messages)
     if end is not None:
-        farewell.ended(svc, end.connection_id, end.status, end.reason)
+        executor.execute(svc, [fx.Ended(end.connection_id, end.status, end.reason, final=True)])
 
 
 def _send(svc: services.Services, conn: Connection, messages: list[o.Inbound]) -> None:
     if conn.detached:
         return
-    events = [e for e in (_event(svc, conn, m) for m in messages) if e is not None]
+    events: list[codec.Event] = []
+    for m in messages:
+        event = transfers.event_of(svc, conn, m.body, m.binary)
+        if event is not None:
+            events.append(event)
     for number, request in enumerate(o.requests(events)):
         if number:  # the backend may have set meta, or detached, or closed
             fresh = svc.store.get_connection(conn.id)
             if fresh is None or fresh.detached:
                 return
             conn = fresh
-        handlers.handle_events(svc, conn, request)
-
-
-def _event(svc: services.Services, conn: Connection, job: o.Inbound) -> codec.Event | None:
-    if conn.envelope:
-        return transfers.incoming(svc, conn, job.body.decode("utf-8", "replace"), job.binary)
-    return codec.Event("BINARY" if job.binary else "TEXT", job.body)
+        executor.execute(svc, [fx.Forward(conn, tuple(request))])

@@ -14,16 +14,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from enum import Enum
 
-from . import farewell, services
-from .aws.queue import Message
+from . import executor, services
+from .grip import effects as fx
 from .grip import envelope, history, jobs
-from .grip.errors import Gone, TooLarge
-from .grip.limits import HISTORY_HEAD_EXTRA, HISTORY_INLINE
-from .grip.model import Connection
+from .grip.limits import HISTORY_HEAD_EXTRA
+from .grip.model import Member
 from .grip.payload import Payload
-from .outbound import Outbound, send
 
 log = logging.getLogger("slipway.resume")
 
@@ -40,66 +37,23 @@ def record(
     svc: services.Services,
     channel: str,
     message_id: str,
-    message: Outbound,
+    kept: jobs.Inline | jobs.Stored,
     item_id: str | None = None,
     prev_id: str | None = None,
-) -> tuple[history.Position, Callable[[], None]] | None:
+) -> tuple[history.Position, Callable[[], None]]:
     """A publish's position in its channel's history, and the write that keeps it
     (the caller may run it beside the delivery: it only has to be done before the
-    job is); None when history is off."""
-    cfg = svc.settings
-    if not cfg.history:
-        return None
-    content: Payload | jobs.Stored = message.payload
-    if message.stored is not None or not message.payload.at_most(HISTORY_INLINE):
-        content = message.store()  # the object envelope members are sent too
-    keep = cfg.history_seconds
+    job is). `kept`: the message as the history keeps it (`grip.delivery.kept`)."""
+    content: Payload | jobs.Stored = kept.payload if isinstance(kept, jobs.Inline) else kept
+    keep = svc.settings.history_seconds
     position = svc.store.take_offset(channel, message_id, keep, secrets.token_hex(4))
     return position, lambda: svc.store.keep_entry(
         channel, position, content, keep, item_id, prev_id
     )
 
 
-# -- subscribe side -------------------------------------------------------------------
-
-
-def subscribe(
-    svc: services.Services,
-    conn: Connection,
-    channel: str,
-    prev_id: str | None = None,
-    opened: bool = False,
-) -> None:
-    """Subscribe `conn` to `channel`; when it follows the channel's history (it
-    tracks positions, presented one, or the backend gave `prev_id`) and was not a
-    member yet, queue the `Join` job that replays what it missed. `opened`: the
-    connection is known to be open (the subscribe answers one of its messages).
-    Raises TooManyJoins when the connection has the most joins queued it may."""
-    since = conn.since.get(channel)
-    joins = svc.settings.history and (conn.resume or since is not None or prev_id is not None)
-    new = svc.store.subscribe(
-        conn.id, channel, conn.endpoint, conn.envelope, resume=conn.resume, joining=joins
-    )
-    if not joins or not new:
-        return  # a repeat subscribe queues nothing: the member's first Join serves it
-    job = jobs.Join(
-        channel,
-        conn.id,
-        conn.endpoint,
-        conn.envelope,
-        conn.resume,
-        since,
-        prev_id,
-        int(time.time()) + svc.settings.open_delivery_deadline,
-        opened or jobs.surely_open(conn.created_at, time.time()),
-        conn.floors.get(channel),
-    )
-    try:
-        svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
-    except Exception:
-        svc.store.joined(channel, conn.id)  # live messages at least, rather than none
-        svc.store.join_done(conn.id)
-        raise
+# Subscribing (and queueing the Join) is planned by `grip.answer.subscription`
+# and carried out by the executor.
 
 
 # -- the Join job ---------------------------------------------------------------------
@@ -136,8 +90,8 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
                 head = history.Head(head.epoch, decided.upto)
             else:
                 replay, recovery, reason = [], history.Recovery.FAILED, history.Reason.TOO_OLD
-    conn = Connection(job.connection, job.endpoint, envelope=job.envelope, resume=job.resume)
-    messages: list[Outbound | bytes] = [_outbound(svc, channel, head.epoch, e) for e in replay]
+    to = Member(job.connection, job.endpoint, job.envelope, job.resume)
+    messages: list[fx.Effect] = [fx.Send(to, _message(channel, head.epoch, e)) for e in replay]
     if job.resume and job.envelope:
         token = None
         if svc.settings.key is not None:
@@ -145,30 +99,34 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
             floor_at = history.next_floor(recovered, job.floor, since, head)
             token = history.floor_token(svc.settings.key, channel, head.epoch, floor_at)
         report = history.report(channel, head, recovery, len(replay), reason, token)
-        messages.append(envelope.position(report).encode("utf-8"))
+        messages.append(fx.Post(to, envelope.position(report).encode("utf-8")))
     if reason is not None:
-        log.info("connection %s: recovery in %r failed: %s", conn.id, channel, reason)
-    sent = _send_when_open(svc, conn, messages, wait=not job.opened)
-    if sent is _Sent.GONE:
+        log.info("connection %s: recovery in %r failed: %s", to.connection_id, channel, reason)
+    wait = 0.0 if job.opened else _OPEN_WAIT
+    sent = executor.when_open(svc, messages, wait)
+    if sent is executor.Opened.NOT_OPEN and job.opened:
         # Open when it subscribed, gone now: its $disconnect, on the way, removes its
         # rows and tells the backend how it closed (a forget here would say
         # DISCONNECT instead). Nothing to wait for, nothing to queue again.
-        log.info("connection %s is gone: its join to %r dropped", conn.id, channel)
+        log.info("connection %s is gone: its join to %r dropped", to.connection_id, channel)
         return True
-    if sent is _Sent.NOT_OPEN:
+    if sent is executor.Opened.NOT_OPEN:
         if time.time() >= job.deadline:
-            log.warning("connection %s never opened: no recovery in %r", conn.id, channel)
-        elif store.get_connection(conn.id) is None:
-            log.info("connection %s is gone: its join to %r dropped", conn.id, channel)
+            log.warning("connection %s never opened: no recovery in %r", to.connection_id, channel)
+        elif store.get_connection(to.connection_id) is None:
+            log.info("connection %s is gone: its join to %r dropped", to.connection_id, channel)
             return True
         else:
             # Behind the publishes queued since: they pass the member by, and this
             # job replays them when it comes round again.
-            log.info("connection %s not open yet: its join to %r queued again", conn.id, channel)
-            svc.queue.send(Message(jobs.encode(job), jobs.group(job)))
+            log.info(
+                "connection %s not open yet: its join to %r queued again",
+                to.connection_id,
+                channel,
+            )
+            executor.execute(svc, [fx.Enqueue(job)])
             return True
-    store.joined(channel, conn.id)
-    store.join_done(conn.id, channel if job.since is not None else None)
+    executor.execute(svc, [fx.Joined(channel, to.connection_id, job.since is not None)])
     return True
 
 
@@ -180,46 +138,8 @@ def _new_head(svc: services.Services, channel: str) -> history.Head:
     )
 
 
-def _outbound(svc: services.Services, channel: str, epoch: str, entry: history.Entry) -> Outbound:
+def _message(channel: str, epoch: str, entry: history.Entry) -> fx.Message:
     trailer = history.trailer(channel, history.Position(epoch, entry.offset))
     if entry.stored is not None:
-        return Outbound(svc, None, stored=jobs.Stored(entry.stored, entry.binary), trailer=trailer)
-    return Outbound(svc, entry.payload, trailer=trailer)
-
-
-class _Sent(Enum):
-    DONE = "done"  # sent (or the connection left part way, and is forgotten)
-    NOT_OPEN = "not open"  # 410 from the start: its $connect may not have returned
-    GONE = "gone"  # 410 from the start, and it was open before: it has left
-
-
-def _send_when_open(
-    svc: services.Services, conn: Connection, messages: list[Outbound | bytes], wait: bool
-) -> _Sent:
-    """Send in order; with `wait`, waiting a moment for a connection whose
-    $connect may not have returned. A connection that leaves part way is
-    forgotten (its $disconnect is on the way)."""
-    waited = 0.0
-    sent = 0
-    while True:
-        try:
-            for message in messages[sent:]:
-                if isinstance(message, bytes):
-                    svc.sockets.send(conn.endpoint, conn.id, message)
-                else:
-                    try:
-                        send(svc, conn, message)
-                    except TooLarge as exc:
-                        log.warning("connection %s: replayed message not sent: %s", conn.id, exc)
-                sent += 1
-            return _Sent.DONE
-        except Gone:
-            if sent:  # it was open, and now it is gone
-                farewell.forget(svc, conn.id)
-                return _Sent.DONE
-            if not wait:
-                return _Sent.GONE
-            if waited >= _OPEN_WAIT:
-                return _Sent.NOT_OPEN
-            time.sleep(0.05)
-            waited += 0.05
+        return fx.Message(stored=jobs.Stored(entry.stored, entry.binary), trailer=trailer)
+    return fx.Message(entry.payload, trailer=trailer)

@@ -2,8 +2,8 @@
 for an upload URL, an announced upload.
 
 The frames themselves are read and written by `grip.envelope` (pure); this
-module presigns and fetches through the S3 adapter and answers the client over
-@connections. Messages to clients leave through `outbound`.
+module presigns and fetches through the S3 adapter; its answers to the client
+leave through the executor, as every message to clients does.
 """
 
 from __future__ import annotations
@@ -12,18 +12,31 @@ import logging
 import secrets
 import time
 
-from . import services
+from . import executor, services
 from .aws.blobs import Blobs, NoSuchBlob
-from .grip import codec
+from .grip import codec, request
+from .grip import effects as fx
 from .grip import envelope as env
 from .grip.envelope import Code, Refused
-from .grip.errors import Gone
 from .grip.model import Connection
 
 log = logging.getLogger("slipway.transfers")
 
 
 # -- client -> gateway ------------------------------------------------------------
+
+
+def event_of(
+    svc: services.Services, conn: Connection, frame: str | bytes, binary: bool
+) -> codec.Event | None:
+    """The event a client's frame carries to the backend, or None when the frame
+    was answered here. `frame`: as API Gateway hands it over (text, or base64 for
+    a binary frame), or as the ordered inbox keeps it (bytes)."""
+    if conn.envelope:
+        text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+        return incoming(svc, conn, text, binary)
+    data = frame if isinstance(frame, bytes) else request.frame_bytes(frame, binary)
+    return codec.Event("BINARY" if binary else "TEXT", data)
 
 
 def incoming(
@@ -101,7 +114,5 @@ def _take_upload(svc: services.Services, conn: Connection, frame: env.Uploaded) 
 
 
 def _reply(svc: services.Services, conn: Connection, frame: str) -> None:
-    try:
-        svc.sockets.send(conn.endpoint, conn.id, frame.encode("utf-8"))
-    except Gone:
-        log.info("connection %s is gone", conn.id)  # its $disconnect is on the way
+    # A connection gone is logged: its $disconnect is on the way.
+    executor.execute(svc, [fx.Post(fx.member_of(conn), frame.encode("utf-8"))])

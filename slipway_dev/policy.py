@@ -16,7 +16,7 @@ from typing import Any
 
 from chalicelib.aws.table import KEEPALIVE_INDEX
 
-# Key prefixes the code writes to the bucket (chalicelib/fanout.py _BLOB_PREFIX;
+# Key prefixes the code writes to the bucket (chalicelib/grip/delivery.py BLOB_PREFIX;
 # chalicelib/grip/envelope.py UPLOAD_PREFIX and DOWNLOAD_PREFIX; backends' uploads,
 # chalicelib/grip/uploads.py PREFIX: presigned PUTs, and the refs' ranged GETs).
 BLOB_PREFIXES = ("publish/", "uploads/", "downloads/", "backend-uploads/")

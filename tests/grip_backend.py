@@ -11,7 +11,8 @@ Behaviour, chosen by the client:
   `closeopen=1` (accept, then close at once)
 - messages: `sub <ch>`, `unsub <ch>`, `meta <name> <value>`, `setmeta <name> <value>`
   (a set-meta control message), `whoami` (the meta it was
-  sent, as JSON), `close <code>`, `disconnect`, `detach`, `bin <text>`, `status <n>`,
+  sent, as JSON), `close <code>`, `disconnect`, `detach`, `say-then-detach` (its
+  message before its detach), `bin <text>`, `status <n>`,
   `malformed`, `wrongtype`, `sleep <seconds>`, `publish <ch> <text>`
   (through `GripPubControl`), `keepalive <text>`, anything else is echoed.
 """
@@ -162,6 +163,9 @@ class Backend:
         elif word == "detach":
             ctx.detach()
             send("detached")
+        elif word == "say-then-detach":  # the message before the detach, in the answer
+            send("detached")
+            ctx.detach()
         elif word == "bin":
             send(rest, binary=True)
         elif word == "status":

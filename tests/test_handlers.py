@@ -102,6 +102,18 @@ def test_accept_then_close_in_the_open_response(gateway: Gateway) -> None:
     assert sink.frames == [b"bye"] and sink.closed
 
 
+def test_an_open_response_that_only_closes_waits_for_the_connection_to_open(
+    gateway: Gateway,
+) -> None:
+    """A close with no message before it, for a connection whose $connect has not
+    returned yet: the worker keeps trying until it is open, then closes it."""
+    cid, sink, _ = gateway.connect({"closeopen": "1"}, open_=False)
+    [queued] = gateway.queued()
+    threading.Timer(0.4, gateway.registry.register, (cid, sink)).start()
+    assert gateway.run_worker([queued]) == {"batchItemFailures": []}
+    assert sink.closed
+
+
 # -- $default -----------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """How a message leaves for one kind of connection: the outbound planner. Pure.
 
 Given a payload and a connection's mode, `plan` says what to post, and the
-adapters only carry that out (`chalicelib/outbound.py`):
+executor carries that out (`chalicelib/executor.py`):
 
 - `Raw`: the payload as it is, to a raw connection;
 - `Wrapped`: `[1, 0, data]`, to an envelope connection;

@@ -3,7 +3,9 @@ and the query string of a connection. Pure."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from . import codec
@@ -100,3 +102,15 @@ def wants_ordered(ordered_all: bool, query: Mapping[str, str] | None) -> bool:
 
 def _asks(query: Mapping[str, str] | None, name: str) -> bool:
     return str((query or {}).get(name, "")).lower() in ("1", "true")
+
+
+def frame_bytes(body: str, base64_encoded: bool) -> bytes:
+    """A client frame's content as API Gateway hands it over: base64 for a binary
+    frame, the text itself for a text frame."""
+    return base64.b64decode(body) if base64_encoded else body.encode("utf-8")
+
+
+def disconnect_status(ctx: Mapping[str, Any]) -> tuple[int | None, str]:
+    """The close code and reason of a `$disconnect`'s request context (None: no code)."""
+    status = ctx.get("disconnectStatusCode")
+    return (int(status) if status is not None else None), str(ctx.get("disconnectReason") or "")

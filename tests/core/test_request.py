@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chalicelib.grip import request
 from chalicelib.grip.request import backend_headers, handshake_headers
 
 CT = "application/websocket-events"
@@ -235,3 +236,15 @@ def test_no_client_header_survives_as_meta_or_grip(single: dict[str, str]) -> No
             assert not lowered.startswith("sec-websocket-") or lowered == "sec-websocket-protocol"
         # Everything else is kept untouched.
         assert all(kept[k] == single[k] for k in kept)
+
+
+def test_a_frame_is_its_text_or_its_decoded_base64() -> None:
+    assert request.frame_bytes("héllo", False) == "héllo".encode()
+    assert request.frame_bytes("AAEC", True) == b"\x00\x01\x02"
+
+
+def test_a_disconnect_has_its_code_and_reason_or_none() -> None:
+    ctx = {"disconnectStatusCode": 4001, "disconnectReason": "bye"}
+    assert request.disconnect_status(ctx) == (4001, "bye")
+    assert request.disconnect_status({"disconnectStatusCode": "1000"}) == (1000, "")
+    assert request.disconnect_status({"disconnectReason": None}) == (None, "")

@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib import fanout
-from chalicelib.grip import envelope, uploads
+from chalicelib.grip import delivery, envelope, uploads
 from slipway_dev import bootstrap, policy, resources
 
 from . import iam
@@ -160,7 +159,7 @@ def test_stack_and_bootstrap_grant_the_same(packaged):
 
 
 def test_blob_prefixes_cover_the_codes():
-    assert fanout._BLOB_PREFIX in policy.BLOB_PREFIXES
+    assert delivery.BLOB_PREFIX in policy.BLOB_PREFIXES
     assert envelope.UPLOAD_PREFIX in policy.BLOB_PREFIXES
     assert envelope.DOWNLOAD_PREFIX in policy.BLOB_PREFIXES
     assert uploads.PREFIX in policy.BLOB_PREFIXES

@@ -95,7 +95,7 @@ def test_connect_echo_subscribe_and_publish_with_gripcontrol(gateway) -> None:
     # One INFO line each, in the stack's one format (with a timestamp).
     for line in (
         f"INFO    slipway.handlers: connect {cid} from 127.0.0.1, query 'm=echo1'",
-        f"INFO    slipway.handlers: subscribe {cid} to 'room1'",
+        f"INFO    slipway.executor: subscribe {cid} to 'room1'",  # the executor subscribes
         f"INFO    slipway.handlers: disconnect {cid}, code 1000",
     ):
         assert line in log, log[-3000:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from gripcontrol import GripPubControl, WebSocketMessageFormat, validate_sig
 from pubcontrol import Item
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+
+from chalicelib.grip import codec
 
 from .processes import KEY, GripBackend, LocalStack
 
@@ -181,6 +184,41 @@ def test_backend_disconnect_drops_the_client(stack: LocalStack) -> None:
     with client(stack) as ws:
         ws.send("disconnect")
         assert closed_with(ws) == 1000
+
+
+def test_a_client_that_saw_a_reply_finds_the_state_the_reply_made(
+    stack: LocalStack, backend: GripBackend
+) -> None:
+    """A backend answers `detached` and, after it in the same answer, detaches.
+    The gateway stores the detach before it posts the message (an answer is
+    applied whole, as Pushpin does), so the frame a client sends on seeing
+    `detached` never reaches the backend. Many clients, so that a gateway that
+    posted first would lose the race for some."""
+    markers = []
+    for _ in range(ROUNDS):
+        marker = uuid.uuid4().hex
+        markers.append(marker)
+        with client(stack, marker) as ws:
+            ws.send("say-then-detach")
+            assert ws.recv(timeout=TIMEOUT) == "detached"
+            ws.send("after")
+            ws.send("after")
+    # The frames' invocations end, then the backend's log is read.
+    time.sleep(1.0)
+    leaked = [m for m in markers if "after" in _texts(backend.requests_with(m))]
+    assert leaked == []
+
+
+ROUNDS = 20
+
+
+def _texts(requests: list[dict[str, Any]]) -> list[str]:
+    return [
+        e.content.decode()
+        for r in requests
+        for e in codec.decode(r["body"])
+        if e.type == "TEXT" and e.content is not None
+    ]
 
 
 def test_client_close_code_and_reason_reach_the_backend(
