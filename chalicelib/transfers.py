@@ -17,7 +17,7 @@ from .aws.blobs import Blobs, NoSuchBlob
 from .grip import codec, request
 from .grip import effects as fx
 from .grip import envelope as env
-from .grip.envelope import Code, Refused
+from .grip.envelope import Code, FrameRefused
 from .grip.model import Connection
 
 log = logging.getLogger("slipway.transfers")
@@ -47,7 +47,7 @@ def incoming(
     mid = env.PUSH_ID
     try:
         if binary:
-            raise Refused(mid, Code.NOT_AN_ARRAY, "a binary frame is not an envelope frame")
+            raise FrameRefused(mid, Code.NOT_AN_ARRAY, "a binary frame is not an envelope frame")
         frame = env.read(body)
         mid = frame.id
         if isinstance(frame, env.Text):
@@ -56,7 +56,7 @@ def incoming(
             _reply(svc, conn, _upload_target(svc, conn, frame.id))
             return None
         return codec.Event("TEXT", _take_upload(svc, conn, frame))
-    except Refused as exc:
+    except FrameRefused as exc:
         log.info("connection %s: refused frame %d: %s", conn.id, exc.id, exc)
         _reply(svc, conn, env.failure(exc.id, exc.code, exc.message))
     except Exception:  # S3 failed us: say so, and keep the connection
@@ -67,7 +67,7 @@ def incoming(
 
 def _blobs(svc: services.Services, mid: int) -> Blobs:
     if svc.blobs is None:
-        raise Refused(mid, Code.UNAVAILABLE, "this gateway has no bucket for large messages")
+        raise FrameRefused(mid, Code.UNAVAILABLE, "this gateway has no bucket for large messages")
     return svc.blobs
 
 
@@ -87,7 +87,7 @@ def _take_upload(svc: services.Services, conn: Connection, frame: env.Uploaded) 
     key = env.key_of(frame.url, blobs.bucket)
     expires = env.check_upload_key(frame.id, key, conn.id)
     if not svc.store.claim_upload(key, int(expires)):
-        raise Refused(frame.id, Code.UPLOAD_TAKEN, "this upload was announced already")
+        raise FrameRefused(frame.id, Code.UPLOAD_TAKEN, "this upload was announced already")
     limit = svc.settings.max_upload
     try:
         blob = blobs.fetch(key, limit)
@@ -96,18 +96,18 @@ def _take_upload(svc: services.Services, conn: Connection, frame: env.Uploaded) 
         if not isinstance(exc, NoSuchBlob):
             raise
         if time.time() > expires:
-            raise Refused(
+            raise FrameRefused(
                 frame.id, Code.UPLOAD_EXPIRED, "the upload URL expired; ask for a new one"
             ) from None
-        raise Refused(
+        raise FrameRefused(
             frame.id, Code.UPLOAD_NOT_FOUND, "nothing was uploaded there, or it was taken"
         ) from None
     blobs.delete(key)
     if blob.modified > expires:
         # S3 refuses a PUT after its URL expired; moto does not, so check here too.
-        raise Refused(frame.id, Code.UPLOAD_EXPIRED, "uploaded after the upload URL expired")
+        raise FrameRefused(frame.id, Code.UPLOAD_EXPIRED, "uploaded after the upload URL expired")
     if blob.data is None:
-        raise Refused(
+        raise FrameRefused(
             frame.id, Code.TOO_LARGE, f"the message is {blob.size} bytes; the limit is {limit}"
         )
     return env.uploaded_content(frame.id, blob.data)

@@ -75,13 +75,13 @@ class Checked:
 
 
 def check(svc: services.Services, ref: ContentRef) -> Checked:
-    """The action a ref stands for; `refs.Refused` saying why not."""
+    """The action a ref stands for; `refs.RefRefused` saying why not."""
     blobs = _blobs(svc)
     refs.check(ref.ref, svc.settings.keys, time.time())
     try:
         blob, head = blobs.peek(ref.ref, refs.MAX_INLINE_OBJECT)
     except NoSuchBlob:
-        raise refs.Refused(
+        raise refs.RefRefused(
             refs.Why.NOT_FOUND, "nothing was uploaded under that ref (PUT it to the url first)"
         ) from None
     refs.check_size(blob.size, svc.settings.max_publish)
@@ -95,7 +95,7 @@ def check_send(svc: services.Services, ref: ContentRef) -> Checked:
     """A send's ref, or a 400 naming its field and the reason."""
     try:
         return check(svc, ref)
-    except refs.Refused as exc:
+    except refs.RefRefused as exc:
         raise BadRequest({ref.field: [str(exc)]}) from None
 
 
@@ -118,7 +118,7 @@ def check_items(
             continue
         try:
             checked = check(svc, ref)
-        except refs.Refused as exc:
+        except refs.RefRefused as exc:
             errors[f"items.{body_index[k]}.ws-message.{ref.field}"] = [str(exc)]
             continue
         out.append(replace(item, action=checked.action))

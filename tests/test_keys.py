@@ -94,7 +94,7 @@ def test_refs_issued_before_a_rotation_stay_good_until_they_expire() -> None:
     assert refs.check(before.key, (NEW, OLD), 999) == 1_000
     after = refs.issue(NEW, 1_000, NONCE)
     assert refs.check(after.key, (NEW, OLD), 999) == 1_000
-    with pytest.raises(refs.Refused, match="another key"):
+    with pytest.raises(refs.RefRefused, match="another key"):
         refs.check(before.key, (NEW,), 999)  # once the old key is retired
 
 

@@ -29,7 +29,7 @@ def test_an_issued_ref_checks_until_it_expires() -> None:
     issued = refs.issue(KEY, 1_000, NONCE)
     assert issued.key.startswith(refs.PREFIX) and issued.key.endswith(".json")
     assert refs.check(issued.key, KEY, 999.5) == 1_000
-    with pytest.raises(refs.Refused) as caught:
+    with pytest.raises(refs.RefRefused) as caught:
         refs.check(issued.key, KEY, 1_000.5)
     assert caught.value.why is refs.Why.EXPIRED
 
@@ -45,14 +45,14 @@ def test_an_issued_ref_checks_until_it_expires() -> None:
     ],
 )
 def test_a_ref_this_deployment_did_not_issue_is_foreign(ref: str) -> None:
-    with pytest.raises(refs.Refused) as caught:
+    with pytest.raises(refs.RefRefused) as caught:
         refs.check(ref, KEY, 0)
     assert caught.value.why is refs.Why.FOREIGN
 
 
 def test_an_object_over_the_limit_is_refused() -> None:
     refs.check_size(10, limit=10)
-    with pytest.raises(refs.Refused) as caught:
+    with pytest.raises(refs.RefRefused) as caught:
         refs.check_size(11, 10)
     assert caught.value.why is refs.Why.TOO_LARGE
 
@@ -65,7 +65,7 @@ def test_the_content_of_a_small_object() -> None:
     encoded = json.dumps(base64.b64encode(raw).decode()).encode()
     assert refs.content(encoded, True) == Payload.of_bytes(raw)
     for data, binary in [(b"42", False), (b'{"a": ', False), (b"[1]", True), (b'"@@"', True)]:
-        with pytest.raises(refs.Refused) as caught:
+        with pytest.raises(refs.RefRefused) as caught:
             refs.content(data, binary)
         assert caught.value.why is refs.Why.INVALID
 

@@ -9,6 +9,7 @@ import re
 import struct
 from dataclasses import dataclass
 
+from .errors import ParseError
 from .limits import FIRST_CLOSE_CODE, LAST_CLOSE_CODE, CloseCode
 
 CONTENT_TYPE = "application/websocket-events"
@@ -18,8 +19,10 @@ _HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
 _DROPPED = frozenset({CloseCode.ABNORMAL, CloseCode.TLS_FAILURE})
 
 
-class CodecError(ValueError):
+class CodecError(ParseError):
     """A body is not valid `application/websocket-events`."""
+
+    status = 502
 
 
 @dataclass(frozen=True, slots=True)

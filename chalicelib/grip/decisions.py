@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import codec, meta, text
+from .errors import ParseError
 from .keepalive import DEFAULT_TIMEOUT, IDLE, INTERVAL
 from .limits import MAX_CHANNEL_LENGTH, MAX_KEEPALIVE_TIMEOUT
 from .payload import Payload
@@ -41,8 +42,10 @@ _REJECT_DROP = frozenset(
 )
 
 
-class ResponseError(ValueError):
+class ResponseError(ParseError):
     """The backend answered something that is not a usable response."""
+
+    status = 502
 
 
 # Response headers passed on to the client: a header the backend repeated

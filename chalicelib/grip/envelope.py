@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 from . import text as _text
+from .errors import ParseError
 from .limits import MAX_INLINE, MAX_SAFE_INTEGER, UTF8_MAX_BYTES_PER_CHAR
 
 MESSAGE, UPLOAD_REQUEST, UPLOAD_TARGET, DOWNLOAD, FAILURE, POSITION = 1, 2, 3, 4, 5, 6
@@ -47,8 +48,9 @@ class Code(StrEnum):
     GATEWAY_ERROR = "gateway_error"  # S3 failed: the client may try again
 
 
-class Refused(Exception):
-    """A client's frame or upload is refused: answer with `failure(id, code, message)`."""
+class FrameRefused(ParseError):
+    """A client's frame or upload is refused: answer with `failure(id, code, message)`
+    (a `[5]` frame; 400 is its status where an HTTP answer is wanted)."""
 
     def __init__(self, id: int, code: Code, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -103,23 +105,27 @@ def _is_int(value: Any) -> bool:
 
 
 def read(text: str) -> ClientFrame:
-    """What a client's text frame asks for; `Refused` saying what is wrong otherwise."""
+    """What a client's text frame asks for; `FrameRefused` saying what is wrong otherwise."""
     try:
         value = loads(text)
     except ValueError:
-        raise Refused(PUSH_ID, Code.NOT_AN_ARRAY, "a frame must be a JSON array") from None
+        raise FrameRefused(PUSH_ID, Code.NOT_AN_ARRAY, "a frame must be a JSON array") from None
     if not isinstance(value, list) or len(value) < 2 or not _is_int(value[1]):
-        raise Refused(PUSH_ID, Code.NOT_AN_ARRAY, "a frame must be a JSON array [type, id, ...]")
+        raise FrameRefused(
+            PUSH_ID, Code.NOT_AN_ARRAY, "a frame must be a JSON array [type, id, ...]"
+        )
     if abs(value[1]) > MAX_SAFE_INTEGER:
-        raise Refused(
+        raise FrameRefused(
             PUSH_ID, Code.INVALID_FRAME, f"a frame id is an integer of at most {MAX_SAFE_INTEGER}"
         )
     kind, mid = value[0], value[1]
     bad = _text.unpaired_at(value[2:])
     if bad is not None:
-        raise Refused(mid, Code.INVALID_FRAME, f"the frame's data {_text.PROBLEM}")
+        raise FrameRefused(mid, Code.INVALID_FRAME, f"the frame's data {_text.PROBLEM}")
     if not _is_int(kind):  # true == 1 and 1.0 == 1 in Python, not in a frame
-        raise Refused(mid, Code.UNKNOWN_TYPE, f"unknown frame type {kind!r}: expected 1, 2 or 4")
+        raise FrameRefused(
+            mid, Code.UNKNOWN_TYPE, f"unknown frame type {kind!r}: expected 1, 2 or 4"
+        )
     if kind == MESSAGE and len(value) == 3:
         return Text(mid, to_content(value[2]))
     if kind == UPLOAD_REQUEST and len(value) == 2:
@@ -128,8 +134,8 @@ def read(text: str) -> ClientFrame:
         return Uploaded(mid, value[2])
     if kind in (MESSAGE, UPLOAD_REQUEST, DOWNLOAD):
         shapes = {MESSAGE: "[1, id, data]", UPLOAD_REQUEST: "[2, id]", DOWNLOAD: "[4, id, url]"}
-        raise Refused(mid, Code.INVALID_FRAME, f"a [{kind}] frame is {shapes[kind]}")
-    raise Refused(mid, Code.UNKNOWN_TYPE, f"unknown frame type {kind!r}: expected 1, 2 or 4")
+        raise FrameRefused(mid, Code.INVALID_FRAME, f"a [{kind}] frame is {shapes[kind]}")
+    raise FrameRefused(mid, Code.UNKNOWN_TYPE, f"unknown frame type {kind!r}: expected 1, 2 or 4")
 
 
 def to_content(data: Any) -> bytes:
@@ -143,9 +149,9 @@ def uploaded_content(id: int, body: bytes) -> bytes:
     try:
         data = loads(body)
     except ValueError:
-        raise Refused(id, Code.INVALID_UPLOAD, "the uploaded message is not JSON") from None
+        raise FrameRefused(id, Code.INVALID_UPLOAD, "the uploaded message is not JSON") from None
     if _text.unpaired_at(data) is not None:
-        raise Refused(id, Code.INVALID_UPLOAD, f"the uploaded message {_text.PROBLEM}")
+        raise FrameRefused(id, Code.INVALID_UPLOAD, f"the uploaded message {_text.PROBLEM}")
     # Anything but a string goes on as it was uploaded, byte for byte.
     return data.encode("utf-8") if isinstance(data, str) else body
 
@@ -238,12 +244,12 @@ def key_of(url: str, bucket: str) -> str:
 
 def check_upload_key(id: int, key: str, connection_id: str) -> int:
     """The expiry (epoch seconds) of an upload key issued to this connection;
-    `Refused` for any key outside its prefix or not of the issued shape."""
+    `FrameRefused` for any key outside its prefix or not of the issued shape."""
     prefix = upload_prefix(connection_id)
     # S3 keys are literal ("../" is no parent), so one level under the prefix is the rule.
     if not key.startswith(prefix) or "/" in key[len(prefix) :]:
-        raise Refused(id, Code.FOREIGN_KEY, "that upload does not belong to this connection")
+        raise FrameRefused(id, Code.FOREIGN_KEY, "that upload does not belong to this connection")
     match = _KEY.fullmatch(key[len(prefix) :])
     if match is None:
-        raise Refused(id, Code.UPLOAD_NOT_FOUND, "no upload was issued under that key")
+        raise FrameRefused(id, Code.UPLOAD_NOT_FOUND, "no upload was issued under that key")
     return int(match["expires"])

@@ -2,7 +2,9 @@
 
 Every error the gateway raises on purpose is a `SlipwayError`, and carries the
 HTTP status a control route answers it with (as Chalice's own errors carry
-`STATUS_CODE`), so a route maps any of them to an answer in one place.
+`STATUS_CODE`), so a route maps any of them to an answer in one place. The
+errors of reading input (`ParseError`: codec, decisions, jobs, tokens, frames,
+refs...) are in it too, each with its status, and are still ValueErrors.
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ class BadRequest(SlipwayError):
 
     def body(self) -> dict[str, Any]:
         return {"error": "invalid request body", "fields": self.fields}
+
+
+class ParseError(SlipwayError, ValueError):
+    """Input that could not be read: a backend's answer, a queued job, a client's
+    frame, a token, a `resume=` value... Each kind carries the status of the answer
+    it comes to where there is one (400 for a caller's input, 401 for a token, 502
+    for a backend's answer; 500 for what only the gateway itself writes, such as a
+    queued job). Still a ValueError, as a reader's callers have always caught it."""
+
+    status = 400
 
 
 class Unauthorized(SlipwayError):

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from . import keys, text
-from .errors import BadRequest
+from .errors import BadRequest, ParseError
 from .introspection import decimal, page_limit
 from .limits import MAX_CHANNEL_LENGTH, MAX_CHANNELS, MAX_SAFE_INTEGER
 from .payload import Payload
@@ -87,8 +87,10 @@ class Failed(NamedTuple):
 Decision = Replay | Failed
 
 
-class ResumeError(ValueError):
+class ResumeError(ParseError):
     """A `resume=` value is not positions; the message says what is wrong."""
+
+    status = 400
 
 
 def decide(since: Position, head: Head | None, max_items: int, floor: int | None = 0) -> Decision:

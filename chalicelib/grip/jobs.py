@@ -33,6 +33,7 @@ import json
 from typing import Any, NamedTuple
 
 from . import text as _text
+from .errors import ParseError
 from .history import Position
 from .limits import INTEGRATION_TIMEOUT
 from .model import Member
@@ -41,8 +42,10 @@ from .payload import Payload, PayloadError
 VERSION = 1
 
 
-class JobError(ValueError):
+class JobError(ParseError):
     """A queue body is not a job this code can read, and never will be."""
+
+    status = 500
 
 
 class NewerJob(JobError):

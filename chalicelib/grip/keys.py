@@ -18,11 +18,15 @@ import hashlib
 import json
 from collections.abc import Iterable
 
+from .errors import ParseError
+
 Keys = tuple[str, ...]
 
 
-class KeyListError(ValueError):
+class KeyListError(ParseError):
     """A stored value is not a list of keys. The message never holds a key."""
+
+    status = 500
 
 
 def parse(raw: str) -> Keys:

@@ -19,13 +19,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from . import codec
+from .errors import ParseError
 from .limits import ORDERED_REQUEST_BYTES
 
 VERSION = 1
 
 
-class OrderedJobError(ValueError):
+class OrderedJobError(ParseError):
     """A queue body is not an ordered-delivery job."""
+
+    status = 500
 
 
 class Inbound(NamedTuple):

@@ -13,11 +13,14 @@ import base64
 import binascii
 from typing import Any
 
+from .errors import ParseError
 from .limits import UTF8_MAX_BYTES_PER_CHAR
 
 
-class PayloadError(ValueError):
+class PayloadError(ParseError):
     """A serialised payload is not `{"content": text}` or `{"content-bin": base64}`."""
+
+    status = 400
 
 
 class Payload:

@@ -14,6 +14,8 @@ import math
 import time
 from typing import Any
 
+from .errors import ParseError
+
 _HEADER = b'{"alg":"HS256","typ":"JWT"}'
 
 # Token confusion (docs/security.md#token-confusion): the same key signs what the
@@ -30,8 +32,10 @@ BACKEND_ISSUERS = frozenset({GRIP_SIG_ISSUER, "pushpin"})
 GRIP_SIG_LIFETIME = 3600
 
 
-class TokenError(ValueError):
+class TokenError(ParseError):
     """A token is malformed, forged, expired or from the wrong issuer."""
+
+    status = 401
 
 
 class BadSignature(TokenError):

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from . import envelope, keys, text
+from .errors import SlipwayError
 from .limits import MAX_INLINE
 from .payload import Payload, PayloadError
 
@@ -43,7 +44,12 @@ class Why(StrEnum):
     INVALID = "invalid"
 
 
-class Refused(Exception):
+class RefRefused(SlipwayError):
+    """A backend's upload ref cannot stand for content: expired, not found, too
+    large or invalid (`why`). The control routes answer it as a 400 naming the field."""
+
+    status = 400
+
     def __init__(self, why: Why, message: str) -> None:
         super().__init__(f"{why}: {message}")
         self.why = why
@@ -71,21 +77,23 @@ def issue(secret: str, expires_at: int, nonce: str) -> Issued:
 
 def check(ref: str, secret: str | Iterable[str], now: float) -> int:
     """The expiry of a ref this deployment issued, signed with any of its keys (a
-    ref issued before a rotation stays good until it expires); `Refused` for a
+    ref issued before a rotation stays good until it expires); `RefRefused` for a
     foreign or an expired one."""
     match = _KEY.fullmatch(ref)
     if match is None:
-        raise Refused(
+        raise RefRefused(
             Why.FOREIGN,
             f"not an upload ref of this deployment (they look like {PREFIX}...; "
             "POST /uploads issues them)",
         )
     body = ref[: match.start("mac") - 1]
     if not any(hmac.compare_digest(_mac(k, body), match["mac"]) for k in keys.of(secret)):
-        raise Refused(Why.FOREIGN, "this deployment did not issue that ref (another key signed it)")
+        raise RefRefused(
+            Why.FOREIGN, "this deployment did not issue that ref (another key signed it)"
+        )
     expires = int(match["expires"])
     if now > expires:
-        raise Refused(Why.EXPIRED, "the ref expired; upload again (POST /uploads)")
+        raise RefRefused(Why.EXPIRED, "the ref expired; upload again (POST /uploads)")
     return expires
 
 
@@ -95,7 +103,7 @@ def check_size(size: int, limit: int) -> None:
     (Its time needs no check: the ref is refused once expired, and an object is
     always uploaded before it is published.)"""
     if size > limit:
-        raise Refused(
+        raise RefRefused(
             Why.TOO_LARGE,
             f"the object is {size} bytes; the limit is {limit} (SLIPWAY_MAX_PUBLISH_BYTES)",
         )
@@ -106,7 +114,7 @@ def check_start(first: bytes, binary: bool) -> None:
     binary its base64), object or array; it is served to clients as it is."""
     allowed = (b'"',) if binary else (b'"', b"{", b"[")
     if first[:1] not in allowed:
-        raise Refused(Why.INVALID, _shape(binary))
+        raise RefRefused(Why.INVALID, _shape(binary))
 
 
 def content(data: bytes, binary: bool) -> Payload:
@@ -115,16 +123,16 @@ def content(data: bytes, binary: bool) -> Payload:
     try:
         value = envelope.loads(data)
     except ValueError:
-        raise Refused(Why.INVALID, "the object is not JSON. " + _shape(binary)) from None
+        raise RefRefused(Why.INVALID, "the object is not JSON. " + _shape(binary)) from None
     if text.unpaired_at(value) is not None:
-        raise Refused(Why.INVALID, f"the object {text.PROBLEM}")
+        raise RefRefused(Why.INVALID, f"the object {text.PROBLEM}")
     if binary:
         if not isinstance(value, str):
-            raise Refused(Why.INVALID, _shape(binary))
+            raise RefRefused(Why.INVALID, _shape(binary))
         try:
             return Payload.from_base64(value)
         except PayloadError:
-            raise Refused(Why.INVALID, "the JSON string is not valid base64") from None
+            raise RefRefused(Why.INVALID, "the JSON string is not valid base64") from None
     if isinstance(value, str):
         return Payload.of_text(value)
     # An object or array is the message's text, byte for byte (as `wrap` embeds it).

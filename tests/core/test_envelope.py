@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.grip import envelope as env
-from chalicelib.grip.envelope import Code, Refused
+from chalicelib.grip.envelope import Code, FrameRefused
 from chalicelib.grip.payload import Payload
 
 json_values = st.recursive(
@@ -19,8 +19,8 @@ json_values = st.recursive(
 )
 
 
-def refused(text: str) -> Refused:
-    with pytest.raises(Refused) as caught:
+def refused(text: str) -> FrameRefused:
+    with pytest.raises(FrameRefused) as caught:
         env.read(text)
     return caught.value
 
@@ -103,7 +103,7 @@ def test_a_json_message_is_downloaded_as_it_was_sent(value: object) -> None:
 
 
 def test_an_upload_that_is_not_json_is_refused() -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(FrameRefused) as caught:
         env.uploaded_content(3, b"\x00not json")
     assert (caught.value.code, caught.value.id) == (Code.INVALID_UPLOAD, 3)
 
@@ -131,7 +131,7 @@ def test_failure_and_location_frames() -> None:
 def test_an_issued_key_checks_out_for_its_connection_only(cid: str, mid: int, expires: int) -> None:
     key = env.upload_key(cid, mid, expires, "0123abcd")
     assert env.check_upload_key(mid, key, cid) == expires
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(FrameRefused) as caught:
         env.check_upload_key(mid, key, cid + "x")
     assert caught.value.code == Code.FOREIGN_KEY
 
@@ -160,27 +160,27 @@ def test_key_of_either_url_style(url: str) -> None:
     ],
 )
 def test_keys_outside_the_connections_prefix_are_foreign(key: str) -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(FrameRefused) as caught:
         env.check_upload_key(1, key, "abc")
     assert caught.value.code == Code.FOREIGN_KEY
 
 
 def test_a_key_under_the_prefix_never_issued_is_not_found() -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(FrameRefused) as caught:
         env.check_upload_key(1, "uploads/abc/made-up.json", "abc")
     assert caught.value.code == Code.UPLOAD_NOT_FOUND
 
 
 @pytest.mark.parametrize("kind", ["true", "1.0", '"1"', "null"])
 def test_a_frame_type_must_be_a_whole_number(kind: str) -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(FrameRefused) as caught:
         env.read(f'[{kind}, 5, "x"]')
     assert (caught.value.id, caught.value.code) == (5, Code.UNKNOWN_TYPE)
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_what_javascript_cannot_parse_is_neither_read_nor_embedded(constant: str) -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(FrameRefused) as caught:
         env.read(f"[1, 5, {constant}]")
     assert caught.value.code == Code.NOT_AN_ARRAY
     # a backend's text that only Python would read as JSON goes out as a string

@@ -18,7 +18,7 @@ from slipway_client import ControlClient
 
 from chalicelib.grip import envelope as env
 from chalicelib.grip.auth import authorize
-from chalicelib.grip.envelope import Code, Refused
+from chalicelib.grip.envelope import Code, FrameRefused
 from chalicelib.grip.errors import Unauthorized
 from chalicelib.grip.limits import MAX_TOKEN_LIFETIME
 from chalicelib.grip.request import backend_headers, handshake_headers
@@ -249,7 +249,7 @@ def test_an_announced_url_outside_the_connections_own_uploads_is_a_foreign_key(
     """Only the key in the URL's path is read, from the gateway's own bucket: the
     host is never contacted, so a URL at the metadata service or elsewhere reaches
     nothing; any key but this connection's own issued ones is `foreign_key`."""
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(FrameRefused) as caught:
         env.check_upload_key(1, env.key_of(url, BUCKET), MINE)
     assert caught.value.code == Code.FOREIGN_KEY
 
@@ -285,7 +285,7 @@ def test_deep_json_is_bad_input_everywhere_a_stranger_can_send_it() -> None:
         introspection.decode_cursor(DEEP_B64)
     with pytest.raises(history.ResumeError):
         history.parse_resume(DEEP_B64)
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(FrameRefused) as caught:
         env.read(DEEP.decode())
     assert caught.value.code == Code.NOT_AN_ARRAY
     assert isinstance(decisions._control(DEEP), decisions.Dropped)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from chalicelib.grip import envelope as env
 from chalicelib.grip import history, introspection
-from chalicelib.grip.envelope import Code, Refused
+from chalicelib.grip.envelope import Code, FrameRefused
 from chalicelib.grip.errors import BadRequest
 from chalicelib.grip.limits import MAX_SAFE_INTEGER
 from chalicelib.settings import SettingsError, load
@@ -74,7 +74,7 @@ def test_a_resume_offset_past_javascripts_integers_is_refused(offset: int) -> No
 @pytest.mark.parametrize("mid", [MAX_SAFE_INTEGER + 1, -(MAX_SAFE_INTEGER + 1), 10**400])
 def test_an_envelope_frame_id_past_javascripts_integers_is_an_invalid_frame(mid: int) -> None:
     for frame in ([1, mid, "x"], [2, mid], [4, mid, "https://x/y"]):
-        with pytest.raises(Refused) as caught:
+        with pytest.raises(FrameRefused) as caught:
             env.read(json.dumps(frame))
         assert caught.value.code == Code.INVALID_FRAME
         assert caught.value.id == env.PUSH_ID  # not echoed back

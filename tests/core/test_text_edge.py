@@ -120,7 +120,7 @@ def test_a_send_is_refused_or_its_payload_is_utf8(content: str) -> None:
 def test_a_client_frame_is_refused_or_its_content_is_utf8(data: Any) -> None:
     try:
         frame = envelope.read(json.dumps([1, 5, data]))
-    except envelope.Refused as exc:
+    except envelope.FrameRefused as exc:
         assert (exc.id, exc.code) == (5, envelope.Code.INVALID_FRAME)
         return
     assert isinstance(frame, envelope.Text)
@@ -131,7 +131,7 @@ def test_a_client_frame_is_refused_or_its_content_is_utf8(data: Any) -> None:
 def test_an_upload_is_refused_or_its_content_is_utf8(data: Any) -> None:
     try:
         content = envelope.uploaded_content(3, json.dumps(data).encode())
-    except envelope.Refused as exc:
+    except envelope.FrameRefused as exc:
         assert exc.code == envelope.Code.INVALID_UPLOAD
         return
     content.decode("utf-8")
