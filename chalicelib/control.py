@@ -10,12 +10,13 @@ from typing import Any
 
 from chalice.app import Response
 
-from . import fanout, farewell, outbound, resume, services, uploads
+from . import fanout, farewell, metrics, outbound, resume, services, uploads
 from .grip import history, introspection, plan
 from .grip.auth import authorize
 from .grip.errors import BadRequest, Gone, NotFound, SlipwayError, UnknownConnection
 from .grip.jobs import Inline
 from .grip.limits import MAX_POST
+from .grip.metrics import PUBLISHES
 from .grip.model import Connection
 from .grip.publish import ContentRef, parse_close, parse_items, parse_send, skipped_warning
 
@@ -52,6 +53,7 @@ def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
         items, skipped = parse_items(body)
         items, refs_oversize = uploads.check_items(svc, items, skipped)  # 400 before queueing
         svc.queue.send_all([fanout.queued(svc, item.to_job()) for item in items])
+        metrics.record(PUBLISHES, len(items))
         result: dict[str, Any] = {"message": "Published"}
         warnings = []
         if skipped:

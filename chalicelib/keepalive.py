@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from . import services
+from . import metrics, services
 from .aws.queue import Message
 from .grip import jobs
 from .grip import keepalive as ka
+from .grip import metrics as m
 from .grip.model import Member
 from .grip.payload import Payload
 
@@ -103,6 +104,7 @@ def tick(svc: services.Services, second: int, timeouts: list[int]) -> int:
         if new != old:
             svc.store.rephase(target.connection_id, old, new)
     svc.queue.send_all([_message(job) for job in _jobs(second, due)])
+    metrics.record(m.KEEPALIVES, len(due))
     return len(due)
 
 
