@@ -61,6 +61,9 @@ def flushing(app: Any) -> Callable[[Any, Callable[[Any], Any]], Any]:
                 "AWS_LAMBDA_FUNCTION_NAME", app.app_name
             )
             stage, function = m.where(str(name), app.app_name, set(app.handler_map))
+            handler = os.environ.get("_HANDLER")  # on Lambda: the same in both deploy paths
+            if handler:
+                function = m.handler_function(handler)
             flush(os.environ.get("SLIPWAY_STAGE") or stage, function)
 
     return middleware

@@ -117,6 +117,13 @@ def close_reason(status_code: object) -> str:
     return "other"
 
 
+def handler_function(handler: str) -> str:
+    """The function dimension from Lambda's `_HANDLER` (`app.worker`; the REST API's
+    is `app.app`: `api`), the same whatever the deployment named the function."""
+    name = handler.rpartition(".")[2]
+    return "api" if name == "app" else name
+
+
 def where(function_name: str, app_name: str, handlers: set[str]) -> tuple[str, str]:
     """(stage, function) of Chalice's function `<app>-<stage>-<handler>` (the REST
     API's is `<app>-<stage>`: function `api`)."""
@@ -157,13 +164,15 @@ def documents(buffer: Buffer, stage: str, function: str, timestamp_ms: int) -> l
         group[name] = values[0] if len(values) == 1 else values[:MAX_VALUES]
     docs = []
     for key, fields in groups.items():
-        dims = ["stage", "function"] + ([key[0]] if key else [])
+        # Per function, and per stage alone (what the alarms and the dashboard read).
+        extra = [key[0]] if key else []
+        dims = [["stage", "function", *extra], ["stage", *extra]]
         metrics = [{"Name": n, "Unit": BY_NAME[n].unit} for n in fields]
         doc: dict[str, Any] = {
             EMF_KEY: {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [
-                    {"Namespace": NAMESPACE, "Dimensions": [dims], "Metrics": metrics}
+                    {"Namespace": NAMESPACE, "Dimensions": dims, "Metrics": metrics}
                 ],
             },
             "stage": stage,

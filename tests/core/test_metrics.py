@@ -28,7 +28,7 @@ def test_a_buffer_is_one_emf_document_per_dimension_set() -> None:
         "CloudWatchMetrics": [
             {
                 "Namespace": "slipway",
-                "Dimensions": [["stage", "function", "outcome"]],
+                "Dimensions": [["stage", "function", "outcome"], ["stage", "outcome"]],
                 "Metrics": [{"Name": "Deliveries", "Unit": "Count"}],
             }
         ],
@@ -37,7 +37,7 @@ def test_a_buffer_is_one_emf_document_per_dimension_set() -> None:
     plain = by_outcome[None]
     assert plain["MessagesIn"] == 1
     assert plain["BackendLatency"] == [12.5, 7]
-    assert plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["stage", "function"]]
+    assert plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["stage", "function"], ["stage"]]
     units = {x["Name"]: x["Unit"] for x in plain["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert units == {"MessagesIn": "Count", "BackendLatency": "Milliseconds"}
 
@@ -126,6 +126,8 @@ def test_where_splits_chalices_function_names() -> None:
         "websocket_connect",
     )
     assert m.where("slipway-prod", "slipway", handlers) == ("prod", "api")
+    assert m.handler_function("app.worker") == "worker"
+    assert m.handler_function("app.app") == "api"
 
 
 def test_publish_latency_counts_delivered_publish_jobs_only() -> None:
