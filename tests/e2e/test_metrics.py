@@ -6,6 +6,8 @@ prometheus_client's own parser."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -15,7 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from slipway_client import ControlClient
 
-from .processes import KEY, GripBackend, LocalStack
+from .processes import KEY, ROOT, GripBackend, LocalStack
 from .test_faults import set_faults
 from .test_gateway import TIMEOUT, client, connection_id
 from .test_introspection import _connection_rows, _db
@@ -139,3 +141,45 @@ def test_metrics_move_with_connections_publishes_gone_and_throttles(
     assert value(after, "slipway_deliveries_total", outcome="failed") == value(
         before, "slipway_deliveries_total", outcome="failed"
     )
+
+
+def test_status_shows_the_local_stack(stack: LocalStack) -> None:
+    """`slipway status` against the local stack: its own count of open connections,
+    the queues, and the metrics it collected; without the key, a clear error."""
+    command = [
+        sys.executable,
+        "-m",
+        "slipway_dev.cli",
+        "status",
+        "--stage",
+        "local",
+        "--table",
+        TABLE,
+        "--endpoint-url",
+        stack.urls["aws"],
+        "--control-url",
+        stack.control,
+    ]
+    with client(stack), client(stack):
+        done = subprocess.run(
+            [*command, "--key", KEY], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 0, done.stderr
+    lines = {
+        line.split(":")[0].strip(): line.split(":", 1)[1].strip()
+        for line in done.stdout.splitlines()
+        if ":" in line
+    }
+    assert lines["connections open"] == "2"
+    assert lines["publish queue"].startswith("0 waiting")
+    assert lines["dead-letter queue"] == "0"
+    metrics = scrape(stack)
+    sent = int(value(metrics, "slipway_deliveries_total", outcome="sent"))
+    assert lines["deliveries (since start)"].startswith(f"{sent} sent")
+    assert sent >= 1  # the test above published
+    assert "failed (5xx or no answer)" in lines["backend (since start)"]
+
+    refused = subprocess.run(
+        [*command, "--key", "wrong"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 1 and "401" in refused.stderr
