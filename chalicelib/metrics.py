@@ -91,3 +91,10 @@ def message_in() -> None:
 def disconnected(event: dict[str, Any]) -> None:
     status = (event.get("requestContext") or {}).get("disconnectStatusCode")
     record(m.CONNECTIONS_CLOSED, 1, m.close_reason(status))
+
+
+def recovery(result: str, reason: str | None) -> None:
+    """A resume position's outcome (chalicelib/resume.py), if one was presented."""
+    label = m.recovery_result(str(result), None if reason is None else str(reason))
+    if label is not None:
+        record(m.RECOVERIES, 1, label)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
-from . import farewell, services
+from . import farewell, metrics, services
 from .aws.queue import Message
 from .grip import envelope, history, jobs
 from .grip.errors import Gone, TooLarge
@@ -148,6 +148,7 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
         messages.append(envelope.position(report).encode("utf-8"))
     if reason is not None:
         log.info("connection %s: recovery in %r failed: %s", conn.id, channel, reason)
+    metrics.recovery(recovery, reason)
     sent = _send_when_open(svc, conn, messages, wait=not job.opened)
     if sent is _Sent.GONE:
         # Open when it subscribed, gone now: its $disconnect, on the way, removes its

@@ -208,6 +208,10 @@ def dashboard_body(n: Names) -> dict[str, Any]:
             ours(m.PUBLISHES, "Sum") + ours(m.KEEPALIVES, "Sum") + ours(m.LARGE_MESSAGES, "Sum"),
         ),
         ("Backend calls by status", ours(m.BACKEND_CALLS, "Sum", statuses)),
+        (
+            "Recoveries by result",
+            ours(m.RECOVERIES, "Sum", ("recovered", "too_old", "epoch_changed", "unknown_id")),
+        ),
         ("Backend latency (ms)", ours(m.BACKEND_LATENCY, "p50") + ours(m.BACKEND_LATENCY, "p99")),
         (
             "Publish to delivery, fan-out batch (ms)",

@@ -66,6 +66,14 @@ KEEPALIVES = Metric(
     "KeepAlivesQueued", COUNT, "keepalives_queued", "keep-alives queued for the worker to post"
 )
 
+RECOVERIES = Metric(
+    "Recoveries",
+    COUNT,
+    "recoveries",
+    "resume positions presented, by result: recovered, or the reason it failed",
+    "result",
+)
+
 ALL = (
     CONNECTIONS_OPENED,
     CONNECTIONS_CLOSED,
@@ -78,6 +86,7 @@ ALL = (
     FANOUT_DURATION,
     LARGE_MESSAGES,
     KEEPALIVES,
+    RECOVERIES,
 )
 BY_NAME = {m.name: m for m in ALL}
 
@@ -95,6 +104,16 @@ def delivery_outcome(status: int) -> str:
     if status == 429:  # API Gateway's LimitExceededException, after our retries
         return THROTTLED
     return FAILED
+
+
+def recovery_result(recovery: str, reason: str | None) -> str | None:
+    """`recovered`, or why it failed (docs/resume.md's reasons); None when no
+    position was presented (nothing to recover)."""
+    if recovery == "recovered":
+        return "recovered"
+    if recovery == "failed":
+        return reason or "failed"
+    return None
 
 
 def status_class(status: int) -> str:

@@ -142,3 +142,9 @@ def test_publish_latency_counts_delivered_publish_jobs_only() -> None:
         rec("d", "chan#other", 1200),
     ]
     assert m.publish_latencies(records, {"d"}, 2000) == [1000.0, 500.0]
+
+
+def test_recovery_results() -> None:
+    assert m.recovery_result("recovered", None) == "recovered"
+    assert m.recovery_result("failed", "too_old") == "too_old"
+    assert m.recovery_result("none", None) is None
