@@ -10,6 +10,7 @@ one invocation per container at a time. `flushing` wraps every function
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +22,14 @@ _lock = threading.Lock()
 _buffer = m.Buffer()
 
 
+_out_lock = threading.Lock()
+
+
 def _stdout(line: str) -> None:
-    print(line, flush=True)
+    """One write a line: lines of threads that flush at once never interleave."""
+    with _out_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 # Where the lines go: stdout, as on Lambda; the local stack's own process points it
