@@ -166,7 +166,9 @@ class Buffer:
         if metric.unit == COUNT:
             self.counts[key] = self.counts.get(key, 0) + value
         else:
-            self.timings.setdefault(key, []).append(round(value, 3))
+            values = self.timings.setdefault(key, [])
+            if len(values) < MAX_VALUES:  # all a document takes; bounded if never flushed
+                values.append(round(value, 3))
 
     def __bool__(self) -> bool:
         return bool(self.counts or self.timings)
@@ -180,7 +182,7 @@ def documents(buffer: Buffer, stage: str, function: str, timestamp_ms: int) -> l
         _group(groups, BY_NAME[name], label)[name] = value
     for (name, label), values in buffer.timings.items():
         group = _group(groups, BY_NAME[name], label)
-        group[name] = values[0] if len(values) == 1 else values[:MAX_VALUES]
+        group[name] = values[0] if len(values) == 1 else values
     docs = []
     for key, fields in groups.items():
         # Per function, and per stage alone (what the alarms and the dashboard read).
