@@ -1,11 +1,12 @@
 """slipway: the Lambda entry points. Each wires an event to chalicelib."""
 
 import os
+import time
 from urllib.parse import unquote
 
 from chalice import Chalice, Rate
 
-from chalicelib import handlers, keepalive, ordered
+from chalicelib import handlers, keepalive, metrics, ordered
 from chalicelib.grip.limits import FIFO_BATCH
 from chalicelib.lazy import lazy
 
@@ -17,20 +18,26 @@ app = Chalice(app_name="slipway")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 # Chalice sets its app logger (the parent of chalicelib's) to ERROR: keep warnings.
 app.log.setLevel(os.environ.get("SLIPWAY_LOG_LEVEL", "INFO"))
+# Each invocation's metrics, one EMF line per dimension set as it ends (docs/operations.md).
+app.register_middleware(metrics.flushing(app), "all")
 
 
 @app.on_ws_connect()
 def ws_connect(event):
-    return handlers.connect(event.to_dict())
+    response = handlers.connect(event.to_dict())
+    metrics.connected(response)
+    return response
 
 
 @app.on_ws_message()
 def ws_message(event):
+    metrics.message_in()
     handlers.message(event.to_dict())
 
 
 @app.on_ws_disconnect()
 def ws_disconnect(event):
+    metrics.disconnected(event.to_dict())
     handlers.disconnect(event.to_dict())
 
 
@@ -38,7 +45,10 @@ def ws_disconnect(event):
     queue=os.environ.get("SLIPWAY_QUEUE_NAME", "slipway-publish.fifo"), batch_size=FIFO_BATCH
 )
 def worker(event):
-    return fanout.handle_batch(event.to_dict()["Records"])
+    started, records = time.time(), event.to_dict()["Records"]
+    result = fanout.handle_batch(records)
+    metrics.worker_batch(records, result, started)
+    return result
 
 
 @app.on_sqs_message(

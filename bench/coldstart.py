@@ -10,6 +10,12 @@ it now imports at their first use (asyncio, chalicelib.control and .fanout): wha
 `import app` cost before.
 
     .venv/bin/python -m bench.coldstart --runs 9
+    .venv/bin/python -m bench.coldstart --runs 9 --extra \
+        "import app, aws_lambda_powertools.metrics, aws_lambda_powertools.logging"
+
+`--extra` times one more statement in the same run (here: what AWS Lambda
+Powertools' Metrics and Logger would add to app.py, the measurement that chose
+slipway's own EMF module, bench/README.md).
 """
 
 from __future__ import annotations
@@ -66,7 +72,10 @@ def run(kind: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--extra", help="one more statement to time, as kind `extra`")
     args = parser.parse_args()
+    if args.extra:
+        KINDS["extra"] = args.extra
     print(f"load before: {os.getloadavg()[0]:.2f} (1 min)")
     results: dict[str, list[dict]] = {k: [] for k in KINDS}
     for _ in range(args.runs):
@@ -90,6 +99,11 @@ def main() -> None:
         f"eager_over_boto3_ms={med('eager', 'cpu') - med('boto3', 'cpu'):.0f} "
         f"process_app_ms={med('app', 'process'):.0f} process_bare_ms={med('bare', 'process'):.0f}"
     )
+    if args.extra:
+        print(
+            f"extra_ms={med('extra', 'cpu'):.0f} "
+            f"extra_over_app_ms={med('extra', 'cpu') - med('app', 'cpu'):.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import requests
 from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
 
+from . import metrics
 from .grip import codec, request, token
+from .grip import metrics as m
 from .grip.errors import BadGateway
 from .grip.limits import MAX_BACKEND_RESPONSE
 from .grip.model import Connection
@@ -77,6 +79,18 @@ class Backend:
         """Retries only a request that never reached the backend (no connection
         could be made): after a reset or a read timeout the backend may have acted
         on the events, and must not get them twice."""
+        started, status = time.monotonic(), 0
+        try:
+            answer = self._post(query, headers, body, retry)
+            status = answer.status
+            return answer
+        finally:
+            metrics.record(m.BACKEND_CALLS, 1, m.status_class(status))
+            metrics.record(m.BACKEND_LATENCY, (time.monotonic() - started) * 1000)
+
+    def _post(
+        self, query: str, headers: dict[str, str], body: bytes, retry: bool
+    ) -> BackendResponse:
         attempts = self._attempts if retry else 1
         url = self.url(query)
         for attempt in range(attempts):

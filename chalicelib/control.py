@@ -13,12 +13,13 @@ from typing import Any
 
 from chalice.app import Response
 
-from . import executor, services, uploads
+from . import executor, metrics, services, uploads
 from .grip import answer, delivery, history, introspection, plan
 from .grip import effects as fx
 from .grip.auth import authorize
 from .grip.errors import BadRequest, Gone, NotFound, SlipwayError, UnknownConnection
 from .grip.limits import MAX_POST
+from .grip.metrics import PUBLISHES
 from .grip.model import Connection
 from .grip.publish import ContentRef, parse_close, parse_items, parse_send, skipped_warning
 
@@ -61,6 +62,7 @@ def publish(headers: Mapping[str, str], body: bytes | None) -> Response:
             for effect in delivery.queued(item.to_job(), limit, bucket, uuid.uuid4().hex)
         ]
         executor.execute(svc, delivery.objects_first(planned), strict=True)
+        metrics.record(PUBLISHES, len(items))
         result: dict[str, Any] = {"message": "Published"}
         warnings = []
         if skipped:

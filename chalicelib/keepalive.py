@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from . import executor, services
+from . import executor, metrics, services
 from .grip import delivery
 from .grip import keepalive as ka
+from .grip import metrics as m
 
 log = logging.getLogger("slipway.keepalive")
 
@@ -86,4 +87,5 @@ def tick(svc: services.Services, second: int, timeouts: list[int]) -> int:
     sent_at = svc.store.last_delivered(idle_channels) if idle_channels else {}
     count, planned = delivery.tick(second, targets, sent_at)
     executor.execute(svc, planned)
+    metrics.record(m.KEEPALIVES, count)
     return count

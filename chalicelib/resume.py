@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from . import executor, services
+from . import executor, metrics, services
 from .grip import effects as fx
 from .grip import envelope, history, jobs
 from .grip.limits import HISTORY_HEAD_EXTRA
@@ -102,6 +102,7 @@ def join(svc: services.Services, job: jobs.Join) -> bool:
         messages.append(fx.Post(to, envelope.position(report).encode("utf-8")))
     if reason is not None:
         log.info("connection %s: recovery in %r failed: %s", to.connection_id, channel, reason)
+    metrics.recovery(recovery, reason)
     wait = 0.0 if job.opened else _OPEN_WAIT
     sent = executor.when_open(svc, messages, wait)
     if sent is executor.Opened.NOT_OPEN and job.opened:

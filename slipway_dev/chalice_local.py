@@ -106,6 +106,11 @@ def _run(app: Chalice, host: str, port: int, stage: str, project: Path) -> None:
     global _started
     level = os.environ.get("SLIPWAY_LOG_LEVEL") or "INFO"
     _logging(app, level)
+    # The control routes' metric lines, printed here on AWS: to the DEBUG log, not
+    # the terminal (`chalice local` serves no GET /metrics: docs/operations.md).
+    metrics = sys.modules.get("chalicelib.metrics")
+    if metrics is not None:
+        setattr(metrics, "sink", lambda line: log.debug("metrics: %s", line))  # noqa: B010
     check_port(host, port, "--port")
     _die_with_parent()
     _quiet_reloader()

@@ -40,7 +40,16 @@ class NotReady(RuntimeError):
 
 
 class Child:
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], name: str) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        name: str,
+        take: Callable[[str], bool] | None = None,
+    ) -> None:
+        """`take`: offered each line after the ready one; a line it takes (the
+        worker's metric lines: slipway_dev/metrics.py) is not logged."""
+        self.take = take
         self.argv = list(argv)
         self.env = dict(env)
         self.name = name
@@ -65,6 +74,8 @@ class Child:
                 line = line.rstrip("\n")
                 if not found and ready(line):
                     found.append(line)
+                elif self.take is not None and self.take(line):
+                    continue
                 else:
                     log.info("%s: %s", self.name, line)
 

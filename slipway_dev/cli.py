@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(
         dest="command",
-        metavar="{bootstrap,finish,teardown,check-target,local,redrive,rotate-key}",
+        metavar="{bootstrap,finish,teardown,check-target,local,redrive,rotate-key,status}",
     )
     commands.add_parser(
         "bootstrap", add_help=False, help="create the AWS resources for chalice deploy"
@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
         "redrive",
         add_help=False,
         help="move a stage's dead-letter jobs back to their queues (docs/reliability.md)",
+    )
+    commands.add_parser(
+        "status",
+        add_help=False,
+        help="one screen: connections, queues, deliveries, backend errors, alarms",
     )
     local = commands.add_parser(
         "local",
@@ -295,6 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import redrive
 
         return redrive.main(argv[1:])
+    if argv[:1] == ["status"]:
+        from . import status
+
+        return status.main(argv[1:])
     if argv[:1] == ["check-target"]:
         from . import target
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import socket
 import threading
 
@@ -22,6 +23,9 @@ from chalice.local import (
 )
 
 from chalicelib.grip.limits import LAMBDA_REQUEST, REST_REQUEST
+
+from .metrics import CONTENT_TYPE as METRICS_TYPE
+from .metrics import Collector
 
 log = logging.getLogger("slipway_dev.http")
 
@@ -51,6 +55,7 @@ class GatewayRequestHandler(ChaliceRequestHandler):
 
     websocket_port: int | None = None
     websocket_url: str | None = None
+    metrics: Collector | None = None  # GET /metrics, in Prometheus's text format
 
     def _send_error_response(self, error: LocalGatewayException) -> None:
         if isinstance(error, ForbiddenError):  # no such route (or method on it)
@@ -121,7 +126,9 @@ class GatewayRequestHandler(ChaliceRequestHandler):
             pass
 
     def do_GET(self) -> None:  # noqa: N802 (BaseHTTPRequestHandler's naming)
-        if self.headers.get("Upgrade", "").lower() != "websocket":
+        if self.metrics is not None and self.path.split("?")[0] == "/metrics":
+            self._serve_metrics(self.metrics)
+        elif self.headers.get("Upgrade", "").lower() != "websocket":
             self._generic_handle()
         elif self.websocket_port is not None:
             self._splice(self.websocket_port)
@@ -129,6 +136,23 @@ class GatewayRequestHandler(ChaliceRequestHandler):
             where = self.websocket_url or "the `websocket:` URL the stack printed"
             body = json_bytes({"error": f"this is the control API: connect to {where}"})
             self._send_http_response(400, {"Content-Type": "application/json"}, body)
+
+    def _serve_metrics(self, metrics: Collector) -> None:
+        """The stack's metrics, to a caller with a deployment key (or a token signed
+        with one), as the control API authorizes (chalicelib/grip/auth.py)."""
+        from chalicelib import secrets
+        from chalicelib.grip.auth import authorize
+        from chalicelib.grip.errors import SlipwayError
+
+        try:
+            keys = secrets.keys() or os.environ.get("SLIPWAY_KEY")
+            authorize(self.headers.get("Authorization"), keys)
+        except SlipwayError as exc:
+            body = json_bytes({"error": str(exc)})
+            self._send_http_response(exc.status, {"Content-Type": "application/json"}, body)
+            return
+        data = metrics.exposition().encode()
+        self._send_http_response(200, {"Content-Type": METRICS_TYPE}, data)
 
     def _splice(self, port: int) -> None:
         """Hand the connection to the emulator: replay the request head, then copy
@@ -246,12 +270,13 @@ def use_handler(
     config: Config,
     websocket_port: int | None = None,
     websocket_url: str | None = None,
+    metrics: Collector | None = None,
 ) -> None:
     """Have `dev` answer with GatewayRequestHandler from its next request on."""
     handler = type(
         "Handler",
         (GatewayRequestHandler,),
-        {"websocket_port": websocket_port, "websocket_url": websocket_url},
+        {"websocket_port": websocket_port, "websocket_url": websocket_url, "metrics": metrics},
     )
     dev.server.RequestHandlerClass = functools.partial(
         handler, app_object=dev.app_object, config=config
@@ -262,8 +287,14 @@ class ChaliceHttpServer:
     """Binds at construction, so `url` shows the real port (port 0 works)."""
 
     def __init__(
-        self, app: Chalice, host: str = "127.0.0.1", port: int = 0, stage: str = "local"
+        self,
+        app: Chalice,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stage: str = "local",
+        metrics: Collector | None = None,
     ) -> None:
+        self._metrics = metrics
         config = Config(
             chalice_stage=stage,
             function_name="api_handler",
@@ -290,7 +321,7 @@ class ChaliceHttpServer:
 
     def start(self, websocket_url: str | None = None) -> ChaliceHttpServer:
         """Serve; a WebSocket handshake is told to connect to `websocket_url`."""
-        use_handler(self._dev, self._config, None, websocket_url)
+        use_handler(self._dev, self._config, None, websocket_url, self._metrics)
         # server.serve_forever, not LocalDevServer.serve_forever: that one prints
         # "Serving on" with the requested port, which is 0 here.
         self._thread = threading.Thread(

@@ -36,7 +36,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import bootstrap, policy
+from . import alarms, bootstrap, policy
 
 log = logging.getLogger("slipway_dev.postdeploy")
 
@@ -124,6 +124,7 @@ def finish(
     *,
     endpoint_url: str | None = None,
     say: Callable[[str], None] = log.info,
+    thresholds: alarms.Thresholds | None = None,
 ) -> list[str]:
     """Make the deployed stage what path A deploys; returns the changes made."""
     config_path = Path(config_path)
@@ -226,6 +227,10 @@ def finish(
         if found.get("retentionInDays") != days:
             logs.put_retention_policy(logGroupName=group, retentionInDays=days)
             changes.append(f"log retention of {group}: {days} days")
+
+    # The alarms and the dashboard (docs/deploy.md#alarms), as the template's.
+    names = alarms.names(app, stage, session.region_name or "us-east-1")
+    changes += alarms.ensure(client("cloudwatch"), names, thresholds or alarms.Thresholds())
     return changes
 
 
@@ -317,6 +322,9 @@ def teardown(
     else:
         log.info("kept the Secrets Manager secret %s: bootstrap did not create it", plan.key_secret)
 
+    for what in alarms.delete(client("cloudwatch"), alarms.names(plan.app, stage, region)):
+        deleted.append(what)
+
     logs = client("logs")
     for group in stage_log_groups(logs, plan.app, stage):
         gone(
@@ -376,11 +384,48 @@ def finish_main(argv: Sequence[str] | None = None) -> int:
         "WebSocket API deployed now (idempotent).",
     )
     _common(parser)
+    defaults = alarms.Thresholds()
+    add = parser.add_argument
+    add(
+        "--alarm-oldest-publish-seconds",
+        type=int,
+        default=defaults.oldest_publish_seconds,
+        help="alarm when the oldest queued publish is older (default %(default)s)",
+    )
+    add(
+        "--alarm-backend-error-percent",
+        type=float,
+        default=defaults.backend_error_percent,
+        help="alarm above this percent of failed backend calls (default %(default)s)",
+    )
+    add(
+        "--alarm-throttles",
+        type=int,
+        default=defaults.throttles,
+        help="alarm at this many @connections throttles in 5 minutes (default %(default)s)",
+    )
+    add(
+        "--alarm-worker-errors",
+        type=int,
+        default=defaults.worker_errors,
+        help="alarm at this many failed worker invocations in 5 minutes (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     _quiet_logging()
+    thresholds = alarms.Thresholds(
+        oldest_publish_seconds=args.alarm_oldest_publish_seconds,
+        backend_error_percent=args.alarm_backend_error_percent,
+        throttles=args.alarm_throttles,
+        worker_errors=args.alarm_worker_errors,
+    )
     try:
         changes = finish(
-            args.stage, _session(args), args.config, endpoint_url=args.endpoint_url, say=print
+            args.stage,
+            _session(args),
+            args.config,
+            endpoint_url=args.endpoint_url,
+            say=print,
+            thresholds=thresholds,
         )
     except Exception as exc:  # boto3's and ours alike: one line, no trace
         log.error("slipway finish failed: %s", exc)

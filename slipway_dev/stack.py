@@ -31,6 +31,7 @@ from .demo import DemoServer
 from .functions import load_app, project_dir, sqs_function, websocket_routes
 from .health import AwsWatch
 from .http import ChaliceHttpServer
+from .metrics import Collector, collect_in_process
 from .moto_server import MotoServer
 from .resources import KEY_PARAMETER_VARIABLE, KEY_SECRET_VARIABLE
 from .sqs import SqsEventSource
@@ -116,6 +117,7 @@ class Stack:
         self.faults = faults.Faults()
         self.keeper: Keeper | None = None  # starts the worker again when it dies
         self.aws_watch: AwsWatch | None = None
+        self.metrics = Collector()  # the functions' metric lines (GET /metrics)
 
     async def start(self) -> Urls:
         try:
@@ -164,12 +166,16 @@ class Stack:
         if opts.target:
             os.environ["TARGET_URL"] = opts.target
         log.info("the app: %s in %s", opts.app, project)
+        os.environ["SLIPWAY_STAGE"] = opts.stage  # the metrics' stage dimension
         app = load_app(opts.app, project)
+        collect_in_process(self.metrics)
 
         if opts.control_url:
             control = opts.control_url.rstrip("/")
         else:
-            self.http = ChaliceHttpServer(app, opts.host, opts.http_port, opts.stage)
+            self.http = ChaliceHttpServer(
+                app, opts.host, opts.http_port, opts.stage, metrics=self.metrics
+            )
             control = self.http.url(host)
         grip = f"{control}/?key={quote(opts.key, safe='')}"
 
@@ -215,6 +221,7 @@ class Stack:
             ),
             os.environ,
             name="sqs-worker",
+            take=self.metrics.feed,
         )
         self.worker.start(lambda line: line == "ready", timeout=60)
         self.keeper = Keeper(self.worker, lambda line: line == "ready", timeout=60).start()

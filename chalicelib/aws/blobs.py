@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .. import metrics
+from ..grip import metrics as m
 from ..grip.errors import NotFound
 
 # How the client is built (chalicelib/services.py): Signature Version 4 (S3 refuses
@@ -39,6 +41,7 @@ class Blobs:
 
     def put(self, key: str, data: bytes, content_type: str = "application/json") -> None:
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        metrics.record(m.LARGE_MESSAGES)
 
     def get(self, key: str) -> bytes:
         data: bytes = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()

@@ -47,6 +47,8 @@ from urllib.parse import SplitResult, quote, urlsplit
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
+from .. import metrics
+from ..grip import metrics as m
 from ..grip.errors import BadGateway, Gone, TooLarge
 from ..lazy import LazyModule, lazy
 
@@ -208,6 +210,8 @@ class Sockets:
             else:
                 attempt, result = self._judge(attempt, kept, status, data)
             if result is not None:
+                if method == "POST":
+                    metrics.record(m.DELIVERIES, 1, m.delivery_outcome(result.status))
                 return result.value(cid)
             if attempt:  # not a stale connection, replaced at once
                 time.sleep(_backoff(attempt))
@@ -336,6 +340,8 @@ class Sockets:
                 endpoint, cid = todo.popleft()
                 result = await self._call(streams, method, endpoint, cid, payload or b"")
                 result.record(cid, outcome)
+                if payload is not None:
+                    metrics.record(m.DELIVERIES, 1, m.delivery_outcome(result.status))
         finally:
             self._give_back(streams)
 

@@ -164,7 +164,19 @@ def snapshot(rehearsal: Rehearsal, stage: str) -> dict[str, Any]:
         for p in rehearsal.client("ssm").describe_parameters()["Parameters"]
         if p["Name"].startswith(f"/{prefix}/")
     ]
+    cloudwatch = rehearsal.client("cloudwatch")
+    alarms = {
+        a["AlarmName"]: a
+        for a in cloudwatch.describe_alarms(AlarmNamePrefix=prefix + "-")["MetricAlarms"]
+    }
+    dashboards = [
+        d["DashboardName"]
+        for d in cloudwatch.list_dashboards(DashboardNamePrefix=prefix)["DashboardEntries"]
+        if d["DashboardName"] == prefix
+    ]
     return {
+        "alarms": alarms,
+        "dashboards": dashboards,
         "functions": functions,
         "mappings": mappings,
         "websocket_apis": websocket_apis,
@@ -407,3 +419,31 @@ def test_chalice_delete_and_teardown_leave_nothing(rehearsal):
             zip(rehearsal.stages.values(), pool.map(remove, rehearsal.stages.values()), strict=True)
         )
     assert left == {stage: {} for stage in rehearsal.stages.values()}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_finish_puts_the_alarms_and_the_dashboard(rehearsal, source):
+    """The same alarms as the template's (slipway_dev/alarms.py), on the stage's own
+    queues and worker, with the default thresholds; a second finish changes none."""
+    stage = rehearsal.stages[source]
+    state = rehearsal.states[f"{stage}/second"]
+    prefix = f"{APP}-{stage}"
+    assert set(state["alarms"]) == {
+        f"{prefix}-dead-letters",
+        f"{prefix}-oldest-publish",
+        f"{prefix}-worker-errors",
+        f"{prefix}-backend-errors",
+        f"{prefix}-connections-throttles",
+    }
+    dead = state["alarms"][f"{prefix}-dead-letters"]
+    assert dead["Dimensions"] == [{"Name": "QueueName", "Value": f"{prefix}-publish-dlq.fifo"}]
+    oldest = state["alarms"][f"{prefix}-oldest-publish"]
+    assert oldest["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert oldest["Threshold"] == 300
+    worker = state["alarms"][f"{prefix}-worker-errors"]
+    assert worker["Dimensions"] == [{"Name": "FunctionName", "Value": f"{prefix}-worker"}]
+    assert worker["Dimensions"][0]["Value"] in state["functions"]
+    throttles = state["alarms"][f"{prefix}-connections-throttles"]
+    assert {"Name": "stage", "Value": stage} in throttles["Dimensions"]
+    assert state["dashboards"] == [prefix]
+    assert rehearsal.states[f"{stage}/first"]["alarms"].keys() == state["alarms"].keys()

@@ -367,3 +367,37 @@ def test_the_documented_deploy_uploads_the_template(packaged):
     docs = (ROOT / "docs" / "deploy.md").read_text()
     command = docs.split("aws cloudformation deploy ", 1)[1].split("\n```", 1)[0]
     assert "--s3-bucket" in command.split("aws ", 1)[0]
+
+
+ALARMS = {
+    "DeadLetterAlarm",
+    "OldestPublishAlarm",
+    "WorkerErrorsAlarm",
+    "BackendErrorsAlarm",
+    "ThrottlesAlarm",
+}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_alarms_and_the_dashboard_are_in_the_template(packaged, stage):
+    """Path A's alarms and dashboard are slipway_dev/alarms.py's, as `slipway finish`
+    puts them (path B), with the thresholds as parameters of the same defaults."""
+    from slipway_dev import alarms
+
+    template = packaged[stage]
+    resources = template["Resources"]
+    assert {n for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"} == ALARMS
+    for name, resource in alarms.template_resources().items():
+        assert resources[name] == resource
+    for name, parameter in alarms.TEMPLATE_PARAMETERS.items():
+        assert template["Parameters"][name]["Default"] == parameter["Default"]
+    # Our metrics' stage dimension is the stack's name: every function is told it.
+    for name in FUNCTIONS:
+        env = resources[name]["Properties"]["Environment"]["Variables"]
+        assert env["SLIPWAY_STAGE"] == {"Ref": "AWS::StackName"}
+    throttles = resources["ThrottlesAlarm"]["Properties"]
+    assert throttles["Namespace"] == "slipway" and throttles["MetricName"] == "Deliveries"
+    assert {"Name": "outcome", "Value": "throttled"} in throttles["Dimensions"]
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert '"Deliveries"' in body and "${PublishQueue.QueueName}" in body
+    json.loads(body)  # valid JSON once CloudFormation substitutes
