@@ -8,7 +8,7 @@ cycle) and the layers below, never one above:
 
 1. core: `chalicelib/grip`, pure; imports nothing of chalicelib but itself.
 2. adapters: `chalicelib/aws`, the backend's HTTP call, settings, secrets, the
-   container's adapters (`services`).
+   container's adapters (`services`), metric lines out (`metrics`).
 3. executor: carries effects out (`executor`), and the steps that read input
    through the adapters for the entry points (a client's envelope frames, a
    backend's upload refs, a channel's history for a `Join`).
@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "chalicelib.settings": 2,
     "chalicelib.secrets": 2,
     "chalicelib.lazy": 2,
+    "chalicelib.metrics": 2,
     "chalicelib.services": 2,
     "chalicelib.executor": 3,
     "chalicelib.outgoing": 3,
