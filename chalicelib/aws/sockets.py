@@ -21,7 +21,7 @@ not once a call. A kept connection the server has closed meanwhile (the containe
 was frozen between invocations, say) is replaced and the request sent again,
 without counting as a failed attempt. `Sockets.stats` counts connections opened.
 
-What an answer means is decided once (`_Result`): 410 is Gone, 413
+What an answer means is decided once (`answers.Result`): 410 is Gone, 413
 (PayloadTooLargeException: over API Gateway's 128 KB) is TooLarge, which no retry
 can help; 429 and 5xx are retried with a jittered backoff, as are dropped
 connections. h11 is imported at the first call and asyncio at the first
@@ -31,26 +31,25 @@ connections. h11 is imported at the first call and asyncio at the first
 from __future__ import annotations
 
 import json
-import logging
 import os
-import random
 import socket
 import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
-from urllib.parse import SplitResult, quote, urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from .. import metrics
 from ..grip import metrics as m
-from ..grip.errors import BadGateway, Gone, TooLarge
 from ..lazy import LazyModule, lazy
+from .answers import RETRYABLE, Outcome, Result, Stats, backoff, url_of
+from .answers import SocketError as SocketError  # what a single call raises
 
 if TYPE_CHECKING:
     import asyncio
@@ -60,36 +59,9 @@ else:
     asyncio = lazy("asyncio")  # at the first call: not in a cold start's way
     h11 = lazy("h11")
 
-log = logging.getLogger("slipway.sockets")
-_RETRYABLE = {429, 500, 502, 503, 504}
 _IDLE_MAX = 64  # idle connections kept per endpoint and thread
 _IDLE_REUSE = 50.0  # seconds an idle connection is reused for; older ones are closed
 _T = TypeVar("_T")
-
-
-class SocketError(BadGateway):
-    """@connections refused a call for another reason (status and body say why)."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        super().__init__(f"@connections answered {status}: {body[:200]!r}")
-        self.upstream_status = status
-
-
-def _url(endpoint: str, cid: str) -> str:
-    return f"{endpoint.rstrip('/')}/@connections/{quote(cid, safe='')}"
-
-
-@dataclass
-class Stats:
-    """Connections opened to @connections endpoints (TLS handshakes: those over https)."""
-
-    opened: int = 0
-    tls: int = 0
-    stale: int = 0  # kept connections found closed by the server and replaced
-
-    def count(self, https: bool) -> None:
-        self.opened += 1
-        self.tls += https
 
 
 @dataclass
@@ -108,46 +80,6 @@ class _Blocking:
     sock: socket.socket
     http: h11.Connection
     kept: bool = False  # used before: the server may have closed it meanwhile
-
-
-@dataclass
-class Outcome:
-    """What `send_many` did: connection ids found gone, and those that failed."""
-
-    gone: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    too_large: list[str] = field(default_factory=list)  # 413: no retry can help
-
-
-@dataclass(frozen=True)
-class _Result:
-    """One call's end, after its retries: an answer's status and body, or the
-    error that ended the last attempt (status 0)."""
-
-    status: int
-    body: bytes = b""
-    error: BaseException | None = None
-
-    def value(self, cid: str) -> bytes:
-        """The body of a success, or the error a single call raises."""
-        if self.status == 410:
-            raise Gone(cid)
-        if self.status == 413:
-            raise TooLarge(f"@connections refused the message as too large: {self.body[:200]!r}")
-        if self.status == 0 or self.status >= 300:
-            error = str(self.error).encode() if self.status == 0 else self.body
-            raise SocketError(self.status, error) from self.error
-        return self.body
-
-    def record(self, cid: str, outcome: Outcome) -> None:
-        """Count the end of one of many calls in `outcome`."""
-        if self.status == 410:
-            outcome.gone.append(cid)
-        elif self.status == 413:
-            outcome.too_large.append(cid)
-        elif self.status == 0 or self.status >= 300:
-            outcome.failed.append(cid)
-            log_failure(cid, self.error if self.status == 0 else f"status {self.status}")
 
 
 class Sockets:
@@ -194,7 +126,7 @@ class Sockets:
 
     def _one(self, method: str, endpoint: str, cid: str, body: bytes = b"") -> bytes:
         _import()
-        url = _url(endpoint, cid)
+        url = url_of(endpoint, cid)
         parts = urlsplit(url)
         attempt = 0
         while True:
@@ -214,7 +146,7 @@ class Sockets:
                     metrics.record(m.DELIVERIES, 1, m.delivery_outcome(result.status))
                 return result.value(cid)
             if attempt:  # not a stale connection, replaced at once
-                time.sleep(_backoff(attempt))
+                time.sleep(backoff(attempt))
 
     def _exchange_blocking(
         self, method: str, url: str, parts: SplitResult, body: bytes
@@ -255,7 +187,7 @@ class Sockets:
         status: int = 0,
         data: bytes = b"",
         error: Exception | None = None,
-    ) -> tuple[int, _Result | None]:
+    ) -> tuple[int, Result | None]:
         """The retry rule, one for every call: the attempts made so far (a kept
         connection the server closed while idle does not count) and the call's
         result, or None to try again."""
@@ -264,10 +196,10 @@ class Sockets:
                 self.stats.stale += 1  # closed while idle: not this request's fault
                 return attempt, None
             attempt += 1
-            return attempt, _Result(0, error=error) if attempt == self._attempts else None
+            return attempt, Result(0, error=error) if attempt == self._attempts else None
         attempt += 1
-        if status not in _RETRYABLE or attempt == self._attempts:
-            return attempt, _Result(status, data)
+        if status not in RETRYABLE or attempt == self._attempts:
+            return attempt, Result(status, data)
         return attempt, None
 
     def _request(
@@ -347,9 +279,9 @@ class Sockets:
 
     async def _call(
         self, streams: dict[str, _Stream], method: str, endpoint: str, cid: str, body: bytes
-    ) -> _Result:
+    ) -> Result:
         """One request, with its retries, over `streams` (one per endpoint)."""
-        url = _url(endpoint, cid)
+        url = url_of(endpoint, cid)
         parts = urlsplit(url)
         attempt = 0
         while True:
@@ -368,7 +300,7 @@ class Sockets:
             if result is not None:
                 return result
             if attempt:  # not a stale connection, replaced at once
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff(attempt))
 
     def _give_back(self, streams: dict[str, _Stream]) -> None:
         """Keep a caller's connections that can carry another request for the next."""
@@ -447,10 +379,6 @@ def _take(kept: list[_Stream] | None) -> _Stream | None:
     return None
 
 
-def log_failure(cid: str, why: object) -> None:
-    log.warning("@connections call for %s failed: %s", cid, why)
-
-
 def _close(stream: _Stream | None) -> None:
     if stream is not None:
         stream.writer.close()
@@ -472,7 +400,3 @@ def _reusable(http: h11.Connection) -> bool:
         http.start_next_cycle()
         return True
     return False
-
-
-def _backoff(attempt: int) -> float:
-    return random.uniform(0, 0.05 * 2 ** (attempt - 1))  # jittered
