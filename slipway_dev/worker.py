@@ -85,9 +85,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     ).start()
     print("ready", flush=True)
     stop.wait()
+    _exit_after(_STOP_GRACE)
     schedules.stop()
     poller.stop()
     return 0
+
+
+# Seconds the worker may take to stop once told to (batches in flight finish):
+# past it, it exits anyway. A batch stuck on an endpoint that died with the stack
+# (moto runs in the stack's process) must not keep the process after its stack.
+_STOP_GRACE = 12.0
+
+
+def _exit_after(seconds: float) -> None:
+    def give_up() -> None:
+        log.warning("worker: still stopping after %gs: exiting", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
 
 
 if __name__ == "__main__":
