@@ -156,6 +156,23 @@ def publish(members: int, size: int, batch: int = 1) -> Usage:
     return u
 
 
+def publish_sharded(members: int, size: int, shards: int, batch: int = 1) -> Usage:
+    """Projected, not built: the same publish in the sharded design. The channel's
+    job takes the position and writes the history, then queues one job a shard
+    (10 to a call); each shard reads its own members and delivers to them."""
+    shard = math.ceil(members / shards)
+    units = math.ceil(size / APIGW_UNIT) or 1
+    chunks = math.ceil(size / SQS_CHUNK) or 1
+    u = Usage(rest_requests=1, api_requests=1)
+    u += _lambda(0.010 + SQS_SEND_S, CONTROL_MB)
+    u += Usage(sqs_requests=chunks + 2 / batch + math.ceil(shards / 10) + shards * 2 / batch)
+    u += Usage(ddb_wru=1 + _wru(size + ROW_OVERHEAD_BYTES) + 1)  # head, row, `delivered`
+    u += Usage(ddb_rru=shards * _rru_query(shard * MEMBER_ROW_BYTES))
+    u += Usage(apigw_messages=members * units, posts=members)
+    u += _lambda(sharded_serial_s(shards, batch), WORKER_MB) * (1 / batch)
+    return u + _lambda(DDB_PAGE_S + deliver_s(shard), WORKER_MB) * (shards / batch)
+
+
 def split_s(members: int) -> float:
     """Today, a channel over one page: the invocation that reads every page (one
     after another: each needs the last one's cursor) and queues one part a page."""
@@ -222,6 +239,7 @@ class Workload:
     size: int = 1024  # bytes per message
     shards: int = 0  # 0: today's design; else the sharded design, projected
     rotate: bool = True  # clients reconnect before the 2-hour cut (one channel each)
+    api_rps: int = API_RPS  # the account's API Gateway quota (raised on request)
 
 
 @dataclass
@@ -238,16 +256,15 @@ class Result:
 def evaluate(w: Workload) -> Result:
     n, c = w.members, w.channels
     batch = 10 if w.rate * publish_serial_s(n) > 1 else 1  # a backlog fills batches
-    per_pub = publish(n, w.size, batch)
+    per_pub = publish_sharded(n, w.size, w.shards, batch) if w.shards else publish(n, w.size, batch)
     connections = n * c
     rotation = (
         (connect(1, True) + disconnect(1)) * (connections / LIFETIME_S) if w.rotate else Usage()
     )
     background = Usage(connection_minutes=connections / 60) + rotation
-    api_left = API_RPS - background.api_requests - background.new_connections - background.posts
+    api_left = w.api_rps - background.api_requests - background.new_connections - background.posts
     limits = {
-        "API Gateway 10,000 req/s (account)": api_left
-        / (c * (per_pub.posts + per_pub.api_requests)),
+        "API Gateway req/s (account)": api_left / (c * (per_pub.posts + per_pub.api_requests)),
         "DynamoDB chanmeta#<c> partition (head + delivered)": PARTITION_WCU / 2,
         "DynamoDB hist#<c> partition (history rows)": PARTITION_WCU
         / _wru(w.size + ROW_OVERHEAD_BYTES),
@@ -285,10 +302,12 @@ def evaluate(w: Workload) -> Result:
 
 WORKLOADS = [
     Workload("1,000-member room, 10/s, today", 1, 1_000, 10.0),
+    Workload("1,000-member room, 10/s, 8 shards", 1, 1_000, 10.0, shards=8),
     Workload("1,000-member room, 10/s, 16 shards", 1, 1_000, 10.0, shards=16),
     Workload("100,000 members, 1/s, today", 1, 100_000, 1.0),
     Workload("100,000 members, 1/s, 100 shards", 1, 100_000, 1.0, shards=100),
     Workload("1M conns, 100,000 ch x 10, 1/min each", 100_000, 10, 1 / 60),
+    Workload("same, API quota raised to 20,000/s", 100_000, 10, 1 / 60, api_rps=20_000),
 ]
 
 
@@ -356,12 +375,16 @@ def main() -> None:
                 print(f"  {value:12.3f} publishes/s per channel  {name}")
             for name, value in vars(r.carried).items():
                 if value:
-                    print(f"  {value:14,.2f}/s  {name}")
+                    dollars = value * PRICE.get(name, 0.0) * MONTH_S
+                    print(
+                        f"  {value:14,.2f}/s  {name}"
+                        + (f"  ${dollars:,.0f}/month" if dollars else "")
+                    )
     for storm in (Storm(100_000, True), Storm(100_000, False)):
         where = "one channel" if storm.same_channel else "many channels"
         figures = ", ".join(f"{k} {v:,.1f}" for k, v in storm.figures().items())
         print(f"storm, 100,000 clients, {where}: {figures}")
-    today, sharded = evaluate(WORKLOADS[0]), evaluate(WORKLOADS[1])
+    today, sharded = evaluate(WORKLOADS[0]), evaluate(WORKLOADS[2])
     print(
         f"room_today={today.sustained:.2f} room_sharded_projected={sharded.sustained:.2f} "
         f"bottleneck_today={today.bottleneck!r}"
