@@ -339,6 +339,33 @@ class Storm:
         return out
 
 
+def operations() -> list[tuple[str, Usage]]:
+    """Each operation's usage, as docs/scale.md tabulates it."""
+    return [
+        ("publish, 10 members, 1 KB", publish(10, 1024)),
+        ("publish, 1,000 members, 1 KB", publish(1_000, 1024)),
+        ("publish, 100,000 members, 1 KB (split)", publish(100_000, 1024)),
+        ("publish, 1,000 members, 16 shards (projected)", publish_sharded(1_000, 1024, 16)),
+        ("connect, 1 channel, resume", connect(1, True)),
+        ("message in, 1 KB", message_in(1024)),
+        ("disconnect, 1 channel", disconnect(1)),
+    ]
+
+
+def ops_table() -> str:
+    lines = [
+        "| operation | Lambda invocations | Lambda GB-s | DynamoDB WRU | DynamoDB RRU "
+        "| SQS requests | posts | API Gateway messages |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, u in operations():
+        lines.append(
+            f"| {name} | {u.lambda_requests:.3g} | {u.lambda_gb_s:.3g} | {u.ddb_wru:.3g} "
+            f"| {u.ddb_rru:.3g} | {u.sqs_requests:.3g} | {u.posts:,.0f} | {u.apigw_messages:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def table() -> str:
     lines = [
         "| workload | bottleneck | offered /s/ch | sustained /s/ch | publish -> last delivery "
@@ -361,7 +388,10 @@ def table() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limits", action="store_true", help="every limit of every workload")
+    parser.add_argument("--ops", action="store_true", help="each operation's usage")
     args = parser.parse_args()
+    if args.ops:
+        print(ops_table())
     print(
         f"delivery time fitted to {PART_S} s per 1,000 members"
         f" (fixed part {fitted_fixed_s() * 1000:.0f} ms)"

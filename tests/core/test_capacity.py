@@ -32,3 +32,9 @@ def test_the_room_at_10_per_second_is_not_sustained_today() -> None:
 
 def test_a_month_of_one_post_a_second_is_priced_at_the_list_price() -> None:
     assert cap.Usage(apigw_messages=1).monthly_cost() == pytest.approx(2.592)
+
+
+def test_the_delivery_time_is_fitted_to_the_measured_part() -> None:
+    # bench/README.md: one 1,000-member part in 0.79 s (20 ms latency, concurrency 32)
+    assert cap.deliver_s(1_000) == pytest.approx(cap.PART_S)
+    assert cap.deliver_s(10) < cap.deliver_s(125) < cap.deliver_s(1_000)
