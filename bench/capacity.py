@@ -389,7 +389,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limits", action="store_true", help="every limit of every workload")
     parser.add_argument("--ops", action="store_true", help="each operation's usage")
+    parser.add_argument(
+        "--workload",
+        nargs=3,
+        type=float,
+        metavar=("CHANNELS", "MEMBERS", "RATE"),
+        help="add a workload: channels, members each, publishes/s per channel",
+    )
+    parser.add_argument("--size", type=int, default=1024, help="its message size, bytes")
+    parser.add_argument("--shards", type=int, default=0, help="its shards (projected design)")
+    parser.add_argument("--api-rps", type=int, default=API_RPS, help="its API Gateway quota")
     args = parser.parse_args()
+    if args.workload:
+        channels, members, rate = args.workload
+        name = f"{channels:,.0f} ch x {members:,.0f}, {rate:g}/s, {args.size:,} B"
+        name += f", {args.shards} shards (projected)" if args.shards else ", today"
+        WORKLOADS.append(
+            Workload(
+                name, int(channels), int(members), rate, args.size, args.shards, True, args.api_rps
+            )
+        )
     if args.ops:
         print(ops_table())
     print(
