@@ -7,11 +7,13 @@ import time
 import boto3
 import pytest
 
+from chalicelib.aws import table as tbl
 from chalicelib.aws.store import Connection, Store, TooManyChannels, UnknownConnection
 from chalicelib.grip import keepalive as ka
 from chalicelib.grip.history import Position
 from chalicelib.grip.introspection import CONNECTION_SHARDS, shard_of
 from chalicelib.grip.jobs import Stored
+from chalicelib.grip.limits import COUNT_SHARDS
 from chalicelib.grip.payload import Payload
 
 EP = "http://127.0.0.1:1/dev"
@@ -135,7 +137,7 @@ def test_remove_connection_removes_every_row(store: Store, table: str) -> None:
     removed = store.remove_connection("c1")
     assert removed is not None and removed.channels == {"a", "b", "c"}
     rows = {(r["pk"]["S"], r["sk"]["S"]) for r in all_rows(table)}
-    assert {r for r in rows if not r[0].startswith(("conns#", "chanmeta#"))} == {
+    assert {r for r in rows if not r[0].startswith(("conns#", "chancount#"))} == {
         ("conn#c2", "conn"),
         ("chan#a", "c2"),
     }
@@ -163,10 +165,10 @@ def test_count_follows_subscribe_unsubscribe_and_removal(store: Store) -> None:
 
 
 def test_an_expired_count_starts_again_from_zero(store: Store, table: str) -> None:
-    """A counter past its TTL counted only expired members (disconnects lost):
-    it reads 0, and the next change starts it again."""
+    """A counter shard past its TTL counted only expired members (disconnects
+    lost): it reads 0, and the next change starts it again."""
     db = boto3.client("dynamodb")
-    key = {"pk": {"S": "chanmeta#room"}, "sk": {"S": "count"}}
+    key = tbl.count_key("room", tbl.count_shard_of("c1"))
     db.put_item(TableName=table, Item={**key, "n": {"N": "7"}, "expires_at": {"N": "1"}})
     assert store.count("room") == 0
     store.put_connection(conn("c1"))
@@ -176,11 +178,80 @@ def test_an_expired_count_starts_again_from_zero(store: Store, table: str) -> No
     store.unsubscribe("c1", "room")
     assert store.count("room") == 0
     db.delete_item(TableName=table, Key=key)  # deleted by TTL meanwhile
-    store.put_connection(conn("c2"))
-    store.subscribe("c2", "room", EP)
+    store.put_connection(conn("c1"))
+    store.subscribe("c1", "room", EP)
     db.delete_item(TableName=table, Key=key)
-    store.remove_connection("c2")  # never below zero
+    store.remove_connection("c1")  # never below zero
     assert store.count("room") == 0
+
+
+def test_subscribes_to_one_channel_spread_over_the_counter_shards(store: Store, table: str) -> None:
+    """No one item takes every subscribe: each connection's subscribe and
+    unsubscribe change the shard its id hashes to, each under its own partition
+    key, and the count is their sum, read in one request."""
+    ids = [f"conn{k:02d}=" for k in range(40)]
+    for cid in ids:
+        store.put_connection(conn(cid))
+        store.subscribe(cid, "room", EP)
+        store.subscribe(cid, "room", EP)  # a repeat: counted once
+    counters = {
+        r["pk"]["S"]: int(r["n"]["N"])
+        for r in all_rows(table)
+        if r["pk"]["S"].startswith("chancount#")
+    }
+    shards = {tbl.count_shard_of(cid) for cid in ids}
+    assert set(counters) == {tbl.count_key("room", k)["pk"]["S"] for k in shards}
+    assert len(counters) > COUNT_SHARDS // 2 and max(counters.values()) < len(ids) // 2
+    calls: list[str] = []
+    client = boto3.client("dynamodb")
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    counting = Store(client, table, ttl_seconds=7800, max_channels=3)
+    assert counting.count("room") == 40 and calls == ["BatchGetItem"]
+    for cid in ids[:15]:
+        store.unsubscribe(cid, "room")
+    for cid in ids[15:25]:
+        store.remove_connection(cid)
+    assert store.count("room") == 15
+    assert all(int(r["n"]["N"]) >= 0 for r in all_rows(table) if "n" in r)
+    for cid in ids[25:]:
+        store.unsubscribe(cid, "room")
+    assert store.count("room") == 0 and store.count("nowhere") == 0
+
+
+def test_the_counter_of_before_the_shards_is_read_and_counted_down(
+    store: Store, table: str
+) -> None:
+    """An upgraded deployment: members counted in the channel's single counter
+    (`chanmeta#<c>`/`count`) stay counted, and as they leave the total goes down
+    whichever counter took them, none below zero; new subscribes go to the shards."""
+    db = boto3.client("dynamodb")
+    old = [f"old{k}" for k in range(6)]
+    for cid in old:  # subscribed before the upgrade: counted in the single counter
+        store.put_connection(conn(cid))
+        store.subscribe(cid, "room", EP)
+    for r in all_rows(table):
+        if r["pk"]["S"].startswith("chancount#"):
+            db.delete_item(TableName=table, Key={"pk": r["pk"], "sk": r["sk"]})
+    legacy = tbl.legacy_count_key("room")
+    expires = {"N": str(int(time.time()) + 7800)}
+    db.put_item(TableName=table, Item={**legacy, "n": {"N": "6"}, "expires_at": expires})
+    assert store.count("room") == 6
+    new = [f"new{k}" for k in range(6)]
+    for cid in new:
+        store.put_connection(conn(cid))
+        store.subscribe(cid, "room", EP)
+    assert store.count("room") == 12
+    store.unsubscribe(old[0], "room")
+    store.remove_connection(old[1])
+    store.unsubscribe(new[0], "room")
+    assert store.count("room") == 9
+    for cid in old[2:] + new[1:]:
+        store.unsubscribe(cid, "room")
+        store.unsubscribe(cid, "room")  # a repeat: nothing
+    assert store.count("room") == 0
+    rows = [r for r in all_rows(table) if "n" in r]
+    assert rows and all(int(r["n"]["N"]) == 0 for r in rows)
+    assert db.get_item(TableName=table, Key=legacy)["Item"]["expires_at"] == expires
 
 
 def test_removal_above_one_transaction_of_channels(table: str) -> None:

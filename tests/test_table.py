@@ -45,14 +45,17 @@ def test_slipway_dev_creates_the_same_table() -> None:
 
 def test_row_kinds_never_share_a_key() -> None:
     """Whatever a client names a channel or an id, rows of two kinds never meet."""
-    names = ["a", "conn", "meta", "count", "hist", "#", "conn#x", "chanmeta#a", ""]
+    names = ["a", "conn", "meta", "count", "hist", "#", "conn#x", "chanmeta#a", "", "1#a"]
+    names += ["chancount#1#a", "count#1#a", "0#a#11"]
     keys: dict[tuple[str, str], str] = {}
     for name in names:
         for kind, key in {
             "connection": table.conn_key(name),
             "listing": table.listing_key(name),
             "member": table.member_key(name, "conn"),
-            "count": table.count_key(name),
+            "count": table.count_key(name, 0),
+            "count shard": table.count_key(name, 11),
+            "count of before the shards": table.legacy_count_key(name),
             "delivered": table.delivered_key(name),
             "head": table.head_key(name),
             "history": table.history_key(name, 1),

@@ -1,5 +1,5 @@
 """Channel membership and counts: a connection's `channels` set, its member rows
-and each channel's counter, changed together in one transaction; the joins a
+and the channel's counter shard it hashes to, changed together in one transaction; the joins a
 connection has queued (docs/resume.md); and a connection's removal, which counts
 it out of every channel (table.py has the key scheme)."""
 
@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ..grip.errors import Contended, TooManyChannels, TooManyJoins, UnknownConnection
-from ..grip.limits import MAX_QUEUED_JOINS
+from ..grip.limits import COUNT_SHARDS, MAX_QUEUED_JOINS
 from ..grip.model import Connection, Member
 from . import table
 from .connections import Connections
@@ -19,6 +19,12 @@ from .table import Item, Table
 # its member row and its counter.
 _CHANNELS_PER_TRANSACTION = 49
 _ATTEMPTS = 5  # transactions tried while the rows change under them
+
+# What a membership change does to a counter (_count_change, _count_target):
+# LIVE adds to the connection's shard; STALE starts an expired or absent shard
+# again; LEGACY takes one from the channel's counter of before the shards
+# (table.legacy_count_key); NONE leaves the counters as they are.
+LIVE, STALE, LEGACY, NONE = "live", "stale", "legacy", "none"
 
 
 class Membership:
@@ -49,7 +55,7 @@ class Membership:
         subscribe refreshes the member row and changes neither its joining flag
         nor that count: it queues nothing."""
         t = self._t
-        stale = False
+        target = LIVE
         row: Item = {"endpoint": {"S": endpoint}, "envelope": {"BOOL": envelope}}
         if resume:
             row["resume"] = {"BOOL": True}
@@ -63,7 +69,7 @@ class Membership:
                     TransactItems=[
                         self._join(connection_id, channel, joining),
                         {"Put": {"TableName": t.name, "Item": member}},
-                        self._count_change(channel, 1, stale),
+                        *self._count_change(channel, connection_id, 1, target),
                     ]
                 )
                 return True
@@ -85,7 +91,7 @@ class Membership:
                     f"connection {connection_id} has {conn.joins} joins queued already "
                     f"(at most {self._max_joins}): subscribe again once they have run"
                 )
-            stale = self._count_stale(channel)
+            target = self._count_target(channel, connection_id, 1)
         raise Contended(f"subscribe {connection_id} to {channel!r}: too many conflicts, retry")
 
     def _join(self, connection_id: str, channel: str, joining: bool) -> dict[str, Any]:
@@ -154,7 +160,7 @@ class Membership:
         """Idempotent: unsubscribing from a channel never joined does nothing.
         Raises UnknownConnection or Contended."""
         t = self._t
-        stale = False
+        target = LIVE
         for _ in range(_ATTEMPTS):
             leave = {
                 "Update": {
@@ -171,7 +177,11 @@ class Membership:
             }
             try:
                 t.db.transact_write_items(
-                    TransactItems=[leave, gone, self._count_change(channel, -1, stale)]
+                    TransactItems=[
+                        leave,
+                        gone,
+                        *self._count_change(channel, connection_id, -1, target),
+                    ]
                 )
                 return
             except t.db.exceptions.TransactionCanceledException:
@@ -183,14 +193,14 @@ class Membership:
                 # Not a member: a stray member row (none, normally) goes, uncounted.
                 t.db.delete_item(TableName=t.name, Key=table.member_key(channel, connection_id))
                 return
-            stale = self._count_stale(channel)
+            target = self._count_target(channel, connection_id, -1)
         raise Contended(f"unsubscribe {connection_id} from {channel!r}: too many conflicts, retry")
 
     def remove(self, connection_id: str) -> Connection | None:
         """Delete every row of the connection, and count it out of its channels, in
         one transaction (several above 49 channels); returns what was stored."""
         t = self._t
-        stale: set[str] = set()
+        targets: dict[str, str] = {}  # by channel; LIVE unless named
         for _ in range(_ATTEMPTS):
             conn = self._connections.get(connection_id)
             if conn is None:
@@ -200,16 +210,20 @@ class Membership:
             try:
                 while len(channels) > _CHANNELS_PER_TRANSACTION:
                     chunk = channels[:_CHANNELS_PER_TRANSACTION]
-                    self._leave(connection_id, chunk, stale, delete_connection=False)
+                    self._leave(connection_id, chunk, targets, delete_connection=False)
                     channels = channels[_CHANNELS_PER_TRANSACTION:]
-                self._leave(connection_id, channels, stale, delete_connection=True)
+                self._leave(connection_id, channels, targets, delete_connection=True)
                 return conn
             except t.db.exceptions.TransactionCanceledException:
-                stale = {c for c in conn.channels if self._count_stale(c)}
+                targets = {c: self._count_target(c, connection_id, -1) for c in conn.channels}
         raise Contended(f"connection {connection_id} kept changing while being removed, retry")
 
     def _leave(
-        self, connection_id: str, channels: list[str], stale: set[str], delete_connection: bool
+        self,
+        connection_id: str,
+        channels: list[str],
+        targets: dict[str, str],
+        delete_connection: bool,
     ) -> None:
         """One transaction: out of `channels` (member rows deleted, counters down),
         and with `delete_connection` the connection's own rows too, provided it is
@@ -252,7 +266,8 @@ class Membership:
         for channel in channels:
             key = table.member_key(channel, connection_id)
             items.append({"Delete": {"TableName": t.name, "Key": key}})
-            items.append(self._count_change(channel, -1, channel in stale))
+            target = targets.get(channel, LIVE)
+            items += self._count_change(channel, connection_id, -1, target)
         t.db.transact_write_items(TransactItems=items)
 
     # -- members --------------------------------------------------------------------
@@ -324,49 +339,81 @@ class Membership:
     # -- counts ---------------------------------------------------------------------
 
     def count(self, channel: str) -> int:
-        """How many connections the channel has: one item read, whatever the size."""
-        item = self._t.get(table.count_key(channel))
-        if item is None or _expired(item):
-            return 0
-        return max(0, int(item.get("n", {}).get("N", "0")))
+        """How many connections the channel has: its counter shards and its counter
+        of before the shards, read in one BatchGetItem whatever the size (eventually
+        consistent: a change shows within a second or so)."""
+        keys = [table.count_key(channel, k) for k in range(COUNT_SHARDS)]
+        items = self._t.get_many([*keys, table.legacy_count_key(channel)])
+        return sum(_n(i) for i in items if not _expired(i))
 
-    def _count_stale(self, channel: str) -> bool:
-        """Whether the channel's counter is absent or expired (not yet deleted by TTL)."""
-        item = self._t.get(table.count_key(channel))
-        return item is None or _expired(item)
+    def _count_target(self, channel: str, connection_id: str, delta: int) -> str:
+        """Which counter change a retried transaction makes, from what the counters
+        hold now (the transaction's conditions check it still holds)."""
+        shard = self._t.get(table.count_key(channel, table.count_shard_of(connection_id)))
+        live = shard is not None and not _expired(shard)
+        if delta > 0:
+            return LIVE if shard is None or live else STALE
+        if shard is not None and live and _n(shard) > 0:
+            return LIVE
+        legacy = self._t.get(table.legacy_count_key(channel))
+        if legacy is not None and not _expired(legacy) and _n(legacy) > 0:
+            return LEGACY
+        return STALE if not live else NONE
 
-    def _count_change(self, channel: str, delta: int, stale: bool) -> dict[str, Any]:
-        """The counter's part of a membership transaction. The counter expires (TTL)
-        no earlier than any member row it counted: an expired counter counted only
-        expired members, so a `stale` change starts it again from 0 instead. A
-        decrement needs a live counter, an increment a live or absent one: when
-        that does not hold, the transaction fails and is retried with `stale`."""
+    def _count_change(
+        self, channel: str, connection_id: str, delta: int, target: str
+    ) -> list[dict[str, Any]]:
+        """The counter's part of a membership transaction (none, or one item).
+
+        A shard expires (TTL) no earlier than any member row it counted: an expired
+        shard counted only expired members, so a STALE change starts it again from
+        0 instead. An increment needs a live or absent shard; a decrement a live
+        shard above 0 (LIVE), else the counter of before the shards, live and above
+        0 (LEGACY): the total is what is read, so it does not matter which member a
+        counter counted. When the condition fails, the transaction fails and is
+        retried with the target `_count_target` finds. The counter of before the
+        shards is never added to and keeps its TTL: it is gone one connection TTL
+        after the upgrade, when every connection it counted has closed."""
         t = self._t
+        if target == NONE:
+            return []
         now = {"N": str(int(time.time()))}
         names = {"#n": "n", "#v": "v", "#e": "expires_at"}
-        if stale:
+        values: dict[str, Any] = {":one": {"N": "1"}, ":now": now}
+        key = table.count_key(channel, table.count_shard_of(connection_id))
+        if target == STALE:
             expression = "SET #n = :n, #e = :e ADD #v :one"
             condition = "attribute_not_exists(#e) OR #e <= :now"
-            change = {":n": {"N": str(max(delta, 0))}}
+            values.update({":n": {"N": str(max(delta, 0))}, ":e": t.expires()})
+        elif target == LEGACY:
+            key = table.legacy_count_key(channel)
+            expression = "ADD #n :d, #v :one"
+            condition = "#e > :now AND #n > :zero"
+            values.update({":d": {"N": str(delta)}, ":zero": {"N": "0"}})
         else:
             expression = "SET #e = :e ADD #n :d, #v :one"
-            condition = "#e > :now" if delta < 0 else "attribute_not_exists(#e) OR #e > :now"
-            change = {":d": {"N": str(delta)}}
-        return {
-            "Update": {
-                "TableName": t.name,
-                "Key": table.count_key(channel),
-                "UpdateExpression": expression,
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": {
-                    **change,
-                    ":e": t.expires(),
-                    ":one": {"N": "1"},
-                    ":now": now,
-                },
+            values.update({":d": {"N": str(delta)}, ":e": t.expires()})
+            if delta < 0:
+                condition = "#e > :now AND #n > :zero"
+                values[":zero"] = {"N": "0"}
+            else:
+                condition = "attribute_not_exists(#e) OR #e > :now"
+        return [
+            {
+                "Update": {
+                    "TableName": t.name,
+                    "Key": key,
+                    "UpdateExpression": expression,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
             }
-        }
+        ]
+
+
+def _n(item: Item) -> int:
+    return max(0, int(item.get("n", {}).get("N", "0")))
 
 
 def _expired(item: Item) -> bool:

@@ -123,7 +123,8 @@ class Store:
         self._members.join_done(connection_id, channel)
 
     def count(self, channel: str) -> int:
-        """How many connections the channel has: one item read, whatever the size."""
+        """How many connections the channel has: one BatchGetItem of its counter
+        shards, whatever the size (Membership.count)."""
         return self._members.count(channel)
 
     # -- keep-alive (keepalive_slots.py) ------------------------------------------

@@ -13,8 +13,14 @@ Rows (partition key `pk`, sort key `sk`, both strings):
   (`grip.introspection`).
 - `chan#<channel>` / `<id>`: one member of a channel, with what a sender needs
   (membership.py).
-- `chanmeta#<channel>` / `count`: how many members the channel has (`n`), changed
-  in the same transaction as the member rows; `v` counts the changes.
+- `chancount#<k>#<channel>` / `count`: shard k of the channel's member count
+  (`n`), k < COUNT_SHARDS chosen by the connection id (`count_shard_of`), changed
+  in the same transaction as the member rows; `v` counts the changes. Each shard
+  has its own partition key, so subscribes to one channel are not serialised on
+  one item (grip/limits.py).
+- `chanmeta#<channel>` / `count`: the channel's single counter before the shards
+  (deployments from before them): read, and only ever decremented, until it reaches
+  0 or expires (membership.py).
 - `chanmeta#<channel>` / `meta`: when the worker last delivered to the channel
   (idle keep-alives: docs/keepalive.md, keepalive_slots.py).
 - `keepalive` / `timeouts`: the keep-alive timeouts in use; `keepalive` /
@@ -34,10 +40,12 @@ for missed $disconnects.
 from __future__ import annotations
 
 import time
+import zlib
 from typing import Any
 
 from ..grip import history, introspection
 from ..grip.errors import Throttled
+from ..grip.limits import COUNT_SHARDS
 
 Key = dict[str, dict[str, str]]  # a row's key as DynamoDB takes it
 Item = dict[str, Any]  # a row as DynamoDB takes and gives it
@@ -76,6 +84,7 @@ TABLE_SCHEMA: dict[str, Any] = {
 # -- the key scheme -----------------------------------------------------------------
 
 CONN, CONNS, CHAN, CHANMETA, HIST = "conn#", "conns#", "chan#", "chanmeta#", "hist#"
+CHANCOUNT = "chancount#"
 
 
 def _key(pk: str, sk: str) -> Key:
@@ -103,7 +112,20 @@ def members_partition(channel: str) -> str:
     return CHAN + channel
 
 
-def count_key(channel: str) -> Key:
+def count_shard_of(connection_id: str) -> int:
+    """The counter shard a connection is counted in: stable across processes and
+    versions, so its unsubscribe takes back what its subscribe added."""
+    return zlib.crc32(connection_id.encode("utf-8")) % COUNT_SHARDS
+
+
+def count_key(channel: str, shard: int) -> Key:
+    """Shard `shard` of the channel's member count (its own partition key; the
+    shard number first, so no channel name can make two channels' keys meet)."""
+    return _key(f"{CHANCOUNT}{shard}#{channel}", "count")
+
+
+def legacy_count_key(channel: str) -> Key:
+    """The channel's single counter of deployments from before the shards."""
     return _key(CHANMETA + channel, "count")
 
 

@@ -56,6 +56,16 @@ MAX_KEEPALIVE_TIMEOUT = IDLE_TIMEOUT
 # without bound. The store allows at least the deployment's channel limit, so a
 # connection can always join every channel it may at once.
 MAX_QUEUED_JOINS = 20
+# A channel's member count is kept in this many counter items, each under its own
+# partition key; a connection's subscribe and unsubscribe both change the one its
+# id hashes to. One DynamoDB item (and one partition key, until split) takes at
+# most 1,000 write units a second, and a transactional write of a small item
+# costs 2: one counter item would cap a channel near 500 subscribes a second.
+# 16 of them lift that to ~8,000 (the order of API Gateway's account-wide default
+# of 10,000 messages a second), while `GET /channels/{c}` stays one BatchGetItem
+# of 17 keys: the 16, and the single counter of deployments from before them
+# (docs/limits.md). Changing it recounts nothing: keep it once deployed.
+COUNT_SHARDS = 16
 # API Gateway's integration timeout: a $connect has returned (or failed) this
 # long after the connection started, so a 410 later means the connection is gone.
 INTEGRATION_TIMEOUT = 29
