@@ -327,9 +327,11 @@ class Storm:
         out = {"connect floor s": floor, "all connected s (jitter model)": last}
         rate = float(NEW_CONNECTIONS_PER_S)
         if self.same_channel:
-            counter = PARTITION_WCU / 2  # 2 units a transactional item
+            # The member rows chan#<c> share one partition key (the counter is
+            # sharded over 16 keys, COUNT_SHARDS: ~8,000/s), 2 units a transactional item.
+            counter = PARTITION_WCU / 2
             join_run = 10 / (SQS_TO_LAMBDA_S + JOIN_S)  # one batch of 10 at a time
-            out["counter item: subscribes/s"] = counter
+            out["member rows chan#c: subscribes/s"] = counter
             out["SQS group: Join sends/s"] = float(SQS_GROUP_CALLS)
             out["channel group: Joins run/s"] = join_run
             rate = min(rate, counter, SQS_GROUP_CALLS, join_run)

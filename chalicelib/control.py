@@ -173,7 +173,8 @@ def _listing(conns: list[Connection]) -> list[dict[str, Any]]:
 
 
 def channel(headers: Mapping[str, str], name: str) -> Response:
-    """`GET /channels/{channel}`: its subscriber count, one item read whatever the size."""
+    """`GET /channels/{channel}`: its subscriber count: one BatchGetItem of the counter
+    shards (COUNT_SHARDS), whatever the size."""
 
     def run(svc: services.Services) -> Response:
         name_ = introspection.channel_name(name)
