@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from . import aws, logs
@@ -47,9 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.configure(args.log_level, process="worker ")
 
-    stop = threading.Event()
+    stop = _Stop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop.handle)
 
     app = load_app(args.app, project_dir(args.project_dir))
     schedules = Schedules(app, args.stage, aws.REGION).start()
@@ -89,6 +90,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     schedules.stop()
     poller.stop()
     return 0
+
+
+class _Stop:
+    """Told to stop by a signal. The handler only sets a flag: an Event's set()
+    takes a lock, and a handler runs in the main thread between two bytecodes,
+    maybe while that thread holds the same lock inside Event.wait(): the worker
+    then waited for ever, its stack long gone (seen under load)."""
+
+    def __init__(self) -> None:
+        self.told = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        self.told = True
+
+    def wait(self) -> None:
+        while not self.told:
+            time.sleep(0.1)
 
 
 # Seconds the worker may take to stop once told to (batches in flight finish):
